@@ -1,0 +1,3 @@
+//! Media: RTP ports, and (next) prompt playback, pacing and DTMF detection.
+
+pub mod ports;

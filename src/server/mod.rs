@@ -1,0 +1,188 @@
+//! The tokio driver around the pure SIP endpoint: owns the UDP socket, the TCP listener and
+//! connections, the timer, and hands media commands to the media driver. No SIP logic here.
+
+mod media;
+mod tcp;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::settings::Settings;
+use crate::sip::endpoint::{Endpoint, EndpointConfig, MediaEvent, Output};
+use crate::sip::transaction::TimerConfig;
+use crate::sip::transport::{Peer, TransportKind};
+
+/// What the socket tasks tell the loop that owns the endpoint.
+#[derive(Debug)]
+pub(crate) enum DriverInput {
+    TcpOpened {
+        peer: SocketAddr,
+        writer: mpsc::Sender<Bytes>,
+    },
+    TcpMessage {
+        peer: SocketAddr,
+        bytes: Bytes,
+    },
+    TcpClosed {
+        peer: SocketAddr,
+    },
+    Media(MediaEvent),
+}
+
+/// Largest UDP datagram we read; larger ones are truncated by the kernel and rejected as such.
+const UDP_BUFFER: usize = 65_535;
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let udp = UdpSocket::bind(settings.sip.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding SIP UDP socket to {} (setting sip.listen)",
+                settings.sip.listen
+            )
+        })?;
+    let local = udp
+        .local_addr()
+        .context("reading the SIP socket's address")?;
+    let listener = TcpListener::bind(local)
+        .await
+        .with_context(|| format!("binding SIP TCP listener to {local} (setting sip.listen)"))?;
+    let public_ip = settings
+        .sip
+        .public_addr
+        .unwrap_or_else(|| default_public_ip(local.ip()));
+    let config = EndpointConfig {
+        local,
+        public_ip,
+        timers: TimerConfig {
+            t1: settings.sip.t1,
+            t2: settings.sip.t2,
+            t4: settings.sip.t4,
+        },
+        max_call_duration: settings.sip.max_call_duration,
+        answer_delay: settings.sip.answer_delay,
+        rtp_timeout: settings.sip.rtp_timeout,
+        max_message_size: settings.sip.max_message_size,
+        rtp_port_min: settings.rtp.port_min,
+        rtp_port_max: settings.rtp.port_max,
+    };
+    let mut endpoint = Endpoint::new(config, rand::random());
+    let (input_tx, mut inputs) = mpsc::channel::<DriverInput>(8192);
+    tokio::spawn(tcp::accept_loop(
+        listener,
+        input_tx.clone(),
+        settings.sip.max_message_size,
+    ));
+    let mut media = media::MediaDriver::new(local.ip(), input_tx.clone());
+    let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+
+    info!(%local, %public_ip, "SIP listening on UDP and TCP");
+    // The one line test harnesses and operators wait for.
+    println!("hotline listening sip={local} (udp+tcp)");
+
+    let mut buffer = vec![0u8; UDP_BUFFER];
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let deadline = endpoint.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = udp.recv_from(&mut buffer) => match received {
+                Ok((len, addr)) => {
+                    let from = Peer { transport: TransportKind::Udp, addr };
+                    endpoint.handle_message(Instant::now(), from, &buffer[..len]);
+                }
+                // ICMP port unreachable from an earlier send surfaces here on Linux; not fatal.
+                Err(error) => debug!(%error, "UDP receive error"),
+            },
+            Some(input) = inputs.recv() => match input {
+                DriverInput::TcpOpened { peer, writer } => { tcp_writers.insert(peer, writer); }
+                DriverInput::TcpClosed { peer } => { tcp_writers.remove(&peer); }
+                DriverInput::TcpMessage { peer, bytes } => {
+                    let from = Peer { transport: TransportKind::Tcp, addr: peer };
+                    endpoint.handle_message(Instant::now(), from, &bytes);
+                }
+                DriverInput::Media(event) => endpoint.handle_media_event(Instant::now(), event),
+            },
+            () = sleep => endpoint.handle_timeout(Instant::now()),
+            () = &mut shutdown => {
+                info!("shutting down");
+                return Ok(());
+            }
+        }
+        while let Some(output) = endpoint.poll_output() {
+            match output {
+                Output::Transmit { to, bytes } => match to.transport {
+                    TransportKind::Udp => {
+                        if let Err(error) = udp.send_to(&bytes, to.addr).await {
+                            debug!(%error, peer = %to.addr, "UDP send failed");
+                        }
+                    }
+                    TransportKind::Tcp => match tcp_writers.get(&to.addr) {
+                        Some(writer) => {
+                            if writer.try_send(bytes).is_err() {
+                                warn!(peer = %to.addr, "TCP connection backed up or closed; message dropped");
+                            }
+                        }
+                        None => debug!(peer = %to.addr, "no TCP connection for message; dropped"),
+                    },
+                },
+                Output::Media(command) => media.handle(command),
+                Output::CallEnded { .. } => {}
+            }
+        }
+    }
+}
+
+/// Without `sip.public_addr` and with a wildcard listen address, the address of the interface
+/// that routes outward is the best guess for SDP (UDP connect sends no packet).
+fn default_public_ip(listen: IpAddr) -> IpAddr {
+    if !listen.is_unspecified() {
+        return listen;
+    }
+    let probe = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|socket| {
+            socket
+                .connect((Ipv4Addr::new(192, 0, 2, 1), 9))
+                .map(|()| socket)
+        })
+        .and_then(|socket| socket.local_addr());
+    match probe {
+        Ok(addr) if !addr.ip().is_unspecified() => addr.ip(),
+        _ => {
+            warn!("cannot guess the public address: using 127.0.0.1; set sip.public_addr");
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,578 @@
+//! UA-core scenarios driven with simulated time: every timer is an input, so minutes of call
+//! run in microseconds.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const CALLER: &str = "127.0.0.1:6000";
+
+fn config() -> EndpointConfig {
+    EndpointConfig {
+        local: "127.0.0.1:5060".parse().unwrap(),
+        public_ip: "127.0.0.1".parse().unwrap(),
+        timers: TimerConfig {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        },
+        max_call_duration: Duration::from_secs(180),
+        answer_delay: Duration::ZERO,
+        rtp_timeout: Duration::from_secs(30),
+        max_message_size: 16384,
+        rtp_port_min: 30000,
+        rtp_port_max: 30010,
+    }
+}
+
+fn udp() -> Peer {
+    Peer {
+        transport: TransportKind::Udp,
+        addr: CALLER.parse().unwrap(),
+    }
+}
+
+fn tcp() -> Peer {
+    Peer {
+        transport: TransportKind::Tcp,
+        addr: CALLER.parse().unwrap(),
+    }
+}
+
+const PCMU_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 6002 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
+
+fn invite_with(call_id: &str, branch: &str, extra: &str, content_type: &str, body: &str) -> String {
+    let content_type = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Type: {content_type}\r\n")
+    };
+    format!(
+        "INVITE sip:19118@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:6000;branch={branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:37060000000@127.0.0.1>;tag=caller\r\n\
+         To: <sip:19118@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@127.0.0.1:6000>\r\n\
+         {extra}{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn invite(call_id: &str) -> String {
+    invite_with(call_id, "z9hG4bK-inv-1", "", "application/sdp", PCMU_OFFER)
+}
+
+/// An in-dialog request from the caller (ACK, BYE, INFO, re-INVITE...).
+fn in_dialog(
+    method: &str,
+    call_id: &str,
+    to_tag: &str,
+    cseq: u32,
+    branch: &str,
+    body: &str,
+) -> String {
+    let cseq_method = if method == "ACK" && cseq == 1 {
+        "ACK"
+    } else {
+        method
+    };
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} sip:19118@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:6000;branch={branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:37060000000@127.0.0.1>;tag=caller\r\n\
+         To: <sip:19118@127.0.0.1>;tag={to_tag}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {cseq_method}\r\n\
+         Contact: <sip:caller@127.0.0.1:6000>\r\n\
+         {content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+struct Harness {
+    endpoint: Endpoint,
+    t0: Instant,
+    now: Instant,
+    sent: Vec<(Duration, Peer, String)>,
+    media: Vec<MediaCommand>,
+    ended: Vec<(String, EndReason)>,
+}
+
+impl Harness {
+    fn new(config: EndpointConfig) -> Self {
+        let t0 = Instant::now();
+        Self {
+            endpoint: Endpoint::new(config, 7),
+            t0,
+            now: t0,
+            sent: Vec::new(),
+            media: Vec::new(),
+            ended: Vec::new(),
+        }
+    }
+
+    fn receive(&mut self, from: Peer, text: &str) {
+        self.endpoint
+            .handle_message(self.now, from, text.as_bytes());
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        while let Some(output) = self.endpoint.poll_output() {
+            match output {
+                Output::Transmit { to, bytes } => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    self.sent.push((self.now - self.t0, to, text));
+                }
+                Output::Media(command) => self.media.push(command),
+                Output::CallEnded {
+                    call_id, reason, ..
+                } => self.ended.push((call_id, reason)),
+            }
+        }
+    }
+
+    /// Advances simulated time firing every timer on the way, like the driver does.
+    fn advance_to(&mut self, offset: Duration) {
+        let target = self.t0 + offset;
+        while let Some(at) = self.endpoint.poll_timeout() {
+            if at > target {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.endpoint.handle_timeout(self.now);
+            self.collect();
+        }
+        self.now = target;
+    }
+
+    fn take_sent(&mut self) -> Vec<(Duration, Peer, String)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn first_lines(&mut self) -> Vec<String> {
+        self.take_sent()
+            .into_iter()
+            .map(|(_, _, text)| text.lines().next().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then_some(value.trim())
+    })
+}
+
+fn to_tag(message: &str) -> String {
+    let to = header(message, "To").unwrap();
+    to.split(";tag=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Answers a call and returns our To tag.
+fn answered_call(h: &mut Harness, call_id: &str) -> String {
+    h.receive(udp(), &invite(call_id));
+    let sent = h.take_sent();
+    let ok = sent
+        .iter()
+        .find(|(_, _, text)| text.starts_with("SIP/2.0 200"))
+        .expect("200 OK");
+    to_tag(&ok.2)
+}
+
+#[test]
+fn basic_call_is_answered_with_sdp_and_ended_by_caller_bye() {
+    let mut h = Harness::new(config());
+    h.receive(udp(), &invite("basic-1"));
+    let sent = h.take_sent();
+    let lines: Vec<_> = sent
+        .iter()
+        .map(|(_, _, t)| t.lines().next().unwrap())
+        .collect();
+    assert_eq!(lines, vec!["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]);
+    let ok = &sent[1].2;
+    assert!(ok.contains("m=audio 30000 RTP/AVP 0 101"), "{ok}");
+    assert!(ok.contains("a=ptime:20"), "{ok}");
+    assert!(header(ok, "Contact")
+        .unwrap()
+        .contains("sip:19118@127.0.0.1:5060"));
+    assert_eq!(header(ok, "Content-Type"), Some("application/sdp"));
+    let tag = to_tag(ok);
+    assert!(
+        matches!(&h.media[..], [MediaCommand::Start { local_port: 30000, session, .. }]
+        if session.remote == Some("127.0.0.1:6002".parse().unwrap()) && session.telephone_event == Some(101))
+    );
+
+    h.receive(
+        udp(),
+        &in_dialog("ACK", "basic-1", &tag, 1, "z9hG4bK-ack-1", ""),
+    );
+    h.advance_to(Duration::from_secs(10));
+    assert!(h.take_sent().is_empty(), "no 2xx retransmission after ACK");
+
+    h.receive(
+        udp(),
+        &in_dialog("BYE", "basic-1", &tag, 2, "z9hG4bK-bye-1", ""),
+    );
+    assert_eq!(h.first_lines(), vec!["SIP/2.0 200 OK"]);
+    assert_eq!(
+        h.ended,
+        vec![("basic-1".to_string(), EndReason::CallerHungUp)]
+    );
+    assert!(matches!(h.media.last(), Some(MediaCommand::Stop { .. })));
+    h.advance_to(Duration::from_secs(60));
+    assert_eq!(
+        h.endpoint.stats(),
+        EndpointStats::default(),
+        "nothing leaks"
+    );
+}
+
+#[test]
+fn unacknowledged_2xx_is_resent_at_t1_doubling_to_t2_then_bye_after_64_t1() {
+    let mut h = Harness::new(config());
+    h.receive(udp(), &invite("noack-1"));
+    h.take_sent();
+    h.advance_to(Duration::from_secs(40));
+    let sent = h.take_sent();
+    let ok_times: Vec<u64> = sent
+        .iter()
+        .filter(|(_, _, t)| t.starts_with("SIP/2.0 200"))
+        .map(|(at, _, _)| at.as_millis() as u64)
+        .collect();
+    // T1 = 500 ms: resends at 0.5, 1.5, 3.5, 7.5 s, then every T2 = 4 s until 64·T1 = 32 s.
+    assert_eq!(
+        ok_times,
+        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    let bye: Vec<_> = sent
+        .iter()
+        .filter(|(_, _, t)| t.starts_with("BYE "))
+        .collect();
+    assert_eq!(bye[0].0, Duration::from_secs(32), "BYE exactly at 64·T1");
+    assert!(bye[0].2.contains("CSeq: "), "{}", bye[0].2);
+    assert_eq!(
+        header(&bye[0].2, "To").unwrap(),
+        "<sip:37060000000@127.0.0.1>;tag=caller"
+    );
+    // The caller never answers the BYE either: Timer F ends the transaction and the call.
+    h.advance_to(Duration::from_secs(120));
+    assert_eq!(
+        h.ended,
+        vec![("noack-1".to_string(), EndReason::AckTimeout)]
+    );
+    assert_eq!(h.endpoint.stats(), EndpointStats::default());
+}
+
+#[test]
+fn tcp_calls_get_no_2xx_retransmissions() {
+    let mut h = Harness::new(config());
+    h.receive(
+        tcp(),
+        &invite("tcp-1").replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
+    );
+    h.take_sent();
+    h.advance_to(Duration::from_secs(31));
+    assert!(h
+        .take_sent()
+        .iter()
+        .all(|(_, _, t)| !t.starts_with("SIP/2.0 200")));
+}
+
+#[test]
+fn cancel_while_ringing_gets_200_and_the_invite_487() {
+    let mut h = Harness::new(EndpointConfig {
+        answer_delay: Duration::from_secs(2),
+        ..config()
+    });
+    h.receive(udp(), &invite("cancel-1"));
+    assert_eq!(
+        h.first_lines(),
+        vec!["SIP/2.0 100 Trying", "SIP/2.0 180 Ringing"]
+    );
+    h.advance_to(Duration::from_millis(800));
+    let cancel = invite_with("cancel-1", "z9hG4bK-inv-1", "", "application/sdp", "")
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    h.receive(udp(), &cancel);
+    let sent = h.take_sent();
+    let lines: Vec<_> = sent
+        .iter()
+        .map(|(_, _, t)| (t.lines().next().unwrap(), header(t, "CSeq").unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("SIP/2.0 200 OK", "1 CANCEL"),
+            ("SIP/2.0 487 Request Terminated", "1 INVITE")
+        ]
+    );
+    assert_eq!(
+        h.ended,
+        vec![("cancel-1".to_string(), EndReason::CallerCancelled)]
+    );
+    // The answer timer must not resurrect the call.
+    h.advance_to(Duration::from_secs(5));
+    assert!(h
+        .take_sent()
+        .iter()
+        .all(|(_, _, t)| !t.starts_with("SIP/2.0 200")));
+    assert_eq!(h.endpoint.stats().calls, 0);
+    assert_eq!(h.endpoint.stats().rtp_ports_in_use, 0);
+}
+
+#[test]
+fn cancel_after_answer_only_answers_the_cancel() {
+    let mut h = Harness::new(config());
+    let _tag = answered_call(&mut h, "late-cancel");
+    let cancel = invite_with("late-cancel", "z9hG4bK-inv-1", "", "application/sdp", "")
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    h.receive(udp(), &cancel);
+    let lines = h.first_lines();
+    assert!(lines.iter().all(|l| !l.contains("487")), "{lines:?}");
+    assert_eq!(h.endpoint.stats().calls, 1, "the answered call goes on");
+}
+
+#[test]
+fn retransmitted_invite_is_absorbed() {
+    let mut h = Harness::new(EndpointConfig {
+        answer_delay: Duration::from_secs(1),
+        ..config()
+    });
+    h.receive(udp(), &invite("dup-1"));
+    h.take_sent();
+    h.receive(udp(), &invite("dup-1"));
+    assert_eq!(
+        h.first_lines(),
+        vec!["SIP/2.0 180 Ringing"],
+        "last provisional resent"
+    );
+    assert_eq!(h.endpoint.stats().calls, 1);
+    h.advance_to(Duration::from_millis(1100));
+    h.take_sent();
+    h.receive(udp(), &invite("dup-1"));
+    assert!(h.first_lines().is_empty(), "absorbed after the 2xx");
+    assert_eq!(h.endpoint.stats().calls, 1);
+}
+
+#[test]
+fn max_call_duration_hangs_up_with_bye() {
+    let mut h = Harness::new(config());
+    let tag = answered_call(&mut h, "long-1");
+    h.receive(
+        udp(),
+        &in_dialog("ACK", "long-1", &tag, 1, "z9hG4bK-ack", ""),
+    );
+    h.advance_to(Duration::from_secs(179));
+    assert!(h.take_sent().is_empty());
+    h.advance_to(Duration::from_secs(180));
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1);
+    let bye = &sent[0].2;
+    assert!(
+        bye.starts_with("BYE sip:caller@127.0.0.1:6000 SIP/2.0"),
+        "{bye}"
+    );
+    let response = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: long-1\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        header(bye, "Via").unwrap(),
+        header(bye, "From").unwrap(),
+        header(bye, "To").unwrap(),
+        header(bye, "CSeq").unwrap()
+    );
+    h.receive(udp(), &response);
+    assert_eq!(
+        h.ended,
+        vec![("long-1".to_string(), EndReason::MaxDuration)]
+    );
+}
+
+#[test]
+fn rtp_inactivity_hangs_up() {
+    let mut h = Harness::new(config());
+    let tag = answered_call(&mut h, "dead-1");
+    h.receive(
+        udp(),
+        &in_dialog("ACK", "dead-1", &tag, 1, "z9hG4bK-ack", ""),
+    );
+    h.endpoint
+        .handle_media_event(h.now, MediaEvent::Inactive { call: CallRef(1) });
+    h.collect();
+    assert!(h.first_lines()[0].starts_with("BYE "));
+}
+
+#[test]
+fn offer_with_only_g729_gets_488_with_warning() {
+    let mut h = Harness::new(config());
+    let offer = PCMU_OFFER
+        .replace("RTP/AVP 0 101", "RTP/AVP 18")
+        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000");
+    h.receive(
+        udp(),
+        &invite_with("g729", "z9hG4bK-g", "", "application/sdp", &offer),
+    );
+    let sent = h.take_sent();
+    let reject = &sent.last().unwrap().2;
+    assert!(reject.starts_with("SIP/2.0 488"), "{reject}");
+    assert!(
+        header(reject, "Warning").unwrap().starts_with("305"),
+        "{reject}"
+    );
+    assert_eq!(h.endpoint.stats().rtp_ports_in_use, 0);
+}
+
+#[test]
+fn options_gets_200_with_allow_and_accept() {
+    let mut h = Harness::new(config());
+    let options = invite_with("opt-1", "z9hG4bK-o", "", "", "")
+        .replacen("INVITE sip", "OPTIONS sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+    h.receive(udp(), &options);
+    let sent = h.take_sent();
+    let ok = &sent.last().unwrap().2;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(header(ok, "Allow"), Some(ALLOW));
+    assert!(header(ok, "Accept").unwrap().contains("application/sdp"));
+}
+
+#[test]
+fn max_forwards_zero_gets_483_and_unsupported_require_420() {
+    let mut h = Harness::new(config());
+    h.receive(
+        udp(),
+        &invite("mf0").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    );
+    assert_eq!(h.first_lines(), vec!["SIP/2.0 483 Too Many Hops"]);
+    h.receive(
+        udp(),
+        &invite_with(
+            "req",
+            "z9hG4bK-r",
+            "Require: 100rel\r\n",
+            "application/sdp",
+            PCMU_OFFER,
+        ),
+    );
+    let sent = h.take_sent();
+    assert!(sent[0].2.starts_with("SIP/2.0 420"), "{}", sent[0].2);
+    assert_eq!(header(&sent[0].2, "Unsupported"), Some("100rel"));
+    assert_eq!(h.endpoint.stats().calls, 0);
+}
+
+#[test]
+fn requests_needing_a_dialog_get_481() {
+    let mut h = Harness::new(config());
+    h.receive(
+        udp(),
+        &in_dialog("BYE", "nobody", "ghost", 2, "z9hG4bK-b", ""),
+    );
+    assert_eq!(
+        h.first_lines(),
+        vec!["SIP/2.0 481 Call/Transaction Does Not Exist"]
+    );
+    let info = invite_with("info", "z9hG4bK-i", "", "", "")
+        .replacen("INVITE sip", "INFO sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 INFO");
+    h.receive(udp(), &info);
+    assert!(h.first_lines()[0].starts_with("SIP/2.0 481"));
+}
+
+#[test]
+fn unknown_method_gets_405_with_allow() {
+    let mut h = Harness::new(config());
+    let foo = invite_with("foo", "z9hG4bK-f", "", "", "")
+        .replacen("INVITE sip", "FOO sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 FOO");
+    h.receive(udp(), &foo);
+    let sent = h.take_sent();
+    assert!(sent[0].2.starts_with("SIP/2.0 405"), "{}", sent[0].2);
+    assert_eq!(header(&sent[0].2, "Allow"), Some(ALLOW));
+}
+
+#[test]
+fn garbage_gets_400_when_answerable_and_silence_otherwise() {
+    let mut h = Harness::new(config());
+    h.receive(udp(), "this is not SIP at all");
+    assert!(h.take_sent().is_empty());
+    let broken = invite("cl").replace(
+        &format!("Content-Length: {}", PCMU_OFFER.len()),
+        "Content-Length: 9999",
+    );
+    h.receive(udp(), &broken);
+    assert!(h.first_lines()[0].starts_with("SIP/2.0 400"));
+}
+
+#[test]
+fn hold_reinvite_is_answered_recvonly_and_stops_the_inactivity_watch() {
+    let mut h = Harness::new(config());
+    let tag = answered_call(&mut h, "hold-1");
+    h.receive(
+        udp(),
+        &in_dialog("ACK", "hold-1", &tag, 1, "z9hG4bK-ack", ""),
+    );
+    let hold = PCMU_OFFER.replace("a=fmtp:101 0-15\r\n", "a=fmtp:101 0-15\r\na=sendonly\r\n");
+    h.receive(
+        udp(),
+        &in_dialog("INVITE", "hold-1", &tag, 2, "z9hG4bK-hold", &hold),
+    );
+    let sent = h.take_sent();
+    let ok = sent
+        .iter()
+        .find(|(_, _, t)| t.starts_with("SIP/2.0 200"))
+        .expect("200 to re-INVITE");
+    assert!(ok.2.contains("a=recvonly"), "{}", ok.2);
+    assert!(
+        ok.2.contains("o=hotline ") && ok.2.contains(" 2 IN IP4"),
+        "version bumped: {}",
+        ok.2
+    );
+    assert!(
+        matches!(h.media.last(), Some(MediaCommand::Update { session, .. }) if session.inactivity_timeout.is_none())
+    );
+    h.receive(
+        udp(),
+        &in_dialog("ACK", "hold-1", &tag, 2, "z9hG4bK-ack2", ""),
+    );
+    h.advance_to(Duration::from_secs(10));
+    assert!(h.take_sent().is_empty());
+}
+
+#[test]
+fn offerless_invite_gets_our_offer_and_media_starts_on_the_ack_answer() {
+    let mut h = Harness::new(config());
+    h.receive(udp(), &invite_with("noffer", "z9hG4bK-n", "", "", ""));
+    let sent = h.take_sent();
+    let ok = &sent.last().unwrap().2;
+    assert!(ok.contains("m=audio 30000 RTP/AVP 0 8 101"), "{ok}");
+    assert!(h.media.is_empty(), "no media before the answer");
+    let answer = PCMU_OFFER;
+    h.receive(
+        udp(),
+        &in_dialog("ACK", "noffer", &to_tag(ok), 1, "z9hG4bK-a", answer),
+    );
+    assert!(
+        matches!(h.media.last(), Some(MediaCommand::Start { .. })),
+        "{:?}",
+        h.media
+    );
+}
