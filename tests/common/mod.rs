@@ -1,0 +1,538 @@
+//! Shared harness for the integration tests: runs `hotline serve` as a child process on
+//! loopback ports (`Service`) and drives SIPp scenarios from `tests/sipp/` against it (`Sipp`).
+//! Each test binary uses a different part of it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long the service may take to print its readiness line.
+const READY_DEADLINE: Duration = Duration::from_secs(20);
+/// The readiness line is this prefix followed by the SIP address and ` (udp+tcp)`.
+const READY_PREFIX: &str = "hotline listening sip=";
+/// How long Drop waits for the output readers to see the pipes close.
+const READERS_DEADLINE: Duration = Duration::from_secs(2);
+/// Service stderr lines kept for failure reports.
+const STDERR_TAIL_LINES: usize = 200;
+
+/// Service RTP ranges are carved from 20000..32600, below Linux's ephemeral range (32768+) where
+/// the OS picks SIPp's signalling and media ports, so the two never compete for a port.
+const RTP_BASE: u32 = 20_000;
+const RTP_PORTS_PER_SERVICE: u32 = 200;
+const RTP_SLOTS: u32 = 63;
+/// Distinct per service started by this test process; tests run in parallel threads.
+static NEXT_SERVICE: AtomicU32 = AtomicU32::new(0);
+
+/// A running `hotline serve` child process, killed when dropped (also when the test panics,
+/// in which case the tail of its stderr is printed).
+pub struct Service {
+    child: Child,
+    sip_addr: SocketAddr,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Each output reader sends once here when its pipe closes.
+    readers_done: mpsc::Receiver<()>,
+    dir: PathBuf,
+    sipp_runs: AtomicU32,
+}
+
+impl Service {
+    /// Starts the service on 127.0.0.1 with a private RTP port range, database and working
+    /// folder, and waits for its readiness line. `extra_env` pairs override the defaults.
+    pub fn start(extra_env: &[(&str, &str)]) -> Service {
+        let number = NEXT_SERVICE.fetch_add(1, Ordering::Relaxed);
+        let slot = (std::process::id() + number) % RTP_SLOTS;
+        let rtp_min = RTP_BASE + slot * RTP_PORTS_PER_SERVICE;
+        let rtp_max = rtp_min + RTP_PORTS_PER_SERVICE - 1;
+        let dir = test_dir(number);
+        let database_url = format!("sqlite://{}", dir.join("hotline.db").display());
+
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hotline"));
+        command
+            .arg("serve")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Settings from the developer's shell must not leak into tests.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("HOTLINE__") {
+                command.env_remove(&key);
+            }
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "info,hotline=debug");
+        }
+        command
+            .env("HOTLINE__SIP__LISTEN", "127.0.0.1:0")
+            .env("HOTLINE__HTTP__LISTEN", "127.0.0.1:0")
+            .env("HOTLINE__RTP__PORT_MIN", rtp_min.to_string())
+            .env("HOTLINE__RTP__PORT_MAX", rtp_max.to_string())
+            .env("HOTLINE__DATABASE__URL", &database_url);
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {}: {error}", env!("CARGO_BIN_EXE_hotline")));
+
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
+        let (stdout_lines, ready_lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (reader_done, readers_done) = mpsc::channel();
+        let stdout_done = reader_done.clone();
+        thread::spawn(move || {
+            // Keeps draining after readiness so the pipe never fills; sends fail once nobody
+            // listens, which is fine.
+            for_each_line(stdout, |line| {
+                let _ = stdout_lines.send(line);
+            });
+            let _ = stdout_done.send(());
+        });
+        let tail = Arc::clone(&stderr_tail);
+        thread::spawn(move || {
+            for_each_line(stderr, |line| {
+                let mut tail = tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if tail.len() == STDERR_TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            });
+            let _ = reader_done.send(());
+        });
+
+        // From here on, Drop kills the child and reports stderr if we panic.
+        let mut service = Service {
+            child,
+            sip_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            stderr_tail,
+            readers_done,
+            dir,
+            sipp_runs: AtomicU32::new(0),
+        };
+        service.sip_addr = service.wait_until_ready(&ready_lines);
+        service
+    }
+
+    fn wait_until_ready(&mut self, lines: &mpsc::Receiver<String>) -> SocketAddr {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(READY_PREFIX) {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        return addr.parse().unwrap_or_else(|error| {
+                            panic!("readiness line {line:?} has no SIP address: {error}")
+                        });
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("hotline printed no `{READY_PREFIX}...` line within {READY_DEADLINE:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().ok();
+                    panic!("hotline closed stdout before it was ready (exit status {status:?})")
+                }
+            }
+        }
+    }
+
+    /// The address the service bound for SIP over both UDP and TCP.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip_addr
+    }
+
+    /// The test's private working folder (database, SIPp logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `Some(status)` once the service process has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The last lines the service wrote to stderr (its log).
+    pub fn stderr_tail(&self) -> String {
+        let tail = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tail.iter().map(|line| format!("{line}\n")).collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The pipes close with the process, so the readers finish and the tail is complete;
+        // bounded in case a grandchild still holds a pipe open.
+        let deadline = Instant::now() + READERS_DEADLINE;
+        for _ in 0..2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.readers_done.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+        if thread::panicking() {
+            let sip = match self.sip_addr.port() {
+                0 => "(not ready)".to_string(),
+                _ => self.sip_addr.to_string(),
+            };
+            eprintln!(
+                "---- hotline stderr (last {STDERR_TAIL_LINES} lines), sip={sip} dir={} ----\n{}---- end of hotline stderr ----",
+                self.dir.display(),
+                self.stderr_tail()
+            );
+        }
+    }
+}
+
+/// Calls `each` with every line of `source`, decoding leniently so odd bytes never stop the
+/// draining.
+fn for_each_line(source: impl Read, mut each: impl FnMut(String)) {
+    let mut reader = BufReader::new(source);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        match reader.read_until(b'\n', &mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buffer);
+                each(line.trim_end_matches(['\r', '\n']).to_string());
+            }
+        }
+    }
+}
+
+/// A fresh folder for one service of the current test, kept after the run for inspection.
+fn test_dir(number: u32) -> PathBuf {
+    let current = thread::current();
+    let test_name: String = current
+        .name()
+        .unwrap_or("unnamed")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("hotline-tests")
+        .join(format!("{}-{test_name}-{number}", env!("CARGO_CRATE_NAME")));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
+    dir
+}
+
+/// SIPp's transport modes used by the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `-t u1`: one UDP socket for all calls.
+    Udp,
+    /// `-t t1`: one TCP connection for all calls.
+    TcpSingleConnection,
+    /// `-t tn`: a new TCP connection per call.
+    TcpConnectionPerCall,
+}
+
+impl Transport {
+    fn sipp_flag(self) -> &'static str {
+        match self {
+            Transport::Udp => "u1",
+            Transport::TcpSingleConnection => "t1",
+            Transport::TcpConnectionPerCall => "tn",
+        }
+    }
+}
+
+/// Final SIPp call counters (the cumulative `(C)` columns of its statistics file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SippStats {
+    pub successful: u64,
+    pub failed: u64,
+}
+
+/// One SIPp run of a scenario from `tests/sipp/`, configured builder-style.
+#[derive(Debug, Clone)]
+pub struct Sipp {
+    scenario: String,
+    transport: Transport,
+    calls: u32,
+    rate: u32,
+    limit: Option<u32>,
+}
+
+/// The number SIPp dials (`[service]` in the scenarios): the hotline's own.
+const DIALLED_NUMBER: &str = "19118";
+
+/// SIPp gives up on the whole run after this (and fails it: `-timeout_error`).
+const SIPP_GLOBAL_TIMEOUT_S: u64 = 60;
+/// A single expected message that does not arrive within this fails that call.
+const SIPP_RECV_TIMEOUT_S: u64 = 10;
+/// Our own backstop in case SIPp ignores its timeout.
+const SIPP_WALL_DEADLINE: Duration = Duration::from_secs(SIPP_GLOBAL_TIMEOUT_S + 30);
+
+impl Sipp {
+    /// `scenario` is a file name in `tests/sipp/`. Defaults: UDP, 1 call at 10 calls/s,
+    /// dialling 19118.
+    pub fn new(scenario: &str) -> Sipp {
+        Sipp {
+            scenario: scenario.to_string(),
+            transport: Transport::Udp,
+            calls: 1,
+            rate: 10,
+            limit: None,
+        }
+    }
+
+    pub fn transport(mut self, transport: Transport) -> Sipp {
+        self.transport = transport;
+        self
+    }
+
+    /// Total calls to place (`-m`).
+    pub fn calls(mut self, calls: u32) -> Sipp {
+        self.calls = calls;
+        self
+    }
+
+    /// New calls per second (`-r`).
+    pub fn rate(mut self, calls_per_second: u32) -> Sipp {
+        self.rate = calls_per_second;
+        self
+    }
+
+    /// Most calls open at once (`-l`).
+    pub fn limit(mut self, simultaneous_calls: u32) -> Sipp {
+        self.limit = Some(simultaneous_calls);
+        self
+    }
+
+    /// Runs SIPp in the foreground against `service` and returns its exit code and final
+    /// counters. The returned `SippRun` prints SIPp's error log and screen if the test then
+    /// fails.
+    pub fn run(&self, service: &Service) -> SippRun {
+        let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(&self.scenario);
+        assert!(
+            scenario.is_file(),
+            "no SIPp scenario {}",
+            scenario.display()
+        );
+        let run_number = service.sipp_runs.fetch_add(1, Ordering::Relaxed);
+        let stem = self.scenario.trim_end_matches(".xml");
+        let dir = service.dir().join(format!("sipp-{run_number}-{stem}"));
+        fs::create_dir_all(&dir)
+            .unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
+
+        let tcp = self.transport != Transport::Udp;
+        let signalling_port = free_port(tcp, false);
+        // SIPp binds audio on -mp and video on -mp + 2.
+        let media_port = free_port(false, true);
+        let control_port = free_port(false, false);
+        let output = File::create(dir.join("output.log")).expect("creating SIPp output log");
+        let output_err = output.try_clone().expect("cloning SIPp output log handle");
+
+        let mut command = Command::new("sipp");
+        command
+            .arg(service.sip_addr().to_string())
+            .arg("-sf")
+            .arg(&scenario)
+            .args(["-s", DIALLED_NUMBER])
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &signalling_port.to_string()])
+            .args(["-mp", &media_port.to_string()])
+            .args(["-cp", &control_port.to_string()])
+            .args(["-t", self.transport.sipp_flag()])
+            .args(["-m", &self.calls.to_string()])
+            .args(["-r", &self.rate.to_string()])
+            // SIPp's default exceeds the open-file limit and refuses to start in `tn` mode.
+            .args(["-max_socket", "512"])
+            .args([
+                "-timeout",
+                &format!("{SIPP_GLOBAL_TIMEOUT_S}s"),
+                "-timeout_error",
+            ])
+            .args(["-recv_timeout", &format!("{SIPP_RECV_TIMEOUT_S}s")])
+            .arg("-nostdin")
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(dir.join("errors.log"))
+            .arg("-trace_stat")
+            .arg("-stf")
+            .arg(dir.join("stats.csv"))
+            .arg("-trace_screen")
+            .arg("-screen_file")
+            .arg(dir.join("screen.log"))
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(dir.join("messages.log"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(output_err);
+        if let Some(limit) = self.limit {
+            command.args(["-l", &limit.to_string()]);
+        }
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                panic!("sipp not installed: run scripts/test (installs Debian package sip-tester)")
+            }
+            Err(error) => panic!("starting sipp: {error}"),
+        };
+
+        let deadline = Instant::now() + SIPP_WALL_DEADLINE;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(25)),
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "sipp ran past {SIPP_WALL_DEADLINE:?}\n{}",
+                        sipp_diagnostics(&dir, None)
+                    );
+                }
+                Err(error) => panic!("waiting for sipp: {error}"),
+            }
+        };
+        let exit_code = status.code();
+        let stats = match read_stats(&dir.join("stats.csv")) {
+            Ok(stats) => stats,
+            Err(problem) => panic!(
+                "no final SIPp statistics ({problem})\n{}",
+                sipp_diagnostics(&dir, exit_code)
+            ),
+        };
+        SippRun {
+            exit_code,
+            stats,
+            dir,
+        }
+    }
+}
+
+/// The outcome of one SIPp run. If the test panics while this is alive (typically on an
+/// assertion about it), SIPp's error log and final screen are printed.
+#[derive(Debug)]
+pub struct SippRun {
+    /// SIPp's exit code: 0 all calls succeeded, 1 some failed, 99 no call processed.
+    pub exit_code: Option<i32>,
+    pub stats: SippStats,
+    /// Holds SIPp's logs: errors.log, screen.log, messages.log, stats.csv, output.log.
+    pub dir: PathBuf,
+}
+
+impl SippRun {
+    /// SIPp's exit code, error log and final screen, for assertion messages.
+    pub fn diagnostics(&self) -> String {
+        sipp_diagnostics(&self.dir, self.exit_code)
+    }
+}
+
+impl Drop for SippRun {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("{}", self.diagnostics());
+        }
+    }
+}
+
+fn sipp_diagnostics(dir: &Path, exit_code: Option<i32>) -> String {
+    const ERROR_LOG_LIMIT: usize = 12_000;
+    let errors = fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
+    let errors = if errors.len() > ERROR_LOG_LIMIT {
+        let mut end = ERROR_LOG_LIMIT;
+        while !errors.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}\n[... cut, see errors.log]", &errors[..end])
+    } else {
+        errors
+    };
+    let screen = fs::read_to_string(dir.join("screen.log")).unwrap_or_default();
+    let output = fs::read_to_string(dir.join("output.log")).unwrap_or_default();
+    let output_tail: Vec<&str> = output.lines().rev().take(30).collect();
+    let output_tail: String = output_tail
+        .iter()
+        .rev()
+        .map(|line| format!("{line}\n"))
+        .collect();
+    format!(
+        "---- SIPp run in {} (exit code {exit_code:?}) ----\n\
+         -- errors.log --\n{errors}\n-- screen.log --\n{screen}\n-- output.log (tail) --\n{output_tail}\
+         ---- end of SIPp run (messages.log has every message) ----",
+        dir.display()
+    )
+}
+
+/// Reads the cumulative success and failure counters from the last row of SIPp's `-trace_stat`
+/// file (`;`-separated, header row first).
+fn read_stats(path: &Path) -> Result<SippStats, String> {
+    let text = fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let mut rows = text.lines().filter(|line| !line.trim().is_empty());
+    let header: Vec<&str> = rows
+        .next()
+        .ok_or("empty statistics file")?
+        .split(';')
+        .collect();
+    let last: Vec<&str> = rows
+        .next_back()
+        .ok_or("statistics file has no data row")?
+        .split(';')
+        .collect();
+    let counter = |name: &str| -> Result<u64, String> {
+        let column = header
+            .iter()
+            .position(|column| *column == name)
+            .ok_or_else(|| format!("no column {name}"))?;
+        let value = last
+            .get(column)
+            .ok_or_else(|| format!("short row for {name}"))?;
+        value
+            .trim()
+            .parse()
+            .map_err(|error| format!("{name} = {value:?}: {error}"))
+    };
+    Ok(SippStats {
+        successful: counter("SuccessfulCall(C)")?,
+        failed: counter("FailedCall(C)")?,
+    })
+}
+
+/// A loopback port that is free for UDP right now (and for TCP too when `tcp`, and with
+/// `port + 2` free for UDP when `with_plus_two`). It is released before returning, so a
+/// concurrent test could in principle take it; the kernel's choice makes that unlikely.
+pub fn free_port(tcp: bool, with_plus_two: bool) -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("binding a UDP probe socket");
+        let port = udp.local_addr().expect("probe socket address").port();
+        let tcp_free = !tcp || TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let plus_two_free = !with_plus_two
+            || port
+                .checked_add(2)
+                .is_some_and(|above| UdpSocket::bind(("127.0.0.1", above)).is_ok());
+        if tcp_free && plus_two_free {
+            return port;
+        }
+    }
+    panic!("found no free loopback port in 100 tries")
+}
