@@ -6,6 +6,7 @@ mod tcp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -14,6 +15,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::media::prompts::PromptLibrary;
+use crate::media::stream::IdleAudio;
 use crate::settings::Settings;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, MediaEvent, Output};
 use crate::sip::transaction::TimerConfig;
@@ -35,6 +38,9 @@ pub(crate) enum DriverInput {
     },
     Media(MediaEvent),
 }
+
+/// Prompts play in this language until the caller picks one (routing.toml will say).
+const DEFAULT_LANGUAGE: &str = "lt";
 
 /// Largest UDP datagram we read; larger ones are truncated by the kernel and rejected as such.
 const UDP_BUFFER: usize = 65_535;
@@ -72,15 +78,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         max_message_size: settings.sip.max_message_size,
         rtp_port_min: settings.rtp.port_min,
         rtp_port_max: settings.rtp.port_max,
+        default_language: DEFAULT_LANGUAGE.to_owned(),
     };
-    let mut endpoint = Endpoint::new(config, rand::random());
+    let (prompts, problems) = PromptLibrary::load(&settings.prompts);
+    for problem in &problems {
+        warn!("prompt not usable: {problem}");
+    }
+    info!(
+        prompts = prompts.len(),
+        bytes = prompts.bytes(),
+        folder = %settings.prompts.display(),
+        "prompts loaded"
+    );
+    let mut endpoint = Endpoint::new(config, Arc::new(prompts), rand::random());
     let (input_tx, mut inputs) = mpsc::channel::<DriverInput>(8192);
     tokio::spawn(tcp::accept_loop(
         listener,
         input_tx.clone(),
         settings.sip.max_message_size,
     ));
-    let mut media = media::MediaDriver::new(local.ip(), input_tx.clone());
+    let mut media = media::MediaDriver::new(local.ip(), input_tx.clone(), IdleAudio::Silence)
+        .context("starting the RTP pacer thread")?;
     let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
 
     info!(%local, %public_ip, "SIP listening on UDP and TCP");

@@ -5,6 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,7 +19,12 @@ use super::dialog::{Dialog, DialogKey};
 use super::message;
 use super::transaction::{new_branch, TimerConfig, TransactionLayer, TxEvent, TxKey, TxOutput};
 use super::transport::{Peer, TransportKind};
+use crate::ivr::echo::EchoFlow;
+use crate::ivr::FlowAction;
+use crate::media::dtmf::info::parse_info_dtmf;
+use crate::media::dtmf::DtmfSource;
 use crate::media::ports::PortAllocator;
+use crate::media::prompts::{Prompt, PromptLibrary};
 use crate::sdp::{self, Codec, Direction, LocalMedia, Negotiated, SessionDescription};
 
 /// Methods this service understands; everything else gets 405 with this list.
@@ -39,6 +45,8 @@ pub struct EndpointConfig {
     pub max_message_size: usize,
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
+    /// Language of the prompts a call hears before it chooses one.
+    pub default_language: String,
 }
 
 /// Our handle for one call, stable for its whole life (the media engine uses it too).
@@ -51,7 +59,7 @@ impl std::fmt::Display for CallRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum MediaCommand {
     /// Bind `local_port` and exchange RTP with `remote` (None: wait for the first packet).
     Start {
@@ -63,6 +71,15 @@ pub enum MediaCommand {
     Update {
         call: CallRef,
         session: MediaSession,
+    },
+    /// Queue prompts after whatever plays (shared, pre-encoded frames).
+    Play {
+        call: CallRef,
+        prompts: Vec<Arc<Prompt>>,
+    },
+    /// Cut the current prompt at the next frame and drop the queue (barge-in).
+    StopPlayback {
+        call: CallRef,
     },
     Stop {
         call: CallRef,
@@ -86,6 +103,14 @@ pub enum MediaEvent {
     Inactive { call: CallRef },
     /// The engine could not set the session up (port taken by another program...).
     Failed { call: CallRef, reason: String },
+    /// A DTMF key from the RTP stream (RFC 4733 or in-band tones).
+    Digit {
+        call: CallRef,
+        digit: char,
+        source: DtmfSource,
+    },
+    /// The last queued prompt has been sent in full.
+    PlaybackFinished { call: CallRef },
 }
 
 /// Why a call ended; becomes the call record's outcome in later issues.
@@ -97,6 +122,8 @@ pub enum EndReason {
     RtpTimeout,
     AckTimeout,
     MediaFailed,
+    /// The call flow finished (goodbye played) and hung up.
+    FlowEnded,
     Rejected(u16),
 }
 
@@ -109,6 +136,7 @@ impl EndReason {
             EndReason::RtpTimeout => "rtp_timeout",
             EndReason::AckTimeout => "ack_timeout",
             EndReason::MediaFailed => "media_failed",
+            EndReason::FlowEnded => "flow_ended",
             EndReason::Rejected(_) => "rejected",
         }
     }
@@ -175,6 +203,9 @@ struct Call {
     pending_2xx: Option<Pending2xx>,
     media_started: bool,
     end_reason: Option<EndReason>,
+    flow: EchoFlow,
+    /// How the caller's keys arrived (first key decides), for the call record.
+    dtmf_source: Option<DtmfSource>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -186,6 +217,7 @@ enum TimerKind {
 
 pub struct Endpoint {
     config: EndpointConfig,
+    prompts: Arc<PromptLibrary>,
     transactions: TransactionLayer,
     rng: StdRng,
     ports: PortAllocator,
@@ -199,8 +231,9 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(config: EndpointConfig, seed: u64) -> Self {
+    pub fn new(config: EndpointConfig, prompts: Arc<PromptLibrary>, seed: u64) -> Self {
         Self {
+            prompts,
             transactions: TransactionLayer::new(config.timers),
             ports: PortAllocator::new(config.rtp_port_min, config.rtp_port_max),
             rng: StdRng::seed_from_u64(seed),
@@ -253,6 +286,20 @@ impl Endpoint {
             MediaEvent::Failed { call, reason } => {
                 warn!(%call, %reason, "media failed");
                 self.hang_up(now, call, EndReason::MediaFailed);
+            }
+            MediaEvent::Digit {
+                call,
+                digit,
+                source,
+            } => self.digit(now, call, digit, source),
+            MediaEvent::PlaybackFinished { call } => {
+                let actions = match self.calls.get_mut(&call) {
+                    Some(active) if active.state != CallState::Terminating => {
+                        active.flow.on_playback_finished()
+                    }
+                    _ => return,
+                };
+                self.run_flow(now, call, actions);
             }
         }
         self.drain_transactions(now);
@@ -456,6 +503,8 @@ impl Endpoint {
                 pending_2xx: None,
                 media_started: false,
                 end_reason: None,
+                flow: EchoFlow::default(),
+                dtmf_source: None,
             },
         );
         if self.config.answer_delay.is_zero() {
@@ -555,7 +604,8 @@ impl Endpoint {
                 self.finish(now, id);
             }
             rsip::Method::Invite => self.handle_reinvite(now, key, id, request),
-            rsip::Method::Options | rsip::Method::Info | rsip::Method::Notify => {
+            rsip::Method::Info => self.handle_info(now, key, id, &request),
+            rsip::Method::Options | rsip::Method::Notify => {
                 let response = self.response(&request, 200, None, vec![]);
                 self.respond(now, &key, response);
             }
@@ -867,8 +917,9 @@ impl Endpoint {
         self.ports.release(call.rtp_port);
         let reason = call.end_reason.unwrap_or(EndReason::CallerHungUp);
         call.span.record("outcome", reason.as_str());
+        let dtmf = call.dtmf_source.map(DtmfSource::as_str).unwrap_or("none");
         call.span
-            .in_scope(|| info!(outcome = reason.as_str(), "call ended"));
+            .in_scope(|| info!(outcome = reason.as_str(), dtmf, "call ended"));
         self.outputs.push_back(Output::CallEnded {
             call: id,
             call_id: call.dialog.key.call_id.clone(),
@@ -909,6 +960,11 @@ impl Endpoint {
             local_port,
             session,
         }));
+        let actions = match self.calls.get_mut(&id) {
+            Some(call) => call.flow.start(),
+            None => return,
+        };
+        self.run_flow_actions(id, actions);
     }
 
     fn update_media(&mut self, id: CallRef) {
@@ -932,6 +988,86 @@ impl Endpoint {
         if std::mem::take(&mut call.media_started) {
             self.outputs
                 .push_back(Output::Media(MediaCommand::Stop { call: id }));
+        }
+    }
+
+    // ---- call flow ------------------------------------------------------------------------
+
+    fn handle_info(&mut self, now: Instant, key: TxKey, id: CallRef, request: &rsip::Request) {
+        let content_type = message::header_value(request, "Content-Type").unwrap_or_default();
+        if request.body.is_empty() {
+            // An empty INFO is a keep-alive probe (RFC 6086 §4.2.2 allows it).
+            let response = self.response(request, 200, None, vec![]);
+            return self.respond(now, &key, response);
+        }
+        match parse_info_dtmf(content_type, &request.body) {
+            Ok(digit) => {
+                let response = self.response(request, 200, None, vec![]);
+                self.respond(now, &key, response);
+                self.digit(now, id, digit, DtmfSource::SipInfo);
+            }
+            Err(error) => {
+                debug!(%error, "INFO body not understood");
+                let accept =
+                    vec![
+                        rsip::headers::Accept::new("application/dtmf-relay, application/dtmf")
+                            .into(),
+                    ];
+                let response = self.response(request, 415, None, accept);
+                self.respond(now, &key, response);
+            }
+        }
+    }
+
+    fn digit(&mut self, now: Instant, id: CallRef, digit: char, source: DtmfSource) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state == CallState::Terminating {
+            return;
+        }
+        call.dtmf_source.get_or_insert(source);
+        call.span.in_scope(|| info!(%digit, %source, "DTMF"));
+        let actions = call.flow.on_digit(digit);
+        self.run_flow(now, id, actions);
+    }
+
+    fn run_flow(&mut self, now: Instant, id: CallRef, actions: Vec<FlowAction>) {
+        if actions.contains(&FlowAction::HangUp) {
+            self.hang_up(now, id, EndReason::FlowEnded);
+            self.drain_transactions(now);
+            return;
+        }
+        self.run_flow_actions(id, actions);
+    }
+
+    /// Media-only actions (no hang-up): resolves prompt names in the call's language.
+    fn run_flow_actions(&mut self, id: CallRef, actions: Vec<FlowAction>) {
+        for action in actions {
+            match action {
+                FlowAction::Play(names) => {
+                    let language = &self.config.default_language;
+                    let prompts: Vec<Arc<Prompt>> = names
+                        .iter()
+                        .filter_map(|name| {
+                            let prompt = self.prompts.get(language, name);
+                            if prompt.is_none() {
+                                warn!(%language, %name, "prompt missing: skipped");
+                            }
+                            prompt
+                        })
+                        .collect();
+                    if !prompts.is_empty() {
+                        self.outputs
+                            .push_back(Output::Media(MediaCommand::Play { call: id, prompts }));
+                    }
+                }
+                FlowAction::StopPlayback => {
+                    self.outputs
+                        .push_back(Output::Media(MediaCommand::StopPlayback { call: id }));
+                }
+                FlowAction::HangUp => {}
+            }
         }
     }
 

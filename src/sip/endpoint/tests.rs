@@ -5,6 +5,16 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+/// Short tones standing in for the welcome, digit and goodbye prompts.
+fn test_prompts() -> PromptLibrary {
+    let names = ["welcome", "goodbye", "digit_5", "digit_pound"];
+    PromptLibrary::from_prompts(
+        names
+            .iter()
+            .map(|name| Prompt::from_samples(name, "en", &[0.1; 400])),
+    )
+}
+
 const CALLER: &str = "127.0.0.1:6000";
 
 fn config() -> EndpointConfig {
@@ -22,6 +32,7 @@ fn config() -> EndpointConfig {
         max_message_size: 16384,
         rtp_port_min: 30000,
         rtp_port_max: 30010,
+        default_language: "en".to_owned(),
     }
 }
 
@@ -112,7 +123,7 @@ impl Harness {
     fn new(config: EndpointConfig) -> Self {
         let t0 = Instant::now();
         Self {
-            endpoint: Endpoint::new(config, 7),
+            endpoint: Endpoint::new(config, Arc::new(test_prompts()), 7),
             t0,
             now: t0,
             sent: Vec::new(),
@@ -218,7 +229,7 @@ fn basic_call_is_answered_with_sdp_and_ended_by_caller_bye() {
     assert_eq!(header(ok, "Content-Type"), Some("application/sdp"));
     let tag = to_tag(ok);
     assert!(
-        matches!(&h.media[..], [MediaCommand::Start { local_port: 30000, session, .. }]
+        matches!(&h.media[..], [MediaCommand::Start { local_port: 30000, session, .. }, ..]
         if session.remote == Some("127.0.0.1:6002".parse().unwrap()) && session.telephone_event == Some(101))
     );
 
@@ -571,8 +582,74 @@ fn offerless_invite_gets_our_offer_and_media_starts_on_the_ack_answer() {
         &in_dialog("ACK", "noffer", &to_tag(ok), 1, "z9hG4bK-a", answer),
     );
     assert!(
-        matches!(h.media.last(), Some(MediaCommand::Start { .. })),
+        matches!(h.media.first(), Some(MediaCommand::Start { .. })),
         "{:?}",
         h.media
     );
+}
+
+fn played(media: &[MediaCommand]) -> Vec<String> {
+    media
+        .iter()
+        .filter_map(|command| match command {
+            MediaCommand::Play { prompts, .. } => Some(
+                prompts
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            ),
+            MediaCommand::StopPlayback { .. } => Some("stop".to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn answered_call_plays_welcome_and_digits_from_rtp_and_info_barge_in() {
+    let mut h = Harness::new(config());
+    let tag = answered_call(&mut h, "echo-1");
+    assert_eq!(played(&h.media), vec!["welcome"]);
+    h.endpoint.handle_media_event(
+        h.now,
+        MediaEvent::Digit {
+            call: CallRef(1),
+            digit: '5',
+            source: DtmfSource::Rfc4733,
+        },
+    );
+    h.collect();
+    assert_eq!(
+        played(&h.media),
+        vec!["welcome", "stop", "digit_5"],
+        "a key cuts the prompt at once"
+    );
+
+    let info = in_dialog("INFO", "echo-1", &tag, 2, "z9hG4bK-info", "")
+        .replace("Content-Length: 0\r\n\r\n", "Content-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=#\r\nDuration=160\r\n");
+    h.receive(udp(), &info);
+    assert_eq!(h.first_lines(), vec!["SIP/2.0 200 OK"]);
+    assert_eq!(
+        played(&h.media),
+        vec!["welcome", "stop", "digit_5", "stop", "goodbye"]
+    );
+    h.endpoint
+        .handle_media_event(h.now, MediaEvent::PlaybackFinished { call: CallRef(1) });
+    h.collect();
+    assert!(
+        h.first_lines()[0].starts_with("BYE "),
+        "goodbye played: the service hangs up"
+    );
+}
+
+#[test]
+fn info_with_an_unknown_body_gets_415() {
+    let mut h = Harness::new(config());
+    let tag = answered_call(&mut h, "info-2");
+    let info = in_dialog("INFO", "info-2", &tag, 2, "z9hG4bK-info", "").replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    h.receive(udp(), &info);
+    assert!(h.first_lines()[0].starts_with("SIP/2.0 415"));
 }
