@@ -46,6 +46,11 @@ const DEFAULT_LANGUAGE: &str = "lt";
 const UDP_BUFFER: usize = 65_535;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Each call holds an RTP socket (two descriptors: pacer and receiver); 1024 is far too few.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => debug!(limit, "open file limit"),
+        Err(error) => warn!(%error, "cannot raise the open file limit"),
+    }
     let udp = UdpSocket::bind(settings.sip.listen)
         .await
         .with_context(|| {
