@@ -1442,3 +1442,44 @@ pub fn set_body(
     headers.push(rsip::headers::ContentLength::new(body.len().to_string()).into());
     *body_slot = body;
 }
+
+/// Notes in the top Via where a request really came from (RFC 3261 §18.2.1 `received`,
+/// RFC 3581 `rport`), so responses and anything routed by Via reach callers behind NAT.
+pub fn stamp_received(request: &mut rsip::Request, source: std::net::SocketAddr) {
+    let Some(via) = request.headers.iter_mut().find_map(|header| match header {
+        Header::Via(via) => Some(via),
+        _ => None,
+    }) else {
+        return;
+    };
+    let value = via.value();
+    let (sent_by_part, params) = value.split_once(';').unwrap_or((value, ""));
+    let sent_by = sent_by_part.split_whitespace().last().unwrap_or_default();
+    let host = match sent_by.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => sent_by.split(':').next().unwrap_or_default(),
+    };
+    let mut kept: Vec<String> = Vec::new();
+    let mut wants_rport = false;
+    for param in params.split(';').filter(|p| !p.trim().is_empty()) {
+        let name = param.split('=').next().unwrap_or_default().trim();
+        if name.eq_ignore_ascii_case("rport") {
+            wants_rport = true;
+        } else if !name.eq_ignore_ascii_case("received") {
+            kept.push(param.trim().to_owned());
+        }
+    }
+    let ip = source.ip().to_string();
+    if !wants_rport && host == ip {
+        return;
+    }
+    let mut stamped = format!("{};received={ip}", sent_by_part.trim_end());
+    if wants_rport {
+        stamped.push_str(&format!(";rport={}", source.port()));
+    }
+    for param in kept {
+        stamped.push(';');
+        stamped.push_str(&param);
+    }
+    *via = rsip::headers::Via::new(stamped);
+}

@@ -263,8 +263,9 @@ impl Endpoint {
             return;
         }
         match message::parse_datagram(bytes) {
-            Ok(parsed) => {
-                if let rsip::SipMessage::Request(request) = &parsed {
+            Ok(mut parsed) => {
+                if let rsip::SipMessage::Request(request) = &mut parsed {
+                    message::stamp_received(request, from.addr);
                     if let Some(status) = self.stateless_rejection(request) {
                         self.send_stateless(from, request, status);
                         return;

@@ -1433,3 +1433,36 @@ fn known_rsip_uri_gaps() {
     );
     assert_eq!(dotted.uri.to_string(), "sip:first.last@hotline.example");
 }
+
+#[test]
+fn received_and_rport_are_stamped_into_the_top_via_only() {
+    let text = "OPTIONS sip:19118@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.5:5060;rport;branch=z9hG4bK-1\r\n\
+        Via: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK-0\r\n\
+        From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let SipMessage::Request(mut request) = parse_datagram(text.as_bytes()).unwrap() else {
+        panic!()
+    };
+    stamp_received(&mut request, "127.0.0.7:40000".parse().unwrap());
+    let vias = header_values(&request, "Via");
+    assert_eq!(
+        vias[0],
+        "SIP/2.0/UDP 10.0.0.5:5060;received=127.0.0.7;rport=40000;branch=z9hG4bK-1"
+    );
+    assert_eq!(vias[1], "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK-0");
+    assert_eq!(
+        top_via_branch(&request),
+        Some("z9hG4bK-1"),
+        "matching still works"
+    );
+
+    let same_host = text.replace(";rport", "").replace("10.0.0.5", "127.0.0.7");
+    let SipMessage::Request(mut request) = parse_datagram(same_host.as_bytes()).unwrap() else {
+        panic!()
+    };
+    stamp_received(&mut request, "127.0.0.7:5060".parse().unwrap());
+    assert_eq!(
+        header_values(&request, "Via")[0],
+        "SIP/2.0/UDP 127.0.0.7:5060;branch=z9hG4bK-1"
+    );
+}
