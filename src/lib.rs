@@ -5,6 +5,7 @@
 
 pub mod ivr;
 pub mod media;
+pub mod routing;
 pub mod sdp;
 pub mod server;
 pub mod settings;

@@ -1,24 +1,89 @@
-//! What callers hear and where they go. Until the routing-driven menus exist, the built-in
-//! echo flow (`echo`) exercises prompts, barge-in and every DTMF path end to end.
+//! What callers hear and where they go: call flows as pure state machines. A flow gets
+//! events (start, key, prompt finished, its own timer, transfer result) with the time, and
+//! answers with actions (play, stop, timers, transfer, hang up). The SIP endpoint runs them.
 
 pub mod echo;
 
-/// What a call flow asks of the call: prompts by name, in the call's language.
+use std::time::{Duration, Instant, SystemTime};
+
+/// A prompt in a given language (the language menu plays each option in its own language).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PromptRef {
+    pub lang: String,
+    pub name: String,
+}
+
+impl PromptRef {
+    pub fn new(lang: &str, name: &str) -> Self {
+        Self {
+            lang: lang.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// Time as a flow sees it: `now` for timers, `wall` for opening hours.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowClock {
+    pub now: Instant,
+    pub wall: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// The call is answered and media runs.
+    Started,
+    Digit(char),
+    /// The last queued prompt has been played in full.
+    PlaybackFinished,
+    /// A timer the flow set with [`FlowAction::StartTimer`] fired.
+    Timer(u32),
+    /// The transfer the flow asked for failed (SIP status, or 408 when nobody answered).
+    TransferFailed(u16),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlowAction {
     /// Queue these prompts after whatever plays.
-    Play(Vec<String>),
+    Play(Vec<PromptRef>),
     /// Cut the prompt that plays now (barge-in) and drop the queue.
     StopPlayback,
+    /// (Re)start the flow's timer `id`; a restarted timer fires only once, at its new time.
+    StartTimer {
+        id: u32,
+        after: Duration,
+    },
+    CancelTimer(u32),
+    /// Blind transfer of the caller (REFER) to this SIP URI; success ends the call.
+    Transfer {
+        target: String,
+    },
     HangUp,
 }
 
+/// One call's flow. `Send` because the endpoint lives on a tokio task.
+pub trait CallFlow: Send + std::fmt::Debug {
+    fn handle(&mut self, clock: FlowClock, event: FlowEvent) -> Vec<FlowAction>;
+}
+
 /// The prompt that says a DTMF key's name.
-pub fn digit_prompt(digit: char) -> Option<String> {
-    match digit {
-        '0'..='9' => Some(format!("digit_{digit}")),
-        '*' => Some("digit_star".to_owned()),
-        '#' => Some("digit_pound".to_owned()),
-        _ => None,
-    }
+pub fn digit_prompt(digit: char) -> Option<&'static str> {
+    const NAMES: [(char, &str); 12] = [
+        ('0', "digit_0"),
+        ('1', "digit_1"),
+        ('2', "digit_2"),
+        ('3', "digit_3"),
+        ('4', "digit_4"),
+        ('5', "digit_5"),
+        ('6', "digit_6"),
+        ('7', "digit_7"),
+        ('8', "digit_8"),
+        ('9', "digit_9"),
+        ('*', "digit_star"),
+        ('#', "digit_pound"),
+    ];
+    NAMES
+        .iter()
+        .find(|(key, _)| *key == digit)
+        .map(|(_, name)| *name)
 }

@@ -7,7 +7,7 @@ mod tcp;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -15,10 +15,11 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::ivr::echo::EchoFlow;
 use crate::media::prompts::PromptLibrary;
 use crate::media::stream::IdleAudio;
 use crate::settings::Settings;
-use crate::sip::endpoint::{Endpoint, EndpointConfig, MediaEvent, Output};
+use crate::sip::endpoint::{Endpoint, EndpointConfig, FlowFactory, MediaEvent, Output};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{Peer, TransportKind};
 
@@ -95,7 +96,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         folder = %settings.prompts.display(),
         "prompts loaded"
     );
-    let mut endpoint = Endpoint::new(config, Arc::new(prompts), rand::random());
+    let flows: FlowFactory = Box::new(|_call| Box::new(EchoFlow::new(DEFAULT_LANGUAGE)));
+    let mut endpoint = Endpoint::new(config, Arc::new(prompts), flows, rand::random());
     let (input_tx, mut inputs) = mpsc::channel::<DriverInput>(8192);
     tokio::spawn(tcp::accept_loop(
         listener,
@@ -113,6 +115,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut buffer = vec![0u8; UDP_BUFFER];
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
+        endpoint.set_wall_clock(Instant::now(), SystemTime::now());
         let deadline = endpoint.poll_timeout();
         let sleep = async {
             match deadline {

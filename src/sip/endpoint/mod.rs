@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
@@ -19,9 +19,7 @@ use super::dialog::{Dialog, DialogKey};
 use super::message;
 use super::transaction::{new_branch, TimerConfig, TransactionLayer, TxEvent, TxKey, TxOutput};
 use super::transport::{Peer, TransportKind};
-use crate::ivr::echo::EchoFlow;
-use crate::ivr::FlowAction;
-use crate::media::dtmf::info::parse_info_dtmf;
+use crate::ivr::{CallFlow, FlowClock, FlowEvent};
 use crate::media::dtmf::DtmfSource;
 use crate::media::ports::PortAllocator;
 use crate::media::prompts::{Prompt, PromptLibrary};
@@ -124,6 +122,8 @@ pub enum EndReason {
     MediaFailed,
     /// The call flow finished (goodbye played) and hung up.
     FlowEnded,
+    /// The caller was transferred by REFER and the transfer succeeded.
+    Transferred,
     Rejected(u16),
 }
 
@@ -137,6 +137,7 @@ impl EndReason {
             EndReason::AckTimeout => "ack_timeout",
             EndReason::MediaFailed => "media_failed",
             EndReason::FlowEnded => "flow_ended",
+            EndReason::Transferred => "transferred",
             EndReason::Rejected(_) => "rejected",
         }
     }
@@ -203,7 +204,11 @@ struct Call {
     pending_2xx: Option<Pending2xx>,
     media_started: bool,
     end_reason: Option<EndReason>,
-    flow: EchoFlow,
+    flow: Box<dyn CallFlow>,
+    /// Generation of each running flow timer: a restarted or cancelled timer's old firing is stale.
+    flow_timers: HashMap<u32, u64>,
+    /// The REFER in progress, if the flow asked for a transfer.
+    transfer: Option<transfer::Transfer>,
     /// How the caller's keys arrived (first key decides), for the call record.
     dtmf_source: Option<DtmfSource>,
 }
@@ -213,11 +218,31 @@ enum TimerKind {
     Answer(CallRef),
     Retransmit2xx(CallRef),
     MaxDuration(CallRef),
+    /// A flow timer: call, timer id, generation.
+    Flow(CallRef, u32, u64),
+    /// The REFER was accepted but no final NOTIFY came.
+    TransferWait(CallRef),
 }
+
+/// What a new call's flow is chosen from.
+#[derive(Debug, Clone)]
+pub struct IncomingCall {
+    pub call_id: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// Makes the flow for each new call; replaced on routing reload (calls keep the flow they got).
+pub type FlowFactory = Box<dyn Fn(&IncomingCall) -> Box<dyn CallFlow> + Send>;
 
 pub struct Endpoint {
     config: EndpointConfig,
     prompts: Arc<PromptLibrary>,
+    flows: FlowFactory,
+    /// Wall time at an instant, set by the driver: opening hours need the date, timers do not.
+    wall_anchor: (Instant, SystemTime),
+    next_timer_generation: u64,
+    by_refer_tx: HashMap<TxKey, CallRef>,
     transactions: TransactionLayer,
     rng: StdRng,
     ports: PortAllocator,
@@ -231,9 +256,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(config: EndpointConfig, prompts: Arc<PromptLibrary>, seed: u64) -> Self {
+    pub fn new(
+        config: EndpointConfig,
+        prompts: Arc<PromptLibrary>,
+        flows: FlowFactory,
+        seed: u64,
+    ) -> Self {
         Self {
             prompts,
+            flows,
+            wall_anchor: (Instant::now(), SystemTime::UNIX_EPOCH),
+            next_timer_generation: 0,
+            by_refer_tx: HashMap::new(),
             transactions: TransactionLayer::new(config.timers),
             ports: PortAllocator::new(config.rtp_port_min, config.rtp_port_max),
             rng: StdRng::seed_from_u64(seed),
@@ -246,6 +280,25 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
         }
+    }
+
+    /// New calls get flows from this factory; calls in progress keep theirs.
+    pub fn set_flow_factory(&mut self, flows: FlowFactory) {
+        self.flows = flows;
+    }
+
+    /// Tells the endpoint the wall-clock time at `now` (the driver calls this as time goes on).
+    pub fn set_wall_clock(&mut self, now: Instant, wall: SystemTime) {
+        self.wall_anchor = (now, wall);
+    }
+
+    fn clock(&self, now: Instant) -> FlowClock {
+        let (anchor, wall) = self.wall_anchor;
+        let wall = match now.checked_duration_since(anchor) {
+            Some(ahead) => wall + ahead,
+            None => wall - anchor.duration_since(now),
+        };
+        FlowClock { now, wall }
     }
 
     pub fn stats(&self) -> EndpointStats {
@@ -294,13 +347,7 @@ impl Endpoint {
                 source,
             } => self.digit(now, call, digit, source),
             MediaEvent::PlaybackFinished { call } => {
-                let actions = match self.calls.get_mut(&call) {
-                    Some(active) if active.state != CallState::Terminating => {
-                        active.flow.on_playback_finished()
-                    }
-                    _ => return,
-                };
-                self.run_flow(now, call, actions);
+                self.flow_event(now, call, FlowEvent::PlaybackFinished)
             }
         }
         self.drain_transactions(now);
@@ -379,6 +426,8 @@ impl Endpoint {
             TxEvent::Timeout { key } => {
                 if let Some(call) = self.by_bye_tx.remove(&key) {
                     self.finish(now, call);
+                } else {
+                    self.refer_timeout(now, &key);
                 }
             }
             TxEvent::AckTimeout { key } | TxEvent::Terminated { key } => {
@@ -471,6 +520,15 @@ impl Endpoint {
         };
         let id = CallRef(self.next_call);
         self.next_call += 1;
+        let flow = (self.flows)(&IncomingCall {
+            call_id: dialog.key.call_id.clone(),
+            from: message::header_value(&invite, "From")
+                .unwrap_or_default()
+                .to_owned(),
+            to: message::header_value(&invite, "To")
+                .unwrap_or_default()
+                .to_owned(),
+        });
         let span = tracing::info_span!(
             "call",
             call_id = %dialog.key.call_id,
@@ -504,7 +562,9 @@ impl Endpoint {
                 pending_2xx: None,
                 media_started: false,
                 end_reason: None,
-                flow: EchoFlow::default(),
+                flow,
+                flow_timers: HashMap::new(),
+                transfer: None,
                 dtmf_source: None,
             },
         );
@@ -558,7 +618,7 @@ impl Endpoint {
         self.by_invite_tx.remove(&key);
         self.respond(now, &key, response);
         if !awaiting_answer {
-            self.start_media(id);
+            self.start_media(now, id);
         }
     }
 
@@ -606,7 +666,12 @@ impl Endpoint {
             }
             rsip::Method::Invite => self.handle_reinvite(now, key, id, request),
             rsip::Method::Info => self.handle_info(now, key, id, &request),
-            rsip::Method::Options | rsip::Method::Notify => {
+            rsip::Method::Notify => {
+                let response = self.response(&request, 200, None, vec![]);
+                self.respond(now, &key, response);
+                self.transfer_progress(now, id, &request);
+            }
+            rsip::Method::Options => {
                 let response = self.response(&request, 200, None, vec![]);
                 self.respond(now, &key, response);
             }
@@ -710,7 +775,7 @@ impl Endpoint {
         )));
         self.respond(now, &key, response);
         if !awaiting_answer {
-            self.update_media(id);
+            self.update_media(now, id);
         }
     }
 
@@ -758,9 +823,9 @@ impl Endpoint {
                 call.negotiated = Some(negotiated);
                 call.our_offer = None;
                 if first && !call.media_started {
-                    self.start_media(id);
+                    self.start_media(now, id);
                 } else {
-                    self.update_media(id);
+                    self.update_media(now, id);
                 }
             }
             None => {
@@ -804,11 +869,14 @@ impl Endpoint {
     // ---- responses to our requests -------------------------------------------------------
 
     fn handle_response(&mut self, now: Instant, key: &TxKey, response: &rsip::Response) {
-        if response.status_code.code() < 200 {
+        let status = response.status_code.code();
+        if status < 200 {
             return;
         }
         if let Some(id) = self.by_bye_tx.remove(key) {
             self.finish(now, id);
+        } else if self.by_refer_tx.contains_key(key) {
+            self.refer_response(now, key, status);
         }
     }
 
@@ -861,6 +929,8 @@ impl Endpoint {
                 self.timers
                     .push(Reverse((next, TimerKind::Retransmit2xx(id))));
             }
+            TimerKind::Flow(id, timer, generation) => self.flow_timer(now, id, timer, generation),
+            TimerKind::TransferWait(id) => self.transfer_wait_expired(now, id),
             TimerKind::MaxDuration(id) => {
                 if self.calls.contains_key(&id) {
                     self.hang_up(now, id, EndReason::MaxDuration);
@@ -915,6 +985,7 @@ impl Endpoint {
             self.by_invite_tx.remove(key);
         }
         self.by_bye_tx.retain(|_, owner| *owner != id);
+        self.by_refer_tx.retain(|_, owner| *owner != id);
         self.ports.release(call.rtp_port);
         let reason = call.end_reason.unwrap_or(EndReason::CallerHungUp);
         call.span.record("outcome", reason.as_str());
@@ -945,7 +1016,7 @@ impl Endpoint {
         })
     }
 
-    fn start_media(&mut self, id: CallRef) {
+    fn start_media(&mut self, now: Instant, id: CallRef) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -961,19 +1032,15 @@ impl Endpoint {
             local_port,
             session,
         }));
-        let actions = match self.calls.get_mut(&id) {
-            Some(call) => call.flow.start(),
-            None => return,
-        };
-        self.run_flow_actions(id, actions);
+        self.flow_event(now, id, FlowEvent::Started);
     }
 
-    fn update_media(&mut self, id: CallRef) {
+    fn update_media(&mut self, now: Instant, id: CallRef) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
         if !call.media_started {
-            return self.start_media(id);
+            return self.start_media(now, id);
         }
         let Some(session) = self.media_session(call) else {
             return;
@@ -989,86 +1056,6 @@ impl Endpoint {
         if std::mem::take(&mut call.media_started) {
             self.outputs
                 .push_back(Output::Media(MediaCommand::Stop { call: id }));
-        }
-    }
-
-    // ---- call flow ------------------------------------------------------------------------
-
-    fn handle_info(&mut self, now: Instant, key: TxKey, id: CallRef, request: &rsip::Request) {
-        let content_type = message::header_value(request, "Content-Type").unwrap_or_default();
-        if request.body.is_empty() {
-            // An empty INFO is a keep-alive probe (RFC 6086 §4.2.2 allows it).
-            let response = self.response(request, 200, None, vec![]);
-            return self.respond(now, &key, response);
-        }
-        match parse_info_dtmf(content_type, &request.body) {
-            Ok(digit) => {
-                let response = self.response(request, 200, None, vec![]);
-                self.respond(now, &key, response);
-                self.digit(now, id, digit, DtmfSource::SipInfo);
-            }
-            Err(error) => {
-                debug!(%error, "INFO body not understood");
-                let accept =
-                    vec![
-                        rsip::headers::Accept::new("application/dtmf-relay, application/dtmf")
-                            .into(),
-                    ];
-                let response = self.response(request, 415, None, accept);
-                self.respond(now, &key, response);
-            }
-        }
-    }
-
-    fn digit(&mut self, now: Instant, id: CallRef, digit: char, source: DtmfSource) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if call.state == CallState::Terminating {
-            return;
-        }
-        call.dtmf_source.get_or_insert(source);
-        call.span.in_scope(|| info!(%digit, %source, "DTMF"));
-        let actions = call.flow.on_digit(digit);
-        self.run_flow(now, id, actions);
-    }
-
-    fn run_flow(&mut self, now: Instant, id: CallRef, actions: Vec<FlowAction>) {
-        if actions.contains(&FlowAction::HangUp) {
-            self.hang_up(now, id, EndReason::FlowEnded);
-            self.drain_transactions(now);
-            return;
-        }
-        self.run_flow_actions(id, actions);
-    }
-
-    /// Media-only actions (no hang-up): resolves prompt names in the call's language.
-    fn run_flow_actions(&mut self, id: CallRef, actions: Vec<FlowAction>) {
-        for action in actions {
-            match action {
-                FlowAction::Play(names) => {
-                    let language = &self.config.default_language;
-                    let prompts: Vec<Arc<Prompt>> = names
-                        .iter()
-                        .filter_map(|name| {
-                            let prompt = self.prompts.get(language, name);
-                            if prompt.is_none() {
-                                warn!(%language, %name, "prompt missing: skipped");
-                            }
-                            prompt
-                        })
-                        .collect();
-                    if !prompts.is_empty() {
-                        self.outputs
-                            .push_back(Output::Media(MediaCommand::Play { call: id, prompts }));
-                    }
-                }
-                FlowAction::StopPlayback => {
-                    self.outputs
-                        .push_back(Output::Media(MediaCommand::StopPlayback { call: id }));
-                }
-                FlowAction::HangUp => {}
-            }
         }
     }
 
@@ -1257,8 +1244,10 @@ fn options_headers() -> Vec<rsip::Header> {
     ]
 }
 
+mod flow;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 fn cseq_number(request: &rsip::Request) -> Option<u32> {
     message::cseq(request).map(|(number, _)| number)

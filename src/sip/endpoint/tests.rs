@@ -123,7 +123,12 @@ impl Harness {
     fn new(config: EndpointConfig) -> Self {
         let t0 = Instant::now();
         Self {
-            endpoint: Endpoint::new(config, Arc::new(test_prompts()), 7),
+            endpoint: Endpoint::new(
+                config,
+                Arc::new(test_prompts()),
+                Box::new(|_| Box::new(crate::ivr::echo::EchoFlow::new("en"))),
+                7,
+            ),
             t0,
             now: t0,
             sent: Vec::new(),
