@@ -85,6 +85,8 @@ pub struct Outbound {
     idle: IdleAudio,
     playlist: VecDeque<Arc<Prompt>>,
     playing: Option<(Arc<Prompt>, usize)>,
+    /// Tag of the latest `play`, reported with the end of playback so a stale end is known.
+    generation: u64,
 }
 
 impl Outbound {
@@ -101,6 +103,7 @@ impl Outbound {
             idle,
             playlist: VecDeque::new(),
             playing: None,
+            generation: 0,
         }
     }
 
@@ -114,9 +117,15 @@ impl Outbound {
         self.header.payload_type = payload_type;
     }
 
-    /// Queues prompts after whatever is playing.
-    pub fn play(&mut self, prompts: impl IntoIterator<Item = Arc<Prompt>>) {
+    /// Queues prompts after whatever is playing; `generation` tags the end of this playlist.
+    pub fn play(&mut self, prompts: impl IntoIterator<Item = Arc<Prompt>>, generation: u64) {
         self.playlist.extend(prompts);
+        self.generation = generation;
+    }
+
+    /// The tag of the latest `play`.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Stops the current prompt and drops the queue; true when something was playing.

@@ -41,6 +41,7 @@ enum PacerCommand {
     Play {
         call: CallRef,
         prompts: Vec<Arc<Prompt>>,
+        generation: u64,
     },
     StopPlayback {
         call: CallRef,
@@ -91,7 +92,15 @@ impl MediaDriver {
                 }
                 self.send(PacerCommand::Format { call, session });
             }
-            MediaCommand::Play { call, prompts } => self.send(PacerCommand::Play { call, prompts }),
+            MediaCommand::Play {
+                call,
+                prompts,
+                generation,
+            } => self.send(PacerCommand::Play {
+                call,
+                prompts,
+                generation,
+            }),
             MediaCommand::StopPlayback { call } => self.send(PacerCommand::StopPlayback { call }),
             MediaCommand::Stop { call } => {
                 if let Some(updates) = self.receivers.remove(&call) {
@@ -192,7 +201,10 @@ fn pace(commands: std_mpsc::Receiver<PacerCommand>, events: mpsc::Sender<DriverI
                 }
             }
             if tick.playback_finished {
-                let event = DriverInput::Media(MediaEvent::PlaybackFinished { call: paced.call });
+                let event = DriverInput::Media(MediaEvent::PlaybackFinished {
+                    call: paced.call,
+                    generation: paced.outbound.generation(),
+                });
                 if events.try_send(event).is_err() {
                     warn!(call = %paced.call, "event queue full: playback end dropped");
                 }
@@ -244,9 +256,13 @@ fn apply(command: PacerCommand, calls: &mut Vec<PacedCall>, index: &mut HashMap<
                 }
             }
         }
-        PacerCommand::Play { call, prompts } => {
+        PacerCommand::Play {
+            call,
+            prompts,
+            generation,
+        } => {
             if let Some(i) = find(index, call) {
-                calls[i].outbound.play(prompts);
+                calls[i].outbound.play(prompts, generation);
             }
         }
         PacerCommand::StopPlayback { call } => {

@@ -57,7 +57,7 @@ fn prompts_play_in_order_with_marker_on_each_start_and_timestamps_step_160() {
     let mut outbound = Outbound::new(start(), Codec::Pcmu, 0, IdleAudio::Silence);
     let a = tone_prompt("a", 3);
     let b = tone_prompt("b", 2);
-    outbound.play([a.clone(), b.clone()]);
+    outbound.play([a.clone(), b.clone()], 1);
     let (sent, finished) = run(&mut outbound, 7);
     let sent: Vec<Sent> = sent.into_iter().map(Option::unwrap).collect();
     let markers: Vec<bool> = sent.iter().map(|p| p.marker).collect();
@@ -92,7 +92,7 @@ fn prompts_play_in_order_with_marker_on_each_start_and_timestamps_step_160() {
 #[test]
 fn stop_cuts_the_prompt_on_the_next_frame_and_idle_nothing_sends_nothing() {
     let mut outbound = Outbound::new(start(), Codec::Pcma, 8, IdleAudio::Nothing);
-    outbound.play([tone_prompt("long", 50)]);
+    outbound.play([tone_prompt("long", 50)], 1);
     let (first, _) = run(&mut outbound, 10);
     assert!(first.iter().all(Option::is_some));
     assert!(outbound.stop());
@@ -105,7 +105,7 @@ fn stop_cuts_the_prompt_on_the_next_frame_and_idle_nothing_sends_nothing() {
         finished.is_empty(),
         "a stopped prompt does not report finishing"
     );
-    outbound.play([tone_prompt("next", 1)]);
+    outbound.play([tone_prompt("next", 1)], 2);
     let (resumed, _) = run(&mut outbound, 1);
     let resumed = resumed[0].as_ref().unwrap();
     let last_before = first[9].as_ref().unwrap();

@@ -84,13 +84,16 @@ impl Endpoint {
                         })
                         .collect();
                     if !found.is_empty() {
+                        let generation = self.bump_play_generation(id);
                         self.outputs.push_back(Output::Media(MediaCommand::Play {
                             call: id,
                             prompts: found,
+                            generation,
                         }));
                     }
                 }
                 FlowAction::StopPlayback => {
+                    self.bump_play_generation(id);
                     self.outputs
                         .push_back(Output::Media(MediaCommand::StopPlayback { call: id }));
                 }
@@ -116,6 +119,16 @@ impl Endpoint {
                     return;
                 }
             }
+        }
+    }
+
+    fn bump_play_generation(&mut self, id: CallRef) -> u64 {
+        match self.calls.get_mut(&id) {
+            Some(call) => {
+                call.play_generation += 1;
+                call.play_generation
+            }
+            None => 0,
         }
     }
 

@@ -74,6 +74,8 @@ pub enum MediaCommand {
     Play {
         call: CallRef,
         prompts: Vec<Arc<Prompt>>,
+        /// Comes back with the end of playback, so an end that crossed a newer command is known.
+        generation: u64,
     },
     /// Cut the current prompt at the next frame and drop the queue (barge-in).
     StopPlayback {
@@ -108,7 +110,7 @@ pub enum MediaEvent {
         source: DtmfSource,
     },
     /// The last queued prompt has been sent in full.
-    PlaybackFinished { call: CallRef },
+    PlaybackFinished { call: CallRef, generation: u64 },
 }
 
 /// Why a call ended; becomes the call record's outcome in later issues.
@@ -211,6 +213,8 @@ struct Call {
     transfer: Option<transfer::Transfer>,
     /// How the caller's keys arrived (first key decides), for the call record.
     dtmf_source: Option<DtmfSource>,
+    /// Bumped by every Play and StopPlayback sent to the media engine.
+    play_generation: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -346,8 +350,12 @@ impl Endpoint {
                 digit,
                 source,
             } => self.digit(now, call, digit, source),
-            MediaEvent::PlaybackFinished { call } => {
-                self.flow_event(now, call, FlowEvent::PlaybackFinished)
+            MediaEvent::PlaybackFinished { call, generation } => {
+                // An end that crossed a newer Play or a StopPlayback is not this flow's news.
+                let current = self.calls.get(&call).map(|c| c.play_generation);
+                if current == Some(generation) {
+                    self.flow_event(now, call, FlowEvent::PlaybackFinished);
+                }
             }
         }
         self.drain_transactions(now);
@@ -566,6 +574,7 @@ impl Endpoint {
                 flow_timers: HashMap::new(),
                 transfer: None,
                 dtmf_source: None,
+                play_generation: 0,
             },
         );
         if self.config.answer_delay.is_zero() {

@@ -638,8 +638,32 @@ fn answered_call_plays_welcome_and_digits_from_rtp_and_info_barge_in() {
         played(&h.media),
         vec!["welcome", "stop", "digit_5", "stop", "goodbye"]
     );
-    h.endpoint
-        .handle_media_event(h.now, MediaEvent::PlaybackFinished { call: CallRef(1) });
+    let stale = MediaEvent::PlaybackFinished {
+        call: CallRef(1),
+        generation: 1,
+    };
+    h.endpoint.handle_media_event(h.now, stale);
+    h.collect();
+    assert!(
+        h.take_sent().is_empty(),
+        "the end of an interrupted playlist is ignored"
+    );
+    let generation = h
+        .media
+        .iter()
+        .rev()
+        .find_map(|command| match command {
+            MediaCommand::Play { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .unwrap();
+    h.endpoint.handle_media_event(
+        h.now,
+        MediaEvent::PlaybackFinished {
+            call: CallRef(1),
+            generation,
+        },
+    );
     h.collect();
     assert!(
         h.first_lines()[0].starts_with("BYE "),
