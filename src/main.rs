@@ -1,9 +1,11 @@
-//! Command line entry point: `hotline serve` runs the service.
+//! Command line entry point: `serve` runs the service; `check`, `simulate` and `reload` are the
+//! supervisor's tools for `routing.toml`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use hotline::settings::Settings;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -13,6 +15,9 @@ use tracing_subscriber::EnvFilter;
     about = "IVR and call routing for the Vilnius city hotline 19118"
 )]
 struct Cli {
+    /// Settings file (default: ./hotline.toml when present). Env HOTLINE__SECTION__KEY overrides.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -20,27 +25,47 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service: SIP on UDP and TCP, media, routing.
-    Serve {
-        /// Settings file (default: ./hotline.toml when present). Env HOTLINE__SECTION__KEY overrides.
+    Serve,
+    /// Validate a routing file before it goes live (default: the `routing` setting).
+    /// Exit 1 with every problem as FILE:LINE: key: message.
+    Check { file: Option<PathBuf> },
+    /// Walk a caller's keys through the routing offline and print each step.
+    Simulate {
+        /// Routing file (default: the `routing` setting).
         #[arg(long)]
-        config: Option<PathBuf>,
+        routing: Option<PathBuf>,
+        /// Choose this language at the language menu (lt, en, ru, pl).
+        #[arg(long)]
+        lang: Option<String>,
+        /// Local time of the call in the hotline's time zone, "YYYY-MM-DD HH:MM" (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Keys the caller presses, e.g. `2 1` or `21`; none: read them from the terminal.
+        digits: Vec<String>,
     },
+    /// Ask the running service to reload routing.toml (it validates first and keeps the running
+    /// version when the file has problems).
+    Reload,
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The service logs its work; the supervisor's tools only speak up when something is wrong.
+    let default_filter = if matches!(cli.command, Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve { config } => serve(config),
-    };
+    let result = run(cli);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("hotline: {error:#}");
             ExitCode::FAILURE
@@ -48,10 +73,50 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let settings = hotline::settings::Settings::load(config.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(hotline::server::run(settings))
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(hotline::server::run(settings))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { file } => {
+            let path = file.unwrap_or(settings.routing);
+            let fit = hotline::cli::check::run(&path, &settings.prompts);
+            Ok(if fit {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Simulate {
+            routing,
+            lang,
+            at,
+            digits,
+        } => {
+            let keys: Vec<char> = digits.iter().flat_map(|word| word.chars()).collect();
+            let keys = if keys.is_empty() {
+                hotline::cli::simulate::Keys::Interactive
+            } else {
+                hotline::cli::simulate::Keys::Given(keys)
+            };
+            let routing = routing.unwrap_or(settings.routing);
+            hotline::cli::simulate::run(hotline::cli::simulate::Options {
+                routing: &routing,
+                prompts: &settings.prompts,
+                language: lang,
+                at,
+                keys,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reload => {
+            hotline::cli::reload::run(&settings.pid_file)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

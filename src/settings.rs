@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer};
 pub const DEFAULTS: &str = r#"
 routing = "routing.toml"
 prompts = "prompts"
+pid_file = "var/hotline.pid"
 
 [sip]
 listen = "0.0.0.0:5060"
@@ -42,6 +43,8 @@ pub struct Settings {
     pub routing: PathBuf,
     /// Folder of prompt audio, `<prompts>/<lang>/<name>.<ext>`.
     pub prompts: PathBuf,
+    /// Where `serve` writes its process id, for `hotline reload`.
+    pub pid_file: PathBuf,
     pub database: DatabaseSettings,
     pub http: HttpSettings,
 }

@@ -3,6 +3,7 @@
 //! answers with actions (play, stop, timers, transfer, hang up). The SIP endpoint runs them.
 
 pub mod echo;
+pub mod menu;
 
 use std::time::{Duration, Instant, SystemTime};
 

@@ -1,5 +1,6 @@
 //! Call routing configuration (`routing.toml`): the typed model, opening hours and the
 //! cross-reference checks supervisors run before a config goes live.
+pub mod active;
 pub mod check;
 pub mod hours;
 pub mod model;

@@ -2,7 +2,10 @@
 //! connections, the timer, and hands media commands to the media driver. No SIP logic here.
 
 mod media;
+mod routing;
 mod tcp;
+
+pub use routing::BUILTIN_ECHO;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,11 +18,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::ivr::echo::EchoFlow;
 use crate::media::prompts::PromptLibrary;
 use crate::media::stream::IdleAudio;
 use crate::settings::Settings;
-use crate::sip::endpoint::{Endpoint, EndpointConfig, FlowFactory, MediaEvent, Output};
+use crate::sip::endpoint::{Endpoint, EndpointConfig, MediaEvent, Output};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{Peer, TransportKind};
 
@@ -86,8 +88,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         rtp_port_max: settings.rtp.port_max,
         default_language: DEFAULT_LANGUAGE.to_owned(),
     };
-    let (prompts, problems) = PromptLibrary::load(&settings.prompts);
-    for problem in &problems {
+    let (prompts, prompt_errors) = PromptLibrary::load(&settings.prompts);
+    for problem in &prompt_errors {
         warn!("prompt not usable: {problem}");
     }
     info!(
@@ -96,8 +98,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         folder = %settings.prompts.display(),
         "prompts loaded"
     );
-    let flows: FlowFactory = Box::new(|_call| Box::new(EchoFlow::new(DEFAULT_LANGUAGE)));
-    let mut endpoint = Endpoint::new(config, Arc::new(prompts), flows, rand::random());
+    let prompts = Arc::new(prompts);
+    let mut routing =
+        routing::RoutingSource::new(settings.routing.clone(), prompts.clone(), prompt_errors);
+    let flows = routing.initial(DEFAULT_LANGUAGE).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "{}\nrouting has {} problem(s): not starting",
+            lines.join("\n"),
+            problems.len()
+        )
+    })?;
+    let mut endpoint = Endpoint::new(config, prompts, flows, rand::random());
+    write_pid_file(&settings.pid_file);
+    let mut hangup = hangup_signal()?;
+    let mut file_poll = tokio::time::interval(std::time::Duration::from_secs(1));
     let (input_tx, mut inputs) = mpsc::channel::<DriverInput>(8192);
     tokio::spawn(tcp::accept_loop(
         listener,
@@ -142,6 +157,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 DriverInput::Media(event) => endpoint.handle_media_event(Instant::now(), event),
             },
             () = sleep => endpoint.handle_timeout(Instant::now()),
+            Some(()) = hangup.recv() => {
+                info!("SIGHUP: reloading routing");
+                if let Some(flows) = routing.reload() {
+                    endpoint.set_flow_factory(flows);
+                }
+            }
+            _ = file_poll.tick() => {
+                if let Some(flows) = routing.poll_file() {
+                    endpoint.set_flow_factory(flows);
+                }
+            }
             () = &mut shutdown => {
                 info!("shutting down");
                 return Ok(());
@@ -191,6 +217,39 @@ fn default_public_ip(listen: IpAddr) -> IpAddr {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         }
     }
+}
+
+/// `hotline reload` finds the service through this file.
+fn write_pid_file(path: &std::path::Path) {
+    if let Some(folder) = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        let _ = std::fs::create_dir_all(folder);
+    }
+    if let Err(error) = std::fs::write(path, format!("{}\n", std::process::id())) {
+        warn!(%error, file = %path.display(), "cannot write the pid file; `hotline reload` will not find us");
+    }
+}
+
+/// SIGHUP as a stream of `()`; on other platforms it never fires.
+fn hangup_signal() -> anyhow::Result<mpsc::Receiver<()>> {
+    let (sender, receiver) = mpsc::channel(4);
+    #[cfg(unix)]
+    {
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("listening for SIGHUP")?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                if sender.send(()).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(sender);
+    Ok(receiver)
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,6 @@
+//! The supervisor's commands besides `serve`: `check` a routing file before it goes live,
+//! `simulate` a caller's keys through it offline, `reload` the running service.
+
+pub mod check;
+pub mod reload;
+pub mod simulate;

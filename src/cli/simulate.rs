@@ -1,0 +1,227 @@
+//! `hotline simulate`: the supervisor's dry run. Walks the real call flow offline with a
+//! simulated clock: prompts "play" for their real length, timers run out, and each step is
+//! printed with the prompt file, the decision and the final action.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{anyhow, Context};
+use chrono::{NaiveDateTime, TimeZone};
+
+use crate::ivr::menu::{MenuFlow, Step};
+use crate::ivr::{CallFlow, FlowAction, FlowClock, FlowEvent};
+use crate::media::prompts::PromptLibrary;
+use crate::routing::Routing;
+
+/// Where the keys come from: the command line, or the terminal line by line.
+pub enum Keys {
+    Given(Vec<char>),
+    Interactive,
+}
+
+pub struct Options<'a> {
+    pub routing: &'a Path,
+    pub prompts: &'a Path,
+    pub language: Option<String>,
+    /// Local time in the hotline's time zone, `YYYY-MM-DD HH:MM`.
+    pub at: Option<String>,
+    pub keys: Keys,
+}
+
+/// Guards against flows that never end (they cannot with a checked file, but this is a tool).
+const MAX_STEPS: usize = 200;
+
+pub fn run(options: Options) -> anyhow::Result<()> {
+    let routing = crate::routing::load(options.routing).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow!(
+            "{}\n(run `hotline check` for every problem)",
+            lines.join("\n")
+        )
+    })?;
+    let (prompts, _) = PromptLibrary::load(options.prompts);
+    let wall = match &options.at {
+        Some(text) => local_time(&routing, text)?,
+        None => SystemTime::now(),
+    };
+    let mut keys: Vec<char> = Vec::new();
+    if let Some(language) = &options.language {
+        let position = routing
+            .hotline
+            .languages
+            .value
+            .iter()
+            .position(|l| l.value == *language)
+            .ok_or_else(|| anyhow!("language `{language}` is not in [hotline] languages"))?;
+        keys.push(char::from_digit(position as u32 + 1, 10).unwrap_or('1'));
+    }
+    let interactive = matches!(options.keys, Keys::Interactive) && options.language.is_none();
+    if let Keys::Given(given) = options.keys {
+        keys.extend(given);
+    }
+    let mut simulation = Simulation {
+        flow: MenuFlow::new(Arc::new(routing)),
+        prompts,
+        start: Instant::now(),
+        elapsed: Duration::ZERO,
+        wall,
+        playing: Duration::ZERO,
+        timer: None,
+        finished: false,
+    };
+    simulation.event(FlowEvent::Started);
+    let mut keys = keys.into_iter();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    for _ in 0..MAX_STEPS {
+        if simulation.finished {
+            break;
+        }
+        if simulation.playing > Duration::ZERO {
+            simulation.elapsed += simulation.playing;
+            simulation.playing = Duration::ZERO;
+            simulation.event(FlowEvent::PlaybackFinished);
+            continue;
+        }
+        let next_key = match keys.next() {
+            Some(key) => Some(key),
+            None if interactive => match read_key(&mut lines)? {
+                Input::Key(key) => Some(key),
+                Input::Silence => None,
+                Input::End => break,
+            },
+            None => None,
+        };
+        if let Some(key) = next_key {
+            println!("{}  caller presses {key}", stamp(simulation.elapsed));
+            simulation.event(FlowEvent::Digit(key));
+            continue;
+        }
+        match simulation.timer.take() {
+            Some((id, after)) => {
+                simulation.elapsed += after;
+                println!(
+                    "{}  no key within {}",
+                    stamp(simulation.elapsed),
+                    seconds(after)
+                );
+                simulation.event(FlowEvent::Timer(id));
+            }
+            None => break,
+        }
+    }
+    println!("path: {}", describe(simulation.flow.steps()));
+    Ok(())
+}
+
+struct Simulation {
+    flow: MenuFlow,
+    prompts: PromptLibrary,
+    start: Instant,
+    elapsed: Duration,
+    wall: SystemTime,
+    /// Length of the prompts queued and not yet heard.
+    playing: Duration,
+    timer: Option<(u32, Duration)>,
+    finished: bool,
+}
+
+impl Simulation {
+    fn event(&mut self, event: FlowEvent) {
+        let clock = FlowClock {
+            now: self.start + self.elapsed,
+            wall: self.wall + self.elapsed,
+        };
+        for action in self.flow.handle(clock, event) {
+            let at = stamp(self.elapsed);
+            match action {
+                FlowAction::Play(prompts) => {
+                    for prompt in prompts {
+                        let length = match self.prompts.get(&prompt.lang, &prompt.name) {
+                            Some(loaded) => {
+                                self.playing += loaded.duration();
+                                seconds(loaded.duration())
+                            }
+                            None => "missing!".to_owned(),
+                        };
+                        println!("{at}  play [{}] {}  ({length})", prompt.lang, prompt.name);
+                    }
+                }
+                FlowAction::StopPlayback => self.playing = Duration::ZERO,
+                FlowAction::StartTimer { id, after } => {
+                    println!("{at}  wait for a key ({})", seconds(after));
+                    self.timer = Some((id, after));
+                }
+                FlowAction::CancelTimer(_) => self.timer = None,
+                FlowAction::Transfer { target } => {
+                    println!("{at}  TRANSFER (REFER) to {target}");
+                    self.finished = true;
+                }
+                FlowAction::HangUp => {
+                    println!("{at}  HANG UP");
+                    self.finished = true;
+                }
+            }
+        }
+    }
+}
+
+enum Input {
+    Key(char),
+    Silence,
+    End,
+}
+
+fn read_key(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> anyhow::Result<Input> {
+    eprint!("key (0-9 * #, empty line = no key, end of input = stop)> ");
+    match lines.next() {
+        None => Ok(Input::End),
+        Some(line) => {
+            let line = line.context("reading keys from standard input")?;
+            Ok(line
+                .trim()
+                .chars()
+                .next()
+                .map_or(Input::Silence, Input::Key))
+        }
+    }
+}
+
+fn local_time(routing: &Routing, text: &str) -> anyhow::Result<SystemTime> {
+    let naive = NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M")
+        .with_context(|| format!("--at `{text}`: expected YYYY-MM-DD HH:MM"))?;
+    let zone = routing.hotline.timezone.value;
+    let local = zone
+        .from_local_datetime(&naive)
+        .earliest()
+        .ok_or_else(|| anyhow!("--at `{text}` does not exist in {zone} (clock change)"))?;
+    Ok(SystemTime::from(local.with_timezone(&chrono::Utc)))
+}
+
+fn stamp(elapsed: Duration) -> String {
+    format!("{:>7.1}s", elapsed.as_secs_f64())
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+fn describe(steps: &[Step]) -> String {
+    let parts: Vec<String> = steps
+        .iter()
+        .map(|step| match step {
+            Step::Language(language) => format!("language {language}"),
+            Step::Key { menu, digit } => format!("{menu}:{digit}"),
+            Step::Invalid { menu, digit } => format!("{menu}:{digit} (invalid)"),
+            Step::NoInput { menu } => format!("{menu}: no key"),
+            Step::Closed { group } => format!("{group} closed"),
+            Step::Transfer { group, target } => format!("group {group} -> {target}"),
+            Step::TransferFailed { group, status } => format!("{group} transfer failed ({status})"),
+            Step::Fallback => "fallback".to_owned(),
+            Step::HangUp => "hang up".to_owned(),
+        })
+        .collect();
+    parts.join(" > ")
+}

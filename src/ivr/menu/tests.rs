@@ -1,0 +1,333 @@
+//! The 19118 flow on the shipped routing.toml, with simulated wall-clock times.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::TimeZone;
+use chrono_tz::Europe::Vilnius;
+
+use super::*;
+
+fn shipped() -> Arc<Routing> {
+    let text = include_str!("../../../routing.toml");
+    Arc::new(crate::routing::parse(text, "routing.toml").expect("shipped routing.toml parses"))
+}
+
+fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> FlowClock {
+    let local = Vilnius
+        .with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .single()
+        .expect("unambiguous local time");
+    FlowClock {
+        now: Instant::now(),
+        wall: SystemTime::from(local.with_timezone(&Utc)),
+    }
+}
+
+/// Wednesday 2 December 2026, 10:00 in Vilnius: every office is open.
+fn weekday_morning() -> FlowClock {
+    at(2026, 12, 2, 10, 0)
+}
+
+fn p(lang: &str, name: &str) -> PromptRef {
+    PromptRef::new(lang, name)
+}
+
+fn played(actions: &[FlowAction]) -> Vec<PromptRef> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            FlowAction::Play(prompts) => Some(prompts.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn transfer_target(actions: &[FlowAction]) -> Option<String> {
+    actions.iter().find_map(|a| match a {
+        FlowAction::Transfer { target } => Some(target.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn english_caller_pressing_2_2_is_transferred_to_the_english_speaking_heating_agent() {
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(shipped());
+    let start = flow.handle(clock, FlowEvent::Started);
+    assert_eq!(
+        played(&start),
+        vec![
+            p("lt", "welcome"),
+            p("lt", "language_menu_lt"),
+            p("en", "language_menu_en"),
+            p("ru", "language_menu_ru"),
+            p("pl", "language_menu_pl"),
+        ],
+        "each language offered in its own language"
+    );
+    // Type-ahead: both keys arrive while prompts still play.
+    let english = flow.handle(clock, FlowEvent::Digit('2'));
+    assert_eq!(
+        english[0],
+        FlowAction::StopPlayback,
+        "the key cuts the prompt"
+    );
+    assert_eq!(played(&english), vec![p("en", "main_menu")]);
+    let heating = flow.handle(clock, FlowEvent::Digit('2'));
+    assert_eq!(played(&heating), vec![p("en", "transfer_connecting")]);
+    assert_eq!(
+        transfer_target(&heating),
+        None,
+        "transfer after the connecting prompt"
+    );
+    let done = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        transfer_target(&done).as_deref(),
+        Some("sip:heating-2@127.0.0.1:5312")
+    );
+    assert_eq!(flow.language(), "en");
+    assert_eq!(
+        flow.steps(),
+        &[
+            Step::Language("en".into()),
+            Step::Key {
+                menu: "main".into(),
+                digit: '2'
+            },
+            Step::Transfer {
+                group: "heating".into(),
+                target: "sip:heating-2@127.0.0.1:5312".into()
+            },
+        ]
+    );
+    assert!(
+        flow.handle(clock, FlowEvent::Digit('1')).is_empty(),
+        "keys after the choice are ignored"
+    );
+}
+
+#[test]
+fn russian_caller_gets_the_russian_speaking_agent() {
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(shipped());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('3'));
+    flow.handle(clock, FlowEvent::Digit('2'));
+    let done = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        transfer_target(&done).as_deref(),
+        Some("sip:heating-1@127.0.0.1:5311")
+    );
+}
+
+#[test]
+fn silence_picks_the_default_language_then_max_attempts_reach_the_fallback() {
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(shipped());
+    flow.handle(clock, FlowEvent::Started);
+    let mut heard = Vec::new();
+    let mut transfer = None;
+    for _ in 0..20 {
+        let after_prompt = flow.handle(clock, FlowEvent::PlaybackFinished);
+        if let Some(target) = transfer_target(&after_prompt) {
+            transfer = Some(target);
+            break;
+        }
+        assert!(
+            after_prompt.contains(&FlowAction::StartTimer {
+                id: DIGIT_TIMER,
+                after: Duration::from_secs(5)
+            }),
+            "{after_prompt:?}"
+        );
+        let timeout = flow.handle(clock, FlowEvent::Timer(DIGIT_TIMER));
+        heard.extend(played(&timeout));
+    }
+    // Language menu: 2 retries then the default language's main menu; main menu: 2 retries
+    // then the fallback group (municipality), which is open and takes the call.
+    assert_eq!(
+        heard.iter().filter(|p| p.name == "no_input").count(),
+        4,
+        "{heard:?}"
+    );
+    assert!(heard.contains(&p("lt", "main_menu")));
+    assert_eq!(
+        transfer.as_deref(),
+        Some("sip:municipality-1@127.0.0.1:5391")
+    );
+    assert!(flow.steps().contains(&Step::Fallback));
+}
+
+#[test]
+fn invalid_keys_count_as_attempts() {
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(shipped());
+    flow.handle(clock, FlowEvent::Started);
+    let wrong = flow.handle(clock, FlowEvent::Digit('7'));
+    assert_eq!(played(&wrong)[0], p("lt", "invalid_choice"));
+    flow.handle(clock, FlowEvent::Digit('1'));
+    flow.handle(clock, FlowEvent::Digit('0'));
+    flow.handle(clock, FlowEvent::Digit('#'));
+    let third = flow.handle(clock, FlowEvent::Digit('*'));
+    assert_eq!(
+        played(&third),
+        vec![p("lt", "transfer_connecting")],
+        "third miss goes to the fallback"
+    );
+}
+
+#[test]
+fn submenu_back_repeat_and_information() {
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(shipped());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('4'));
+    assert_eq!(
+        played(&flow.handle(clock, FlowEvent::Digit('3'))),
+        vec![p("pl", "transport_menu")]
+    );
+    assert_eq!(
+        played(&flow.handle(clock, FlowEvent::Digit('9'))),
+        vec![p("pl", "transport_menu")]
+    );
+    assert_eq!(
+        played(&flow.handle(clock, FlowEvent::Digit('*'))),
+        vec![p("pl", "main_menu")]
+    );
+    assert_eq!(
+        played(&flow.handle(clock, FlowEvent::Digit('8'))),
+        vec![p("pl", "opening_hours")]
+    );
+    let after_info = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        played(&after_info),
+        vec![p("pl", "main_menu")],
+        "information, then the menu again"
+    );
+    flow.handle(clock, FlowEvent::Digit('3'));
+    flow.handle(clock, FlowEvent::Digit('1'));
+    let done = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        transfer_target(&done).as_deref(),
+        Some("sip:tickets-1@127.0.0.1:5321")
+    );
+}
+
+fn closed_message(
+    clock: FlowClock,
+    language_key: char,
+    group_key: char,
+) -> (Vec<PromptRef>, Vec<FlowAction>) {
+    let mut flow = MenuFlow::new(shipped());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit(language_key));
+    let closed = flow.handle(clock, FlowEvent::Digit(group_key));
+    let after = flow.handle(clock, FlowEvent::PlaybackFinished);
+    (played(&closed), after)
+}
+
+#[test]
+fn closed_on_saturday_says_monday_at_eight_and_hangs_up_without_transfer() {
+    let (heard, after) = closed_message(at(2026, 12, 5, 10, 0), '2', '2');
+    let names: Vec<&str> = heard.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "closed_prefix",
+            "day_mon",
+            "time_at",
+            "hour_08",
+            "minute_00",
+            "goodbye"
+        ]
+    );
+    assert!(heard.iter().all(|p| p.lang == "en"));
+    assert_eq!(after, vec![FlowAction::HangUp]);
+    assert_eq!(transfer_target(&after), None);
+}
+
+#[test]
+fn closed_on_a_weekday_evening_reopens_tomorrow_and_friday_closes_early() {
+    let (heard, _) = closed_message(at(2026, 12, 2, 18, 0), '1', '1');
+    assert_eq!(heard[1], p("lt", "tomorrow"));
+    let (friday, _) = closed_message(at(2026, 12, 4, 15, 50), '1', '1');
+    assert_eq!(friday[0].name, "closed_prefix", "Friday closes at 15:45");
+    assert_eq!(friday[1].name, "day_mon");
+    let (before_opening, _) = closed_message(at(2026, 12, 2, 7, 0), '1', '1');
+    assert_eq!(before_opening[1].name, "today");
+}
+
+#[test]
+fn christmas_eve_is_a_holiday_and_the_office_reopens_after_the_weekend() {
+    // Thu 24, Fri 25, Sat 26 are holidays, Sun 27: back on Monday 28 December.
+    let (heard, _) = closed_message(at(2026, 12, 24, 10, 0), '1', '2');
+    let names: Vec<&str> = heard.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        &names[..5],
+        &[
+            "closed_prefix",
+            "day_mon",
+            "time_at",
+            "hour_08",
+            "minute_00"
+        ]
+    );
+    // Easter Monday 2026 (6 April) is computed, not listed.
+    let (easter, _) = closed_message(at(2026, 4, 6, 10, 0), '1', '2');
+    assert_eq!(easter[1].name, "tomorrow");
+}
+
+#[test]
+fn dst_change_moves_opening_by_the_clock_not_by_utc() {
+    // Monday after the spring change (29 March 2026): 08:00 local is 05:00 UTC.
+    let (before, _) = closed_message(at(2026, 3, 30, 7, 59), '1', '2');
+    assert_eq!(before[0].name, "closed_prefix");
+    let clock = at(2026, 3, 30, 8, 0);
+    let mut flow = MenuFlow::new(shipped());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('1'));
+    assert_eq!(
+        played(&flow.handle(clock, FlowEvent::Digit('2'))),
+        vec![p("lt", "transfer_connecting")]
+    );
+}
+
+#[test]
+fn failed_transfer_apologises_and_tries_the_fallback_then_gives_up() {
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(shipped());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('1'));
+    flow.handle(clock, FlowEvent::Digit('2'));
+    flow.handle(clock, FlowEvent::PlaybackFinished);
+    let failed = flow.handle(clock, FlowEvent::TransferFailed(486));
+    assert_eq!(played(&failed), vec![p("lt", "transfer_failed")]);
+    let fallback = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(played(&fallback), vec![p("lt", "transfer_connecting")]);
+    let to_fallback = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        transfer_target(&to_fallback).as_deref(),
+        Some("sip:municipality-1@127.0.0.1:5391")
+    );
+    let failed_again = flow.handle(clock, FlowEvent::TransferFailed(503));
+    assert_eq!(
+        played(&failed_again),
+        vec![p("lt", "transfer_failed"), p("lt", "goodbye")]
+    );
+    assert_eq!(
+        flow.handle(clock, FlowEvent::PlaybackFinished),
+        vec![FlowAction::HangUp]
+    );
+}
+
+#[test]
+fn a_stale_digit_timer_is_ignored() {
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(shipped());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('1'));
+    flow.handle(clock, FlowEvent::Digit('2'));
+    assert!(flow.handle(clock, FlowEvent::Timer(DIGIT_TIMER)).is_empty());
+}
