@@ -74,6 +74,9 @@ pub struct SipSettings {
     pub rtp_timeout: Duration,
     /// Larger SIP messages get 513 (UDP) or close the connection (TCP).
     pub max_message_size: usize,
+    /// Agents' credentials (realm and HA1 per user); without it agents cannot register.
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

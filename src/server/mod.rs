@@ -22,6 +22,7 @@ use crate::media::prompts::PromptLibrary;
 use crate::media::stream::IdleAudio;
 use crate::settings::Settings;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, MediaEvent, Output};
+use crate::sip::registrar::Credentials;
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{Peer, TransportKind};
 
@@ -110,6 +111,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )
     })?;
     let mut endpoint = Endpoint::new(config, prompts, flows, rand::random());
+    if let Some(path) = &settings.sip.credentials {
+        let credentials = Credentials::load(path)
+            .context("loading agent credentials (setting sip.credentials)")?;
+        info!(realm = credentials.realm(), "agent registration enabled");
+        endpoint.enable_registrar(credentials);
+    }
     write_pid_file(&settings.pid_file);
     let mut hangup = hangup_signal()?;
     let mut file_poll = tokio::time::interval(std::time::Duration::from_secs(1));

@@ -5,5 +5,6 @@ pub mod dialog;
 pub mod endpoint;
 pub mod framing;
 pub mod message;
+pub mod registrar;
 pub mod transaction;
 pub mod transport;

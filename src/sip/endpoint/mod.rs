@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::dialog::{Dialog, DialogKey};
 use super::message;
+use super::registrar::{Credentials, Registrar};
 use super::transaction::{new_branch, TimerConfig, TransactionLayer, TxEvent, TxKey, TxOutput};
 use super::transport::{Peer, TransportKind};
 use crate::ivr::{CallFlow, FlowClock, FlowEvent};
@@ -26,7 +27,7 @@ use crate::media::prompts::{Prompt, PromptLibrary};
 use crate::sdp::{self, Codec, Direction, LocalMedia, Negotiated, SessionDescription};
 
 /// Methods this service understands; everything else gets 405 with this list.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, REGISTER";
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 const USER_AGENT: &str = concat!("hotline/", env!("CARGO_PKG_VERSION"));
 
@@ -241,6 +242,8 @@ pub type FlowFactory = Box<dyn Fn(&IncomingCall) -> Box<dyn CallFlow> + Send>;
 
 pub struct Endpoint {
     config: EndpointConfig,
+    /// Agents' softphones register here; None when no credentials file is configured.
+    registrar: Option<Registrar>,
     prompts: Arc<PromptLibrary>,
     flows: FlowFactory,
     /// Wall time at an instant, set by the driver: opening hours need the date, timers do not.
@@ -267,6 +270,7 @@ impl Endpoint {
         seed: u64,
     ) -> Self {
         Self {
+            registrar: None,
             prompts,
             flows,
             wall_anchor: (Instant::now(), SystemTime::UNIX_EPOCH),
@@ -284,6 +288,11 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
         }
+    }
+
+    /// Lets agents register with these credentials.
+    pub fn enable_registrar(&mut self, credentials: Credentials) {
+        self.registrar = Some(Registrar::new(credentials));
     }
 
     /// New calls get flows from this factory; calls in progress keep theirs.
@@ -362,7 +371,11 @@ impl Endpoint {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ours = self.timers.peek().map(|Reverse((at, _))| *at);
+        let expiry = self.registrar.as_ref().and_then(Registrar::next_expiry);
+        let ours = match (self.timers.peek().map(|Reverse((at, _))| *at), expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (ours, self.transactions.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -370,6 +383,11 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(registrar) = self.registrar.as_mut() {
+            for user in registrar.expire(now) {
+                info!(%user, "agent registration expired");
+            }
+        }
         self.transactions.handle_timeout(now);
         self.drain_transactions(now);
         while let Some(Reverse((at, kind))) = self.timers.peek().copied() {
@@ -452,6 +470,7 @@ impl Endpoint {
         }
         match request.method {
             rsip::Method::Invite => self.handle_new_invite(now, key, request, from),
+            rsip::Method::Register => self.handle_register(now, key, &request, from),
             rsip::Method::Options => {
                 let response = self.response(&request, 200, None, options_headers());
                 self.respond(now, &key, response);
@@ -1254,6 +1273,7 @@ fn options_headers() -> Vec<rsip::Header> {
 }
 
 mod flow;
+mod register;
 #[cfg(test)]
 mod tests;
 mod transfer;

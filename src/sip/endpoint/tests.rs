@@ -682,3 +682,48 @@ fn info_with_an_unknown_body_gets_415() {
     h.receive(udp(), &info);
     assert!(h.first_lines()[0].starts_with("SIP/2.0 415"));
 }
+
+#[test]
+fn register_is_challenged_then_accepted_with_the_binding_listed() {
+    use md5::{Digest, Md5};
+    let md5 = |text: String| hex::encode(Md5::digest(text.as_bytes()));
+    let mut h = Harness::new(config());
+    let ha1 = crate::sip::registrar::Credentials::ha1("agent1", "hotline", "pw");
+    let credentials = format!("realm = \"hotline\"\n[users]\nagent1 = \"{ha1}\"\n");
+    h.endpoint
+        .enable_registrar(crate::sip::registrar::Credentials::parse(&credentials).unwrap());
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-reg{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:agent1@127.0.0.1>;tag=r\r\nTo: <sip:agent1@127.0.0.1>\r\n\
+             Call-ID: reg\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:agent1@127.0.0.1:5080>\r\nExpires: 60\r\n\
+             {auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    h.receive(udp(), &register(1, ""));
+    let sent = h.take_sent();
+    let challenge = &sent.last().unwrap().2;
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let www = header(challenge, "WWW-Authenticate").unwrap();
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ha2 = md5("REGISTER:sip:127.0.0.1:5060".to_owned());
+    let response = md5(format!("{ha1}:{nonce}:00000001:c:auth:{ha2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"agent1\", realm=\"hotline\", nonce=\"{nonce}\", \
+         uri=\"sip:127.0.0.1:5060\", response=\"{response}\", qop=auth, nc=00000001, cnonce=\"c\"\r\n"
+    );
+    h.receive(udp(), &register(2, &auth));
+    let sent = h.take_sent();
+    let ok = &sent.last().unwrap().2;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(
+        header(ok, "Contact"),
+        Some("<sip:agent1@127.0.0.1:5080>;expires=60")
+    );
+}
