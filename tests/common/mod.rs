@@ -3,7 +3,6 @@
 //! Each test binary uses a different part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -11,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ const READY_DEADLINE: Duration = Duration::from_secs(20);
 const READY_PREFIX: &str = "hotline listening sip=";
 /// How long Drop waits for the output readers to see the pipes close.
 const READERS_DEADLINE: Duration = Duration::from_secs(2);
-/// Service stderr lines kept for failure reports.
+/// Service stderr lines printed in failure reports (the whole log is in `hotline.log`).
 const STDERR_TAIL_LINES: usize = 200;
 
 /// Service RTP ranges are carved from 20000..32600, below Linux's ephemeral range (32768+) where
@@ -37,7 +36,7 @@ static NEXT_SERVICE: AtomicU32 = AtomicU32::new(0);
 pub struct Service {
     child: Child,
     sip_addr: SocketAddr,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    log: Arc<ServiceLog>,
     /// Each output reader sends once here when its pipe closes.
     readers_done: mpsc::Receiver<()>,
     dir: PathBuf,
@@ -76,7 +75,8 @@ impl Service {
             .env("HOTLINE__HTTP__LISTEN", "127.0.0.1:0")
             .env("HOTLINE__RTP__PORT_MIN", rtp_min.to_string())
             .env("HOTLINE__RTP__PORT_MAX", rtp_max.to_string())
-            .env("HOTLINE__DATABASE__URL", &database_url);
+            .env("HOTLINE__DATABASE__URL", &database_url)
+            .env("HOTLINE__PID_FILE", dir.join("hotline.pid"));
         for (key, value) in extra_env {
             command.env(key, value);
         }
@@ -84,7 +84,7 @@ impl Service {
             .spawn()
             .unwrap_or_else(|error| panic!("starting {}: {error}", env!("CARGO_BIN_EXE_hotline")));
 
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
+        let log = Arc::new(ServiceLog::default());
         let (stdout_lines, ready_lines) = mpsc::channel();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -98,15 +98,9 @@ impl Service {
             });
             let _ = stdout_done.send(());
         });
-        let tail = Arc::clone(&stderr_tail);
+        let service_log = Arc::clone(&log);
         thread::spawn(move || {
-            for_each_line(stderr, |line| {
-                let mut tail = tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if tail.len() == STDERR_TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
-            });
+            for_each_line(stderr, |line| service_log.push(line));
             let _ = reader_done.send(());
         });
 
@@ -114,7 +108,7 @@ impl Service {
         let mut service = Service {
             child,
             sip_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            stderr_tail,
+            log,
             readers_done,
             dir,
             sipp_runs: AtomicU32::new(0),
@@ -152,7 +146,7 @@ impl Service {
         self.sip_addr
     }
 
-    /// The test's private working folder (database, SIPp logs).
+    /// The test's private working folder (database, SIPp logs, the service's `hotline.log`).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -164,11 +158,66 @@ impl Service {
 
     /// The last lines the service wrote to stderr (its log).
     pub fn stderr_tail(&self) -> String {
-        let tail = self
-            .stderr_tail
+        let lines = self.log.lines();
+        let skip = lines.len().saturating_sub(STDERR_TAIL_LINES);
+        lines[skip..]
+            .iter()
+            .map(|line| format!("{line}\n"))
+            .collect()
+    }
+
+    /// Every line the service wrote to stderr so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lines().clone()
+    }
+
+    /// Waits until the service logs a line for which `wanted` holds and returns it; `None`
+    /// when none came within `timeout`. Lines logged before the call count too.
+    pub fn wait_for_log_line(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lines();
+        let mut checked = 0;
+        loop {
+            if let Some(line) = lines[checked..].iter().find(|line| wanted(line)) {
+                return Some(line.clone());
+            }
+            checked = lines.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            lines = self
+                .log
+                .grew
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The service's stderr, line by line, as it arrives.
+#[derive(Default)]
+struct ServiceLog {
+    lines: Mutex<Vec<String>>,
+    /// Signalled after each new line.
+    grew: Condvar,
+}
+
+impl ServiceLog {
+    fn push(&self, line: String) {
+        self.lines().push(line);
+        self.grew.notify_all();
+    }
+
+    fn lines(&self) -> MutexGuard<'_, Vec<String>> {
+        self.lines
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        tail.iter().map(|line| format!("{line}\n")).collect()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -185,6 +234,13 @@ impl Drop for Service {
                 break;
             }
         }
+        let whole_log: String = self
+            .log
+            .lines()
+            .iter()
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let _ = fs::write(self.dir.join("hotline.log"), whole_log);
         if thread::panicking() {
             let sip = match self.sip_addr.port() {
                 0 => "(not ready)".to_string(),
@@ -267,6 +323,26 @@ pub struct SippStats {
     pub failed: u64,
 }
 
+/// The loopback ports of one SIPp run. Chosen before the run when a test needs to know them
+/// in advance, e.g. to capture the run's packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SippPorts {
+    /// SIP (`-p`).
+    pub signalling: u16,
+    /// RTP audio (`-mp`); SIPp also binds video on `media + 2`.
+    pub media: u16,
+}
+
+impl SippPorts {
+    /// Ports that are free right now (see [`free_port`]).
+    pub fn pick(transport: Transport) -> SippPorts {
+        SippPorts {
+            signalling: free_port(transport != Transport::Udp, false),
+            media: free_port(false, true),
+        }
+    }
+}
+
 /// One SIPp run of a scenario from `tests/sipp/`, configured builder-style.
 #[derive(Debug, Clone)]
 pub struct Sipp {
@@ -275,6 +351,9 @@ pub struct Sipp {
     calls: u32,
     rate: u32,
     limit: Option<u32>,
+    ports: Option<SippPorts>,
+    /// (file name, contents) written into SIPp's working folder before it starts.
+    working_files: Vec<(String, Vec<u8>)>,
 }
 
 /// The number SIPp dials (`[service]` in the scenarios): the hotline's own.
@@ -297,6 +376,8 @@ impl Sipp {
             calls: 1,
             rate: 10,
             limit: None,
+            ports: None,
+            working_files: Vec::new(),
         }
     }
 
@@ -323,6 +404,19 @@ impl Sipp {
         self
     }
 
+    /// Use these ports instead of picking free ones at `run`.
+    pub fn ports(mut self, ports: SippPorts) -> Sipp {
+        self.ports = Some(ports);
+        self
+    }
+
+    /// Puts a file into SIPp's working folder for the run: scenarios name such files by
+    /// relative path, e.g. generated audio for `play_pcap_audio`.
+    pub fn working_file(mut self, name: &str, contents: Vec<u8>) -> Sipp {
+        self.working_files.push((name.to_string(), contents));
+        self
+    }
+
     /// Runs SIPp in the foreground against `service` and returns its exit code and final
     /// counters. The returned `SippRun` prints SIPp's error log and screen if the test then
     /// fails.
@@ -341,10 +435,18 @@ impl Sipp {
         fs::create_dir_all(&dir)
             .unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
 
-        let tcp = self.transport != Transport::Udp;
-        let signalling_port = free_port(tcp, false);
-        // SIPp binds audio on -mp and video on -mp + 2.
-        let media_port = free_port(false, true);
+        for (name, contents) in &self.working_files {
+            let path = dir.join(name);
+            fs::write(&path, contents)
+                .unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
+        }
+
+        let SippPorts {
+            signalling: signalling_port,
+            media: media_port,
+        } = self
+            .ports
+            .unwrap_or_else(|| SippPorts::pick(self.transport));
         let control_port = free_port(false, false);
         let output = File::create(dir.join("output.log")).expect("creating SIPp output log");
         let output_err = output.try_clone().expect("cloning SIPp output log handle");
