@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{anyhow, Context};
 use chrono::{NaiveDateTime, TimeZone};
 
-use crate::ivr::menu::{MenuFlow, Step};
+use crate::ivr::menu::MenuFlow;
 use crate::ivr::{CallFlow, FlowAction, FlowClock, FlowEvent};
 use crate::media::prompts::PromptLibrary;
 use crate::routing::Routing;
@@ -112,7 +112,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             None => break,
         }
     }
-    println!("path: {}", describe(simulation.flow.steps()));
+    println!("path: {}", simulation.flow.path_text());
     Ok(())
 }
 
@@ -157,6 +157,13 @@ impl Simulation {
                 FlowAction::CancelTimer(_) => self.timer = None,
                 FlowAction::Transfer { target } => {
                     println!("{at}  TRANSFER (REFER) to {target}");
+                    self.finished = true;
+                }
+                FlowAction::Bridge(agent) => {
+                    println!(
+                        "{at}  RING AGENT {} as \"{}\" (bridge)",
+                        agent.target, agent.display
+                    );
                     self.finished = true;
                 }
                 FlowAction::HangUp => {
@@ -206,22 +213,4 @@ fn stamp(elapsed: Duration) -> String {
 
 fn seconds(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
-}
-
-fn describe(steps: &[Step]) -> String {
-    let parts: Vec<String> = steps
-        .iter()
-        .map(|step| match step {
-            Step::Language(language) => format!("language {language}"),
-            Step::Key { menu, digit } => format!("{menu}:{digit}"),
-            Step::Invalid { menu, digit } => format!("{menu}:{digit} (invalid)"),
-            Step::NoInput { menu } => format!("{menu}: no key"),
-            Step::Closed { group } => format!("{group} closed"),
-            Step::Transfer { group, target } => format!("group {group} -> {target}"),
-            Step::TransferFailed { group, status } => format!("{group} transfer failed ({status})"),
-            Step::Fallback => "fallback".to_owned(),
-            Step::HangUp => "hang up".to_owned(),
-        })
-        .collect();
-    parts.join(" > ")
 }

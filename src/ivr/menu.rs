@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc, Weekday};
 
-use super::{CallFlow, FlowAction, FlowClock, FlowEvent, PromptRef};
-use crate::routing::model::{Action, AfterPlay, AgentTarget, WhenClosed};
+use super::{AgentCall, CallFlow, FlowAction, FlowClock, FlowEvent, PromptRef};
+use crate::routing::model::{Action, AfterPlay, AgentTarget, Transfer, WhenClosed};
 use crate::routing::{RelativeDay, Routing};
 
 /// The flow's only timer: waiting for a key after a menu prompt ended.
@@ -28,6 +28,7 @@ enum Next {
         group: String,
         target: String,
     },
+    Bridge(AgentCall),
     HangUp,
     /// Transferring, or the call is ending: keys no longer matter.
     Nothing,
@@ -55,6 +56,24 @@ pub enum Step {
     TransferFailed { group: String, status: u16 },
     Fallback,
     HangUp,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Language(language) => write!(f, "language {language}"),
+            Step::Key { menu, digit } => write!(f, "{menu}:{digit}"),
+            Step::Invalid { menu, digit } => write!(f, "{menu}:{digit} (invalid)"),
+            Step::NoInput { menu } => write!(f, "{menu}: no key"),
+            Step::Closed { group } => write!(f, "{group} closed"),
+            Step::Transfer { group, target } => write!(f, "group {group} -> {target}"),
+            Step::TransferFailed { group, status } => {
+                write!(f, "{group} transfer failed ({status})")
+            }
+            Step::Fallback => f.write_str("fallback"),
+            Step::HangUp => f.write_str("hang up"),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -92,6 +111,12 @@ impl MenuFlow {
 
     pub fn steps(&self) -> &[Step] {
         &self.steps
+    }
+
+    /// The steps as one line, e.g. `language en > main:2 > group heating -> sip:...`.
+    pub fn path_text(&self) -> String {
+        let parts: Vec<String> = self.steps.iter().map(Step::to_string).collect();
+        parts.join(" > ")
     }
 
     fn prompt(&self, name: &str) -> PromptRef {
@@ -364,6 +389,23 @@ impl MenuFlow {
             .or_else(|| group.agents.iter().find_map(uri_of));
         self.place = Place::Leaving;
         match target {
+            Some(target) if group.transfer == Transfer::Bridge => {
+                let name = group
+                    .name
+                    .value
+                    .get("en")
+                    .or_else(|| group.name.value.get(&self.language))
+                    .cloned()
+                    .unwrap_or_else(|| group_name.to_owned());
+                let agent = AgentCall {
+                    target,
+                    display: format!("[{}] {name}", self.language.to_uppercase()),
+                    language: self.language.clone(),
+                    path: self.path_text(),
+                };
+                let connecting = vec![self.prompt("transfer_connecting")];
+                self.say(connecting, Next::Bridge(agent))
+            }
             Some(target) => {
                 let connecting = vec![self.prompt("transfer_connecting")];
                 self.say(
@@ -415,6 +457,14 @@ impl MenuFlow {
                     target: target.clone(),
                 });
                 vec![FlowAction::Transfer { target }]
+            }
+            Next::Bridge(agent) => {
+                let group = self.routed.last().cloned().unwrap_or_default();
+                self.steps.push(Step::Transfer {
+                    group,
+                    target: agent.target.clone(),
+                });
+                vec![FlowAction::Bridge(agent)]
             }
             Next::HangUp => vec![FlowAction::HangUp],
             Next::Nothing => vec![],

@@ -59,7 +59,20 @@ pub enum FlowAction {
     Transfer {
         target: String,
     },
+    /// Ring this agent and bridge the caller to them (the service stays in the call).
+    Bridge(AgentCall),
     HangUp,
+}
+
+/// What the agent's phone is asked to ring with: the call already sorted for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCall {
+    pub target: String,
+    /// Display name, e.g. `[EN] Heating`.
+    pub display: String,
+    pub language: String,
+    /// The caller's way through the menus, e.g. `language en > main:2`.
+    pub path: String,
 }
 
 /// One call's flow. `Send` because the endpoint lives on a tokio task.

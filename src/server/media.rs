@@ -1,38 +1,57 @@
 //! Media driver: one pacing thread sends every call's RTP on a shared 20 ms clock (absolute
 //! deadlines, so no drift), and one small tokio task per call receives its RTP (latching,
-//! DTMF, statistics, inactivity). The per-call logic lives in `media::stream`.
+//! DTMF, statistics, inactivity) and, once the call is bridged to an agent, relays it to the
+//! other leg. The per-call logic lives in `media::stream`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use rand::Rng;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::DriverInput;
+use crate::media::g711;
 use crate::media::prompts::Prompt;
-use crate::media::stream::{IdleAudio, Inbound, Outbound, Received, StreamStart, PACKET_LEN};
+use crate::media::stream::{
+    IdleAudio, Inbound, Outbound, Received, StreamStart, PACKET_LEN, RTP_HEADER_LEN,
+};
+use crate::sdp::Codec;
 use crate::sip::endpoint::{CallRef, MediaCommand, MediaEvent, MediaSession};
 
 const FRAME: Duration = Duration::from_millis(20);
 /// Falling further behind than this (machine stalled) resynchronises instead of bursting.
 const MAX_LAG: Duration = Duration::from_millis(200);
 
+/// What the pacer and the receive task of one call share.
+struct Shared {
+    call: CallRef,
+    socket: std::net::UdpSocket,
+    /// Where this leg's RTP goes: the SDP address, then where the far end's RTP comes from.
+    remote: ArcSwapOption<SocketAddr>,
+    /// Bridged: the relay sends this leg's audio, the pacer stays quiet.
+    relayed: AtomicBool,
+}
+
+/// The other leg of a bridge, as seen by one receive task.
+#[derive(Clone)]
+struct Forward {
+    to: Arc<Shared>,
+    from: MediaSession,
+    into: MediaSession,
+}
+
 /// Commands for the pacing thread.
 enum PacerCommand {
     Add {
-        call: CallRef,
-        socket: std::net::UdpSocket,
-        remote: Option<SocketAddr>,
+        shared: Arc<Shared>,
         outbound: Outbound,
-    },
-    Remote {
-        call: CallRef,
-        remote: SocketAddr,
     },
     Format {
         call: CallRef,
@@ -51,11 +70,19 @@ enum PacerCommand {
     },
 }
 
+struct Session {
+    shared: Arc<Shared>,
+    session: MediaSession,
+    updates: watch::Sender<Option<MediaSession>>,
+    forward: watch::Sender<Option<Forward>>,
+    partner: Option<CallRef>,
+}
+
 pub(super) struct MediaDriver {
     bind_ip: IpAddr,
     events: mpsc::Sender<DriverInput>,
     pacer: std_mpsc::Sender<PacerCommand>,
-    receivers: HashMap<CallRef, watch::Sender<Option<MediaSession>>>,
+    sessions: HashMap<CallRef, Session>,
     idle: IdleAudio,
 }
 
@@ -74,7 +101,7 @@ impl MediaDriver {
             bind_ip,
             events,
             pacer,
-            receivers: HashMap::new(),
+            sessions: HashMap::new(),
             idle,
         })
     }
@@ -87,8 +114,12 @@ impl MediaDriver {
                 session,
             } => self.start(call, local_port, session),
             MediaCommand::Update { call, session } => {
-                if let Some(updates) = self.receivers.get(&call) {
-                    let _ = updates.send(Some(session.clone()));
+                if let Some(existing) = self.sessions.get_mut(&call) {
+                    if let Some(remote) = session.remote {
+                        existing.shared.remote.store(Some(Arc::new(remote)));
+                    }
+                    existing.session = session.clone();
+                    let _ = existing.updates.send(Some(session.clone()));
                 }
                 self.send(PacerCommand::Format { call, session });
             }
@@ -102,9 +133,15 @@ impl MediaDriver {
                 generation,
             }),
             MediaCommand::StopPlayback { call } => self.send(PacerCommand::StopPlayback { call }),
+            MediaCommand::Bridge { caller, agent } => self.bridge(caller, agent),
             MediaCommand::Stop { call } => {
-                if let Some(updates) = self.receivers.remove(&call) {
-                    let _ = updates.send(None);
+                if let Some(session) = self.sessions.remove(&call) {
+                    let _ = session.updates.send(None);
+                    if let Some(partner) = session.partner.and_then(|p| self.sessions.get_mut(&p)) {
+                        partner.partner = None;
+                        partner.shared.relayed.store(false, Ordering::Relaxed);
+                        let _ = partner.forward.send(None);
+                    }
                 }
                 self.send(PacerCommand::Remove { call });
             }
@@ -132,41 +169,85 @@ impl MediaDriver {
                 return;
             }
         };
+        let receive_socket = match UdpSocket::from_std(receive_socket) {
+            Ok(socket) => socket,
+            Err(error) => {
+                let reason = format!("registering RTP port {addr}: {error}");
+                let _ = self
+                    .events
+                    .try_send(DriverInput::Media(MediaEvent::Failed { call, reason }));
+                return;
+            }
+        };
         let mut rng = rand::thread_rng();
         let start = StreamStart {
             ssrc: rng.gen(),
             sequence: rng.gen(),
             timestamp: rng.gen(),
         };
-        let outbound = Outbound::new(start, session.codec, session.payload_type, self.idle);
-        self.send(PacerCommand::Add {
+        let shared = Arc::new(Shared {
             call,
             socket: send_socket,
-            remote: session.remote,
+            remote: ArcSwapOption::new(session.remote.map(Arc::new)),
+            relayed: AtomicBool::new(false),
+        });
+        let outbound = Outbound::new(start, session.codec, session.payload_type, self.idle);
+        self.send(PacerCommand::Add {
+            shared: shared.clone(),
             outbound,
         });
-        let (updates, watched) = watch::channel(Some(session));
-        self.receivers.insert(call, updates);
-        let events = self.events.clone();
-        let pacer = self.pacer.clone();
-        match UdpSocket::from_std(receive_socket) {
-            Ok(socket) => {
-                tokio::spawn(receive(call, socket, watched, events, pacer));
-            }
-            Err(error) => {
-                let reason = format!("registering RTP port {addr}: {error}");
-                let _ = self
-                    .events
-                    .try_send(DriverInput::Media(MediaEvent::Failed { call, reason }));
+        let (updates, watched) = watch::channel(Some(session.clone()));
+        let (forward, forwards) = watch::channel(None);
+        let task = Receiver {
+            call,
+            socket: receive_socket,
+            shared: shared.clone(),
+            updates: watched,
+            forwards,
+            events: self.events.clone(),
+        };
+        tokio::spawn(task.run());
+        self.sessions.insert(
+            call,
+            Session {
+                shared,
+                session,
+                updates,
+                forward,
+                partner: None,
+            },
+        );
+    }
+
+    fn bridge(&mut self, caller: CallRef, agent: CallRef) {
+        let (Some(a), Some(b)) = (self.sessions.get(&caller), self.sessions.get(&agent)) else {
+            warn!(%caller, %agent, "bridge of a leg without media");
+            return;
+        };
+        let to_agent = Forward {
+            to: b.shared.clone(),
+            from: a.session.clone(),
+            into: b.session.clone(),
+        };
+        let to_caller = Forward {
+            to: a.shared.clone(),
+            from: b.session.clone(),
+            into: a.session.clone(),
+        };
+        for (leg, forward, partner) in [(caller, to_agent, agent), (agent, to_caller, caller)] {
+            if let Some(session) = self.sessions.get_mut(&leg) {
+                session.partner = Some(partner);
+                session.shared.relayed.store(true, Ordering::Relaxed);
+                let _ = session.forward.send(Some(forward));
             }
         }
+        self.send(PacerCommand::StopPlayback { call: caller });
+        info!(%caller, %agent, "media bridged");
     }
 }
 
 struct PacedCall {
-    call: CallRef,
-    socket: std::net::UdpSocket,
-    remote: Option<SocketAddr>,
+    shared: Arc<Shared>,
     outbound: Outbound,
 }
 
@@ -194,19 +275,21 @@ fn pace(commands: std_mpsc::Receiver<PacerCommand>, events: mpsc::Sender<DriverI
         }
         for paced in &mut calls {
             let tick = paced.outbound.tick(&mut packet);
-            if let (true, Some(remote)) = (tick.len > 0, paced.remote) {
-                // A full socket buffer drops this frame rather than delaying every other call.
-                if let Err(error) = paced.socket.send_to(&packet[..tick.len], remote) {
-                    debug!(call = %paced.call, %error, "RTP send failed");
+            if tick.len > 0 && !paced.shared.relayed.load(Ordering::Relaxed) {
+                if let Some(remote) = paced.shared.remote.load().as_deref() {
+                    // A full socket buffer drops this frame rather than delaying every other call.
+                    if let Err(error) = paced.shared.socket.send_to(&packet[..tick.len], remote) {
+                        debug!(call = %paced.shared.call, %error, "RTP send failed");
+                    }
                 }
             }
             if tick.playback_finished {
                 let event = DriverInput::Media(MediaEvent::PlaybackFinished {
-                    call: paced.call,
+                    call: paced.shared.call,
                     generation: paced.outbound.generation(),
                 });
                 if events.try_send(event).is_err() {
-                    warn!(call = %paced.call, "event queue full: playback end dropped");
+                    warn!(call = %paced.shared.call, "event queue full: playback end dropped");
                 }
             }
         }
@@ -227,33 +310,15 @@ fn pace(commands: std_mpsc::Receiver<PacerCommand>, events: mpsc::Sender<DriverI
 fn apply(command: PacerCommand, calls: &mut Vec<PacedCall>, index: &mut HashMap<CallRef, usize>) {
     let find = |index: &HashMap<CallRef, usize>, call: CallRef| index.get(&call).copied();
     match command {
-        PacerCommand::Add {
-            call,
-            socket,
-            remote,
-            outbound,
-        } => {
-            index.insert(call, calls.len());
-            calls.push(PacedCall {
-                call,
-                socket,
-                remote,
-                outbound,
-            });
-        }
-        PacerCommand::Remote { call, remote } => {
-            if let Some(i) = find(index, call) {
-                calls[i].remote = Some(remote);
-            }
+        PacerCommand::Add { shared, outbound } => {
+            index.insert(shared.call, calls.len());
+            calls.push(PacedCall { shared, outbound });
         }
         PacerCommand::Format { call, session } => {
             if let Some(i) = find(index, call) {
                 calls[i]
                     .outbound
                     .set_format(session.codec, session.payload_type);
-                if session.remote.is_some() {
-                    calls[i].remote = session.remote;
-                }
             }
         }
         PacerCommand::Play {
@@ -274,68 +339,121 @@ fn apply(command: PacerCommand, calls: &mut Vec<PacedCall>, index: &mut HashMap<
             if let Some(i) = index.remove(&call) {
                 calls.swap_remove(i);
                 if let Some(moved) = calls.get(i) {
-                    index.insert(moved.call, i);
+                    index.insert(moved.shared.call, i);
                 }
             }
         }
     }
 }
 
-/// Receives one call's RTP until the call stops or goes silent for its inactivity timeout.
-async fn receive(
+/// One call's receive side.
+struct Receiver {
     call: CallRef,
     socket: UdpSocket,
-    mut updates: watch::Receiver<Option<MediaSession>>,
+    shared: Arc<Shared>,
+    updates: watch::Receiver<Option<MediaSession>>,
+    forwards: watch::Receiver<Option<Forward>>,
     events: mpsc::Sender<DriverInput>,
-    pacer: std_mpsc::Sender<PacerCommand>,
-) {
-    let Some(session) = updates.borrow().clone() else {
-        return;
-    };
-    let mut inbound = Inbound::new(
-        session.codec,
-        session.payload_type,
-        session.telephone_event,
-        Instant::now(),
-    );
-    let mut timeout = session.inactivity_timeout;
-    let mut buffer = [0u8; 2048];
-    loop {
-        let idle = async {
-            match timeout {
-                Some(limit) => tokio::time::sleep(limit).await,
-                None => std::future::pending().await,
-            }
+}
+
+impl Receiver {
+    /// Receives until the call stops or goes silent for its inactivity timeout.
+    async fn run(mut self) {
+        let Some(session) = self.updates.borrow().clone() else {
+            return;
         };
-        tokio::select! {
-            received = socket.recv_from(&mut buffer) => {
-                let (len, from) = match received {
-                    Ok(ok) => ok,
-                    Err(error) => {
-                        debug!(%call, %error, "RTP receive error");
-                        continue;
+        let mut inbound = Inbound::new(
+            session.codec,
+            session.payload_type,
+            session.telephone_event,
+            Instant::now(),
+        );
+        let mut timeout = session.inactivity_timeout;
+        // A local copy: the relay path reads it per packet without touching the watch's lock.
+        let mut forward: Option<Forward> = None;
+        let mut buffer = [0u8; 2048];
+        loop {
+            let idle = async {
+                match timeout {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = self.socket.recv_from(&mut buffer) => {
+                    let (len, from) = match received {
+                        Ok(ok) => ok,
+                        Err(error) => {
+                            debug!(call = %self.call, %error, "RTP receive error");
+                            continue;
+                        }
+                    };
+                    let (what, latched) = inbound.on_packet(Instant::now(), from, &buffer[..len]);
+                    if latched {
+                        self.shared.remote.store(Some(Arc::new(from)));
                     }
-                };
-                let (what, latched) = inbound.on_packet(Instant::now(), from, &buffer[..len]);
-                if latched {
-                    let _ = pacer.send(PacerCommand::Remote { call, remote: from });
+                    if let Some(forward) = &forward {
+                        if what != Received::Ignored {
+                            relay(forward, &mut buffer[..len]);
+                        }
+                    }
+                    if let Received::Digit(digit, source) = what {
+                        let event = MediaEvent::Digit { call: self.call, digit, source };
+                        let _ = self.events.send(DriverInput::Media(event)).await;
+                    }
                 }
-                if let Received::Digit(digit, source) = what {
-                    let _ = events.send(DriverInput::Media(MediaEvent::Digit { call, digit, source })).await;
+                changed = self.updates.changed() => {
+                    let session = if changed.is_ok() { self.updates.borrow().clone() } else { None };
+                    let Some(session) = session else { break };
+                    inbound.set_format(session.codec, session.payload_type, session.telephone_event);
+                    timeout = session.inactivity_timeout;
                 }
-            }
-            changed = updates.changed() => {
-                let session = if changed.is_ok() { updates.borrow().clone() } else { None };
-                let Some(session) = session else { break };
-                inbound.set_format(session.codec, session.payload_type, session.telephone_event);
-                timeout = session.inactivity_timeout;
-            }
-            () = idle => {
-                let _ = events.send(DriverInput::Media(MediaEvent::Inactive { call })).await;
-                break;
+                changed = self.forwards.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    forward = self.forwards.borrow().clone();
+                }
+                () = idle => {
+                    let _ = self.events.send(DriverInput::Media(MediaEvent::Inactive { call: self.call })).await;
+                    break;
+                }
             }
         }
+        let stats = inbound.stats();
+        info!(call = %self.call, packets = stats.packets, lost = stats.lost(), jitter_ms = stats.jitter_ms(), "RTP received");
     }
-    let stats = inbound.stats();
-    info!(%call, packets = stats.packets, lost = stats.lost(), jitter_ms = stats.jitter_ms(), "RTP received");
+}
+
+/// Sends one received packet on to the other leg: payload type mapped, G.711 law converted
+/// when the legs differ, telephone-events passed on only if the other leg negotiated them.
+fn relay(forward: &Forward, packet: &mut [u8]) {
+    if packet.len() < RTP_HEADER_LEN {
+        return;
+    }
+    let payload_type = packet[1] & 0x7F;
+    let mapped = if payload_type == forward.from.payload_type {
+        let payload = &mut packet[RTP_HEADER_LEN..];
+        match (forward.from.codec, forward.into.codec) {
+            (Codec::Pcmu, Codec::Pcma) => payload
+                .iter_mut()
+                .for_each(|byte| *byte = g711::ulaw_to_alaw(*byte)),
+            (Codec::Pcma, Codec::Pcmu) => payload
+                .iter_mut()
+                .for_each(|byte| *byte = g711::alaw_to_ulaw(*byte)),
+            _ => {}
+        }
+        Some(forward.into.payload_type)
+    } else if Some(payload_type) == forward.from.telephone_event {
+        forward.into.telephone_event
+    } else {
+        None
+    };
+    let Some(mapped) = mapped else { return };
+    packet[1] = (packet[1] & 0x80) | (mapped & 0x7F);
+    if let Some(remote) = forward.to.remote.load().as_deref() {
+        if let Err(error) = forward.to.socket.send_to(packet, remote) {
+            debug!(call = %forward.to.call, %error, "relay send failed");
+        }
+    }
 }

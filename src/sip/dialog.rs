@@ -89,6 +89,53 @@ impl Dialog {
         })
     }
 
+    /// The UAC side (§12.1.2): our INVITE and the 2xx that created the dialog.
+    pub fn from_uac(
+        invite: &rsip::Request,
+        response: &rsip::Response,
+        local_tag: &str,
+        remote_target: rsip::Uri,
+        flow: Peer,
+    ) -> Result<Self, DialogError> {
+        use crate::sip::message::header_value;
+        let owned = |value: Option<&str>, name: &'static str| {
+            value.map(str::to_owned).ok_or(DialogError::Header(name))
+        };
+        let call_id = owned(header_value(invite, "Call-ID"), "Call-ID")?;
+        let local_party = owned(header_value(invite, "From"), "From")?;
+        let remote_party = owned(header_value(response, "To"), "To")?;
+        let local_cseq = crate::sip::message::cseq(invite)
+            .map(|(number, _)| number)
+            .ok_or(DialogError::Header("CSeq"))?;
+        // The UAC takes the 2xx's Record-Route in reverse order.
+        let mut route_set: Vec<String> =
+            crate::sip::message::header_values(response, "Record-Route")
+                .into_iter()
+                .flat_map(|value| split_header_list(value))
+                .collect();
+        route_set.reverse();
+        Ok(Self {
+            key: DialogKey {
+                call_id,
+                local_tag: local_tag.to_owned(),
+            },
+            remote_party,
+            local_party,
+            remote_target,
+            route_set,
+            local_cseq,
+            remote_cseq: 0,
+            flow,
+        })
+    }
+
+    /// The ACK for a 2xx (§13.2.2.4): same CSeq number as the INVITE, its own Via branch.
+    pub fn ack(&self, via: String, invite_cseq: u32) -> rsip::Request {
+        let mut copy = self.clone();
+        copy.local_cseq = invite_cseq.wrapping_sub(1);
+        copy.request(rsip::Method::Ack, via, vec![])
+    }
+
     /// RFC 3261 §12.2.2: a request whose CSeq is lower than the last one is out of order.
     pub fn accept_remote_cseq(&mut self, cseq: u32, method: &rsip::Method) -> bool {
         // ACK and CANCEL reuse the CSeq number of the INVITE they belong to.

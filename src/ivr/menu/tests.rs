@@ -44,9 +44,11 @@ fn played(actions: &[FlowAction]) -> Vec<PromptRef> {
         .collect()
 }
 
+/// Where the caller is sent, by REFER or by bridging (the shipped groups bridge).
 fn transfer_target(actions: &[FlowAction]) -> Option<String> {
     actions.iter().find_map(|a| match a {
         FlowAction::Transfer { target } => Some(target.clone()),
+        FlowAction::Bridge(agent) => Some(agent.target.clone()),
         _ => None,
     })
 }
@@ -330,4 +332,25 @@ fn a_stale_digit_timer_is_ignored() {
     flow.handle(clock, FlowEvent::Digit('1'));
     flow.handle(clock, FlowEvent::Digit('2'));
     assert!(flow.handle(clock, FlowEvent::Timer(DIGIT_TIMER)).is_empty());
+}
+
+#[test]
+fn a_refer_group_transfers_instead_of_bridging() {
+    let text = include_str!("../../../routing.toml").replace(
+        "[groups.heating]\n",
+        "[groups.heating]\ntransfer = \"refer\"\n",
+    );
+    let routing = Arc::new(crate::routing::parse(&text, "routing.toml").unwrap());
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(routing);
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('2'));
+    flow.handle(clock, FlowEvent::Digit('2'));
+    let done = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        done,
+        vec![FlowAction::Transfer {
+            target: "sip:heating-2@127.0.0.1:5312".into()
+        }]
+    );
 }

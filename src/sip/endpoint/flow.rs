@@ -114,6 +114,7 @@ impl Endpoint {
                     }
                 }
                 FlowAction::Transfer { target } => self.start_transfer(now, id, &target),
+                FlowAction::Bridge(agent) => self.ring_agent(now, id, agent),
                 FlowAction::HangUp => {
                     self.hang_up(now, id, EndReason::FlowEnded);
                     return;

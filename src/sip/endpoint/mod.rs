@@ -78,6 +78,11 @@ pub enum MediaCommand {
         /// Comes back with the end of playback, so an end that crossed a newer command is known.
         generation: u64,
     },
+    /// Relay RTP between a caller and the agent leg that answered (B2BUA).
+    Bridge {
+        caller: CallRef,
+        agent: CallRef,
+    },
     /// Cut the current prompt at the next frame and drop the queue (barge-in).
     StopPlayback {
         call: CallRef,
@@ -127,6 +132,8 @@ pub enum EndReason {
     FlowEnded,
     /// The caller was transferred by REFER and the transfer succeeded.
     Transferred,
+    /// Bridged to an agent, who hung up first.
+    AgentHungUp,
     Rejected(u16),
 }
 
@@ -141,6 +148,7 @@ impl EndReason {
             EndReason::MediaFailed => "media_failed",
             EndReason::FlowEnded => "flow_ended",
             EndReason::Transferred => "transferred",
+            EndReason::AgentHungUp => "agent_hung_up",
             EndReason::Rejected(_) => "rejected",
         }
     }
@@ -166,6 +174,7 @@ pub struct EndpointStats {
     pub calls: usize,
     pub transactions: usize,
     pub rtp_ports_in_use: usize,
+    pub agent_legs: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +225,10 @@ struct Call {
     dtmf_source: Option<DtmfSource>,
     /// Bumped by every Play and StopPlayback sent to the media engine.
     play_generation: u64,
+    /// The agent leg ringing or answered for this caller (bridge mode).
+    agent_leg: Option<CallRef>,
+    /// RTP is relayed to the agent: keys go to the agent, not to the flow.
+    bridged: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -250,6 +263,9 @@ pub struct Endpoint {
     wall_anchor: (Instant, SystemTime),
     next_timer_generation: u64,
     by_refer_tx: HashMap<TxKey, CallRef>,
+    legs: HashMap<CallRef, agent::AgentLeg>,
+    by_leg_invite_tx: HashMap<TxKey, CallRef>,
+    by_leg_dialog: HashMap<DialogKey, CallRef>,
     transactions: TransactionLayer,
     rng: StdRng,
     ports: PortAllocator,
@@ -276,6 +292,9 @@ impl Endpoint {
             wall_anchor: (Instant::now(), SystemTime::UNIX_EPOCH),
             next_timer_generation: 0,
             by_refer_tx: HashMap::new(),
+            legs: HashMap::new(),
+            by_leg_invite_tx: HashMap::new(),
+            by_leg_dialog: HashMap::new(),
             transactions: TransactionLayer::new(config.timers),
             ports: PortAllocator::new(config.rtp_port_min, config.rtp_port_max),
             rng: StdRng::seed_from_u64(seed),
@@ -319,6 +338,7 @@ impl Endpoint {
             calls: self.calls.len(),
             transactions: self.transactions.len(),
             rtp_ports_in_use: self.ports.in_use(),
+            agent_legs: self.legs.len(),
         }
     }
 
@@ -448,11 +468,15 @@ impl Endpoint {
                 ..
             } => self.handle_cancel(now, key, invite, &request),
             TxEvent::Ack { request, .. } => self.handle_ack(now, &request),
-            TxEvent::Response { key, response } => self.handle_response(now, &key, &response),
+            TxEvent::Response { key, response } => {
+                if !self.leg_response(now, &key, &response) {
+                    self.handle_response(now, &key, &response);
+                }
+            }
             TxEvent::Timeout { key } => {
                 if let Some(call) = self.by_bye_tx.remove(&key) {
                     self.finish(now, call);
-                } else {
+                } else if !self.leg_timeout(now, &key) {
                     self.refer_timeout(now, &key);
                 }
             }
@@ -594,6 +618,8 @@ impl Endpoint {
                 transfer: None,
                 dtmf_source: None,
                 play_generation: 0,
+                agent_leg: None,
+                bridged: false,
             },
         );
         if self.config.answer_delay.is_zero() {
@@ -661,6 +687,9 @@ impl Endpoint {
         let call_id = message::call_id(&request).unwrap_or_default().to_owned();
         let dialog_key = DialogKey { call_id, local_tag };
         let Some(&id) = self.by_dialog.get(&dialog_key) else {
+            if let Some(&leg) = self.by_leg_dialog.get(&dialog_key) {
+                return self.leg_request(now, key, leg, &request);
+            }
             let response = self.response(&request, 481, None, vec![]);
             return self.respond(now, &key, response);
         };
@@ -1003,8 +1032,11 @@ impl Endpoint {
     }
 
     /// Forgets the call: media stopped, port returned, outcome logged.
-    fn finish(&mut self, _now: Instant, id: CallRef) {
+    fn finish(&mut self, now: Instant, id: CallRef) {
         self.stop_media(id);
+        if let Some(leg) = self.calls.get(&id).and_then(|call| call.agent_leg) {
+            self.hang_up_leg(now, leg);
+        }
         let Some(call) = self.calls.remove(&id) else {
             return;
         };
@@ -1272,6 +1304,7 @@ fn options_headers() -> Vec<rsip::Header> {
     ]
 }
 
+mod agent;
 mod flow;
 mod register;
 #[cfg(test)]

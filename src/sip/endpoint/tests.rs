@@ -727,3 +727,196 @@ fn register_is_challenged_then_accepted_with_the_binding_listed() {
         Some("<sip:agent1@127.0.0.1:5080>;expires=60")
     );
 }
+
+/// A flow that puts every caller straight through to one agent (bridge mode).
+#[derive(Debug)]
+struct StraightToAgent;
+
+impl crate::ivr::CallFlow for StraightToAgent {
+    fn handle(
+        &mut self,
+        _clock: crate::ivr::FlowClock,
+        event: crate::ivr::FlowEvent,
+    ) -> Vec<crate::ivr::FlowAction> {
+        match event {
+            crate::ivr::FlowEvent::Started => {
+                vec![crate::ivr::FlowAction::Bridge(crate::ivr::AgentCall {
+                    target: "sip:agent1@127.0.0.1:5301".into(),
+                    display: "[EN] Vilnius Heating Networks".into(),
+                    language: "en".into(),
+                    path: "language en > main:2".into(),
+                })]
+            }
+            _ => vec![],
+        }
+    }
+}
+
+/// Answers a caller; returns our To tag and the agent INVITE the flow caused.
+fn answered_and_agent_invite(h: &mut Harness, call_id: &str) -> (String, String) {
+    h.receive(udp(), &invite(call_id));
+    let sent = h.take_sent();
+    let ok = sent
+        .iter()
+        .find(|(_, _, text)| text.starts_with("SIP/2.0 200"))
+        .expect("200 OK");
+    let agent_invite = sent
+        .iter()
+        .find(|(_, to, t)| t.starts_with("INVITE ") && *to == agent())
+        .expect("agent rung");
+    (to_tag(&ok.2), agent_invite.2.clone())
+}
+
+fn bridging_harness() -> Harness {
+    let mut h = Harness::new(config());
+    h.endpoint
+        .set_flow_factory(Box::new(|_| Box::new(StraightToAgent)));
+    h
+}
+
+fn agent() -> Peer {
+    Peer {
+        transport: TransportKind::Udp,
+        addr: "127.0.0.1:5301".parse().unwrap(),
+    }
+}
+
+/// The agent's answer to our INVITE (`status` with SDP when 2xx).
+fn agent_response(invite: &str, status: &str, to_tag: &str) -> String {
+    let body = if status.starts_with("200") {
+        "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7010 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+    } else {
+        ""
+    };
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\nContact: <sip:agent1@127.0.0.1:5301>\r\n"
+    };
+    format!(
+        "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag={to_tag}\r\nCall-ID: {}\r\nCSeq: 1 INVITE\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        header(invite, "Via").unwrap(),
+        header(invite, "From").unwrap(),
+        header(invite, "To").unwrap(),
+        header(invite, "Call-ID").unwrap(),
+        body.len()
+    )
+}
+
+#[test]
+fn bridge_rings_the_agent_with_the_caller_sorted_then_relays_and_tears_down_both_ways() {
+    let mut h = bridging_harness();
+    let (_, invite) = answered_and_agent_invite(&mut h, "bridge-1");
+    let invite = &invite;
+    assert!(
+        invite.starts_with("INVITE sip:agent1@127.0.0.1:5301 SIP/2.0"),
+        "{invite}"
+    );
+    assert!(header(invite, "From")
+        .unwrap()
+        .starts_with("\"[EN] Vilnius Heating Networks\" <sip:19118@"));
+    assert_eq!(header(invite, "X-Hotline-Language"), Some("en"));
+    assert_eq!(
+        header(invite, "X-Hotline-Path"),
+        Some("language en > main:2")
+    );
+    assert_eq!(header(invite, "X-Hotline-Caller"), Some("37060000000"));
+    assert!(invite.contains("m=audio 30002 RTP/AVP 0 8 101"), "{invite}");
+
+    h.receive(agent(), &agent_response(invite, "180 Ringing", "ag"));
+    h.receive(agent(), &agent_response(invite, "200 OK", "ag"));
+    let sent = h.take_sent();
+    let ack = &sent
+        .iter()
+        .find(|(_, to, t)| t.starts_with("ACK ") && *to == agent())
+        .expect("ACK to the agent")
+        .2;
+    assert!(
+        ack.starts_with("ACK sip:agent1@127.0.0.1:5301 SIP/2.0"),
+        "{ack}"
+    );
+    assert!(header(ack, "CSeq").unwrap().starts_with("1 ACK"));
+    assert!(
+        h.media.iter().any(|m| matches!(
+            m,
+            MediaCommand::Bridge {
+                caller: CallRef(1),
+                agent: CallRef(2)
+            }
+        )),
+        "{:?}",
+        h.media
+    );
+    assert!(h.media.iter().any(|m| matches!(m, MediaCommand::Start { call: CallRef(2), session, .. }
+        if session.codec == Codec::Pcma && session.remote == Some("127.0.0.1:7010".parse().unwrap()))));
+
+    // The agent hangs up: the caller gets BYE, the agent 200.
+    let bye = format!(
+        "BYE sip:19118@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5301;branch=z9hG4bK-agent-bye\r\n\
+         From: {};tag=ag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        header(invite, "To").unwrap(),
+        header(invite, "From").unwrap(),
+        header(invite, "Call-ID").unwrap()
+    );
+    h.receive(agent(), &bye);
+    let sent = h.take_sent();
+    assert!(sent
+        .iter()
+        .any(|(_, to, t)| *to == agent() && t.starts_with("SIP/2.0 200")));
+    let caller_bye = sent
+        .iter()
+        .find(|(_, to, t)| *to == udp() && t.starts_with("BYE "))
+        .expect("caller gets BYE");
+    assert!(header(&caller_bye.2, "To").unwrap().ends_with("tag=caller"));
+    assert_eq!(h.endpoint.stats().agent_legs, 0);
+}
+
+#[test]
+fn caller_hanging_up_while_the_agent_rings_cancels_the_agent() {
+    let mut h = bridging_harness();
+    let (tag, invite) = answered_and_agent_invite(&mut h, "bridge-2");
+    h.receive(agent(), &agent_response(&invite, "180 Ringing", "ag"));
+    h.receive(
+        udp(),
+        &in_dialog("ACK", "bridge-2", &tag, 1, "z9hG4bK-ack", ""),
+    );
+    h.receive(
+        udp(),
+        &in_dialog("BYE", "bridge-2", &tag, 2, "z9hG4bK-bye", ""),
+    );
+    let sent = h.take_sent();
+    let cancel = sent
+        .iter()
+        .find(|(_, to, t)| *to == agent() && t.starts_with("CANCEL "))
+        .expect("CANCEL");
+    assert_eq!(
+        header(&cancel.2, "Via"),
+        header(&invite, "Via"),
+        "CANCEL shares the INVITE's branch"
+    );
+    h.receive(
+        agent(),
+        &agent_response(&invite, "487 Request Terminated", "ag"),
+    );
+    h.advance_to(Duration::from_secs(60));
+    assert_eq!(h.endpoint.stats(), EndpointStats::default(), "no leaks");
+}
+
+#[test]
+fn an_agent_who_does_not_answer_is_reported_to_the_flow() {
+    let mut h = bridging_harness();
+    let (_, invite) = answered_and_agent_invite(&mut h, "bridge-3");
+    h.receive(agent(), &agent_response(&invite, "486 Busy Here", "ag"));
+    let sent = h.take_sent();
+    assert!(
+        sent.iter()
+            .any(|(_, to, t)| *to == agent() && t.starts_with("ACK ")),
+        "non-2xx ACKed"
+    );
+    assert_eq!(h.endpoint.stats().agent_legs, 0);
+    assert_eq!(
+        h.endpoint.stats().rtp_ports_in_use,
+        1,
+        "only the caller's port"
+    );
+}
