@@ -111,7 +111,7 @@ impl Dialog {
         let mut route_set: Vec<String> =
             crate::sip::message::header_values(response, "Record-Route")
                 .into_iter()
-                .flat_map(|value| split_header_list(value))
+                .flat_map(split_header_list)
                 .collect();
         route_set.reverse();
         Ok(Self {
