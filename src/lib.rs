@@ -3,6 +3,7 @@
 //! Protocol and call logic are sans-I/O state machines (`sip`, `sdp`); `server` holds the thin
 //! tokio drivers that own sockets and timers.
 
+pub mod acd;
 pub mod cli;
 pub mod ivr;
 pub mod media;

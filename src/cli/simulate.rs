@@ -159,10 +159,10 @@ impl Simulation {
                     println!("{at}  TRANSFER (REFER) to {target}");
                     self.finished = true;
                 }
-                FlowAction::Bridge(agent) => {
+                FlowAction::Queue(queued) => {
                     println!(
-                        "{at}  RING AGENT {} as \"{}\" (bridge)",
-                        agent.target, agent.display
+                        "{at}  QUEUE for group {}: agents' phones ring as \"{}\"; the first to answer is bridged",
+                        queued.group, queued.display
                     );
                     self.finished = true;
                 }

@@ -36,9 +36,11 @@ impl CallFlow for EchoFlow {
                 None => vec![FlowAction::StopPlayback],
             },
             FlowEvent::PlaybackFinished if self.leaving => vec![FlowAction::HangUp],
-            FlowEvent::PlaybackFinished | FlowEvent::Timer(_) | FlowEvent::TransferFailed(_) => {
-                vec![]
-            }
+            FlowEvent::PlaybackFinished
+            | FlowEvent::Timer(_)
+            | FlowEvent::TransferFailed(_)
+            | FlowEvent::QueuePosition(_)
+            | FlowEvent::QueueGaveUp => vec![],
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc, Weekday};
 
-use super::{AgentCall, CallFlow, FlowAction, FlowClock, FlowEvent, PromptRef};
+use super::{CallFlow, FlowAction, FlowClock, FlowEvent, PromptRef, QueueCall};
 use crate::routing::model::{Action, AfterPlay, AgentTarget, Transfer, WhenClosed};
 use crate::routing::{RelativeDay, Routing};
 
@@ -28,7 +28,9 @@ enum Next {
         group: String,
         target: String,
     },
-    Bridge(AgentCall),
+    Queue(QueueCall),
+    /// In a queue: the hold prompt again after each announcement or hold prompt.
+    Hold,
     HangUp,
     /// Transferring, or the call is ending: keys no longer matter.
     Nothing,
@@ -55,6 +57,8 @@ pub enum Step {
     Transfer { group: String, target: String },
     TransferFailed { group: String, status: u16 },
     Fallback,
+    Queued { group: String },
+    QueueGaveUp,
     HangUp,
 }
 
@@ -71,6 +75,8 @@ impl std::fmt::Display for Step {
                 write!(f, "{group} transfer failed ({status})")
             }
             Step::Fallback => f.write_str("fallback"),
+            Step::Queued { group } => write!(f, "queue {group}"),
+            Step::QueueGaveUp => f.write_str("queue gave up"),
             Step::HangUp => f.write_str("hang up"),
         }
     }
@@ -372,8 +378,27 @@ impl MenuFlow {
             };
             return self.say(prompts, next);
         }
-        // The agent-group issue adds queues and strategies; until then the first agent who
-        // speaks the caller's language (else the first agent) gets a blind transfer.
+        self.place = Place::Leaving;
+        if group.transfer == Transfer::Bridge {
+            // The agents' phones show the caller sorted: language and the English group name.
+            let name = group
+                .name
+                .value
+                .get("en")
+                .or_else(|| group.name.value.get(&self.language))
+                .cloned()
+                .unwrap_or_else(|| group_name.to_owned());
+            let queued = QueueCall {
+                group: group_name.to_owned(),
+                display: format!("[{}] {name}", self.language.to_uppercase()),
+                language: self.language.clone(),
+                path: self.path_text(),
+            };
+            let connecting = vec![self.prompt("transfer_connecting")];
+            return self.say(connecting, Next::Queue(queued));
+        }
+        // REFER hands the caller over for good: the first agent who speaks the caller's
+        // language (else the first agent) with a static address gets them.
         let uri_of = |agent: &crate::routing::model::Agent| match &agent.target {
             AgentTarget::Uri(uri) => Some(uri.value.clone()),
             AgentTarget::User(_) => None,
@@ -387,34 +412,14 @@ impl MenuFlow {
             .filter(speaks)
             .find_map(uri_of)
             .or_else(|| group.agents.iter().find_map(uri_of));
-        self.place = Place::Leaving;
         match target {
-            Some(target) if group.transfer == Transfer::Bridge => {
-                let name = group
-                    .name
-                    .value
-                    .get("en")
-                    .or_else(|| group.name.value.get(&self.language))
-                    .cloned()
-                    .unwrap_or_else(|| group_name.to_owned());
-                let agent = AgentCall {
-                    target,
-                    display: format!("[{}] {name}", self.language.to_uppercase()),
-                    language: self.language.clone(),
-                    path: self.path_text(),
-                };
-                let connecting = vec![self.prompt("transfer_connecting")];
-                self.say(connecting, Next::Bridge(agent))
-            }
             Some(target) => {
                 let connecting = vec![self.prompt("transfer_connecting")];
-                self.say(
-                    connecting,
-                    Next::Transfer {
-                        group: group_name.to_owned(),
-                        target,
-                    },
-                )
+                let next = Next::Transfer {
+                    group: group_name.to_owned(),
+                    target,
+                };
+                self.say(connecting, next)
             }
             None => self.transfer_failed(group_name, 404),
         }
@@ -458,13 +463,19 @@ impl MenuFlow {
                 });
                 vec![FlowAction::Transfer { target }]
             }
-            Next::Bridge(agent) => {
-                let group = self.routed.last().cloned().unwrap_or_default();
-                self.steps.push(Step::Transfer {
-                    group,
-                    target: agent.target.clone(),
+            Next::Queue(queued) => {
+                self.steps.push(Step::Queued {
+                    group: queued.group.clone(),
                 });
-                vec![FlowAction::Bridge(agent)]
+                self.next = Next::Hold;
+                vec![
+                    FlowAction::Queue(queued),
+                    FlowAction::Play(vec![self.prompt("queue_hold")]),
+                ]
+            }
+            Next::Hold => {
+                self.next = Next::Hold;
+                vec![FlowAction::Play(vec![self.prompt("queue_hold")])]
             }
             Next::HangUp => vec![FlowAction::HangUp],
             Next::Nothing => vec![],
@@ -497,6 +508,22 @@ impl CallFlow for MenuFlow {
                 self.retry("no_input")
             }
             FlowEvent::Timer(_) => vec![],
+            FlowEvent::QueuePosition(position) if self.next == Next::Hold => {
+                let mut prompts = vec![self.prompt("queue_position_prefix")];
+                if (1..=20).contains(&position) {
+                    prompts.push(self.prompt(&format!("number_{position}")));
+                    prompts.push(self.prompt("queue_position_suffix"));
+                } else {
+                    prompts = vec![self.prompt("queue_hold")];
+                }
+                self.say(prompts, Next::Hold)
+            }
+            FlowEvent::QueuePosition(_) => vec![],
+            FlowEvent::QueueGaveUp => {
+                self.steps.push(Step::QueueGaveUp);
+                let prompts = vec![self.prompt("call_later"), self.prompt("goodbye")];
+                self.say(prompts, Next::HangUp)
+            }
             FlowEvent::TransferFailed(status) => {
                 let group = self.routed.last().cloned().unwrap_or_default();
                 self.transfer_failed(&group, status)

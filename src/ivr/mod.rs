@@ -41,6 +41,10 @@ pub enum FlowEvent {
     Timer(u32),
     /// The transfer the flow asked for failed (SIP status, or 408 when nobody answered).
     TransferFailed(u16),
+    /// In the queue at this place (announced on entry and periodically).
+    QueuePosition(u32),
+    /// The queue gave up (max_wait or max_queue with no overflow group): "please call later".
+    QueueGaveUp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,16 +63,16 @@ pub enum FlowAction {
     Transfer {
         target: String,
     },
-    /// Ring this agent and bridge the caller to them (the service stays in the call).
-    Bridge(AgentCall),
+    /// Queue the caller for the group's agents; the first to answer is bridged to them.
+    Queue(QueueCall),
     HangUp,
 }
 
-/// What the agent's phone is asked to ring with: the call already sorted for them.
+/// A caller put in a group's queue, with what the agents' phones will show about them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentCall {
-    pub target: String,
-    /// Display name, e.g. `[EN] Heating`.
+pub struct QueueCall {
+    pub group: String,
+    /// Display name for the agent's phone, e.g. `[EN] Vilnius Heating Networks`.
     pub display: String,
     pub language: String,
     /// The caller's way through the menus, e.g. `language en > main:2`.

@@ -102,7 +102,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let prompts = Arc::new(prompts);
     let mut routing =
         routing::RoutingSource::new(settings.routing.clone(), prompts.clone(), prompt_errors);
-    let flows = routing.initial(DEFAULT_LANGUAGE).map_err(|problems| {
+    let loaded = routing.initial(DEFAULT_LANGUAGE).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!(
             "{}\nrouting has {} problem(s): not starting",
@@ -110,7 +110,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             problems.len()
         )
     })?;
-    let mut endpoint = Endpoint::new(config, prompts, flows, rand::random());
+    let mut endpoint = Endpoint::new(config, prompts, loaded.flows, rand::random());
+    if let Some(routing) = loaded.routing {
+        endpoint.set_routing(Instant::now(), routing);
+    }
     if let Some(path) = &settings.sip.credentials {
         let credentials = Credentials::load(path)
             .context("loading agent credentials (setting sip.credentials)")?;
@@ -166,13 +169,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             () = sleep => endpoint.handle_timeout(Instant::now()),
             Some(()) = hangup.recv() => {
                 info!("SIGHUP: reloading routing");
-                if let Some(flows) = routing.reload() {
-                    endpoint.set_flow_factory(flows);
+                if let Some(loaded) = routing.reload() {
+                    apply_routing(&mut endpoint, loaded);
                 }
             }
             _ = file_poll.tick() => {
-                if let Some(flows) = routing.poll_file() {
-                    endpoint.set_flow_factory(flows);
+                if let Some(loaded) = routing.poll_file() {
+                    apply_routing(&mut endpoint, loaded);
                 }
             }
             () = &mut shutdown => {
@@ -223,6 +226,13 @@ fn default_public_ip(listen: IpAddr) -> IpAddr {
             warn!("cannot guess the public address: using 127.0.0.1; set sip.public_addr");
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         }
+    }
+}
+
+fn apply_routing(endpoint: &mut Endpoint, loaded: routing::Loaded) {
+    endpoint.set_flow_factory(loaded.flows);
+    if let Some(routing) = loaded.routing {
+        endpoint.set_routing(Instant::now(), routing);
     }
 }
 

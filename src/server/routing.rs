@@ -11,7 +11,7 @@ use crate::ivr::echo::EchoFlow;
 use crate::ivr::menu::MenuFlow;
 use crate::media::prompts::{PromptError, PromptLibrary};
 use crate::routing::active::{load_checked, ActiveRouting};
-use crate::routing::Problem;
+use crate::routing::{Problem, Routing};
 use crate::sip::endpoint::FlowFactory;
 
 /// `routing = "builtin:echo"` runs the key-echo test flow instead of menus (media tests).
@@ -48,23 +48,26 @@ impl RoutingSource {
     }
 
     /// The first version; the service does not start without one.
-    pub(super) fn initial(&mut self, default_language: &str) -> Result<FlowFactory, Vec<Problem>> {
+    pub(super) fn initial(&mut self, default_language: &str) -> Result<Loaded, Vec<Problem>> {
         if self.is_builtin_echo() {
             warn!("routing = builtin:echo: every call gets the key-echo test flow, no menus");
             let language = default_language.to_owned();
-            return Ok(Box::new(move |_| Box::new(EchoFlow::new(&language))));
+            return Ok(Loaded {
+                flows: Box::new(move |_| Box::new(EchoFlow::new(&language))),
+                routing: None,
+            });
         }
         let active = self.load()?;
-        Ok(factory(active))
+        Ok(loaded(active))
     }
 
-    /// SIGHUP or `hotline reload`: a new factory, or None (problems logged, old version stays).
-    pub(super) fn reload(&mut self) -> Option<FlowFactory> {
+    /// SIGHUP or `hotline reload`: the new version, or None (problems logged, old version stays).
+    pub(super) fn reload(&mut self) -> Option<Loaded> {
         if self.is_builtin_echo() {
             return None;
         }
         match self.load() {
-            Ok(active) => Some(factory(active)),
+            Ok(active) => Some(loaded(active)),
             Err(problems) => {
                 for problem in &problems {
                     error!("{problem}");
@@ -82,7 +85,7 @@ impl RoutingSource {
     }
 
     /// Polled about once a second: reloads once a change has held still for one poll.
-    pub(super) fn poll_file(&mut self) -> Option<FlowFactory> {
+    pub(super) fn poll_file(&mut self) -> Option<Loaded> {
         if self.is_builtin_echo() {
             return None;
         }
@@ -117,9 +120,19 @@ impl RoutingSource {
     }
 }
 
-fn factory(active: ActiveRouting) -> FlowFactory {
+/// A routing version ready for the endpoint: flows for new calls, groups for the ACD.
+pub(super) struct Loaded {
+    pub(super) flows: FlowFactory,
+    pub(super) routing: Option<Arc<Routing>>,
+}
+
+fn loaded(active: ActiveRouting) -> Loaded {
     let routing = active.routing;
-    Box::new(move |_| Box::new(MenuFlow::new(routing.clone())))
+    let for_flows = routing.clone();
+    Loaded {
+        flows: Box::new(move |_| Box::new(MenuFlow::new(for_flows.clone()))),
+        routing: Some(routing),
+    }
 }
 
 fn stamp(path: &std::path::Path) -> Option<FileStamp> {

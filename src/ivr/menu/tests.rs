@@ -8,9 +8,23 @@ use chrono_tz::Europe::Vilnius;
 
 use super::*;
 
-fn shipped() -> Arc<Routing> {
+fn shipped_as_is() -> Arc<Routing> {
     let text = include_str!("../../../routing.toml");
     Arc::new(crate::routing::parse(text, "routing.toml").expect("shipped routing.toml parses"))
+}
+
+/// The shipped menus with every group in REFER mode, where the flow itself picks the agent.
+fn shipped() -> Arc<Routing> {
+    let mut text = String::new();
+    for line in include_str!("../../../routing.toml").lines() {
+        text.push_str(line);
+        text.push('\n');
+        if line.starts_with("[groups.") {
+            text.push_str("transfer = \"refer\"\n");
+        }
+    }
+    let text = text.replace("transfer = \"bridge\"\n", "");
+    Arc::new(crate::routing::parse(&text, "routing.toml").expect("refer variant parses"))
 }
 
 fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> FlowClock {
@@ -48,7 +62,7 @@ fn played(actions: &[FlowAction]) -> Vec<PromptRef> {
 fn transfer_target(actions: &[FlowAction]) -> Option<String> {
     actions.iter().find_map(|a| match a {
         FlowAction::Transfer { target } => Some(target.clone()),
-        FlowAction::Bridge(agent) => Some(agent.target.clone()),
+        FlowAction::Queue(queued) => Some(format!("queue {}", queued.group)),
         _ => None,
     })
 }
@@ -352,5 +366,59 @@ fn a_refer_group_transfers_instead_of_bridging() {
         vec![FlowAction::Transfer {
             target: "sip:heating-2@127.0.0.1:5312".into()
         }]
+    );
+}
+
+#[test]
+fn bridge_groups_queue_the_caller_with_what_agents_see_then_hold_announce_and_give_up() {
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(shipped_as_is());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('2'));
+    flow.handle(clock, FlowEvent::Digit('2'));
+    let queued = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        queued[0],
+        FlowAction::Queue(QueueCall {
+            group: "heating".into(),
+            display: "[EN] Vilnius Heating Networks".into(),
+            language: "en".into(),
+            path: "language en > main:2".into(),
+        })
+    );
+    assert_eq!(
+        played(&queued),
+        vec![p("en", "queue_hold")],
+        "nobody waits in silence"
+    );
+    let announced = flow.handle(clock, FlowEvent::QueuePosition(2));
+    assert_eq!(
+        played(&announced),
+        vec![
+            p("en", "queue_position_prefix"),
+            p("en", "number_2"),
+            p("en", "queue_position_suffix")
+        ]
+    );
+    assert_eq!(
+        played(&flow.handle(clock, FlowEvent::PlaybackFinished)),
+        vec![p("en", "queue_hold")]
+    );
+    assert_eq!(
+        played(&flow.handle(clock, FlowEvent::QueuePosition(25))),
+        vec![p("en", "queue_hold")]
+    );
+    let gave_up = flow.handle(clock, FlowEvent::QueueGaveUp);
+    assert_eq!(
+        played(&gave_up),
+        vec![p("en", "call_later"), p("en", "goodbye")]
+    );
+    assert_eq!(
+        flow.handle(clock, FlowEvent::PlaybackFinished),
+        vec![FlowAction::HangUp]
+    );
+    assert_eq!(
+        flow.path_text(),
+        "language en > main:2 > queue heating > queue gave up"
     );
 }

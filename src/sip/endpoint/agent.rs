@@ -12,12 +12,21 @@ use tracing::{debug, info, warn};
 use super::{
     CallRef, CallState, EndReason, Endpoint, MediaCommand, MediaSession, Output, USER_AGENT,
 };
-use crate::ivr::{AgentCall, FlowEvent};
+use crate::acd::{AcdInput, AgentId, CallId, FailReason};
 use crate::sdp::{self, Codec, SessionDescription};
 use crate::sip::dialog::{Dialog, DialogKey};
 use crate::sip::message;
 use crate::sip::transaction::TxKey;
 use crate::sip::transport::{Peer, TransportKind};
+
+/// What the agent's phone is rung with: the call already sorted for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct AgentCall {
+    pub(super) target: String,
+    pub(super) display: String,
+    pub(super) language: String,
+    pub(super) path: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum LegState {
@@ -29,6 +38,7 @@ pub(super) enum LegState {
 #[derive(Debug)]
 pub(super) struct AgentLeg {
     pub(super) caller: CallRef,
+    pub(super) agent: AgentId,
     pub(super) span: tracing::Span,
     pub(super) state: LegState,
     pub(super) peer: Peer,
@@ -43,19 +53,37 @@ pub(super) struct AgentLeg {
 }
 
 impl Endpoint {
-    /// Rings an agent for a caller; the answer bridges them, a failure goes back to the flow.
-    pub(super) fn ring_agent(&mut self, now: Instant, caller: CallRef, agent: AgentCall) {
-        let Some(peer) = agent_peer(&agent.target) else {
-            warn!(target = %agent.target, "agent URI has no reachable IP address: not ringing");
-            return self.flow_event(now, caller, FlowEvent::TransferFailed(404));
-        };
+    /// Rings an agent for a caller (the ACD chose them); the answer bridges them, a failure
+    /// goes back to the ACD, which tries someone else.
+    pub(super) fn ring_agent(
+        &mut self,
+        now: Instant,
+        caller: CallRef,
+        agent_id: AgentId,
+        agent: AgentCall,
+        peer: Peer,
+    ) {
         let Some(rtp_port) = self.ports.allocate() else {
             warn!("no free RTP port for the agent leg");
-            return self.flow_event(now, caller, FlowEvent::TransferFailed(503));
+            return self.report_to_acd(
+                now,
+                AcdInput::AgentFailed {
+                    call: CallId(caller.0),
+                    agent: agent_id,
+                    reason: FailReason::Unreachable,
+                },
+            );
         };
         let Ok(target_uri) = rsip::Uri::try_from(agent.target.as_str()) else {
             self.ports.release(rtp_port);
-            return self.flow_event(now, caller, FlowEvent::TransferFailed(404));
+            return self.report_to_acd(
+                now,
+                AcdInput::AgentFailed {
+                    call: CallId(caller.0),
+                    agent: agent_id,
+                    reason: FailReason::Unreachable,
+                },
+            );
         };
         let caller_number = self
             .calls
@@ -129,6 +157,7 @@ impl Endpoint {
                     id,
                     AgentLeg {
                         caller,
+                        agent: agent_id,
                         span,
                         state: LegState::Calling,
                         peer,
@@ -142,13 +171,20 @@ impl Endpoint {
                     },
                 );
                 if let Some(call) = self.calls.get_mut(&caller) {
-                    call.agent_leg = Some(id);
+                    call.agent_legs.push(id);
                 }
             }
             Err(error) => {
                 warn!(%error, "agent INVITE could not be sent");
                 self.ports.release(rtp_port);
-                self.flow_event(now, caller, FlowEvent::TransferFailed(500));
+                self.report_to_acd(
+                    now,
+                    AcdInput::AgentFailed {
+                        call: CallId(caller.0),
+                        agent: agent_id,
+                        reason: FailReason::Unreachable,
+                    },
+                );
             }
         }
     }
@@ -218,7 +254,24 @@ impl Endpoint {
         let caller_waiting = self
             .calls
             .get(&caller)
-            .is_some_and(|call| call.state != CallState::Terminating && call.agent_leg == Some(id));
+            .is_some_and(|call| call.state != CallState::Terminating && !call.bridged);
+        let agent_id = self.legs.get(&id).map(|leg| leg.agent.clone());
+        // The ACD has the last word: an answer after the ring timeout belongs to nobody.
+        let accepted = match (caller_waiting, agent_id, self.acd.as_mut()) {
+            (true, Some(agent), Some(acd)) => acd
+                .handle_input(
+                    AcdInput::AgentAnswered {
+                        call: CallId(caller.0),
+                        agent,
+                    },
+                    now,
+                )
+                .map_err(|error| debug!(%error, "late answer refused"))
+                .is_ok(),
+            _ => false,
+        };
+        self.drain_acd(now);
+        let caller_waiting = caller_waiting && accepted;
         let Some(negotiated) = negotiated.filter(|_| caller_waiting) else {
             // Caller gone meanwhile, or no usable answer: the agent is released at once.
             return self.hang_up_leg(now, id);
@@ -266,12 +319,24 @@ impl Endpoint {
         };
         leg.span
             .in_scope(|| info!(status, "agent did not take the call"));
-        if let Some(call) = self.calls.get_mut(&leg.caller) {
-            if call.agent_leg == Some(id) {
-                call.agent_leg = None;
-            }
+        // A ring the ACD stopped itself (timeout, another agent answered) is no news to it.
+        if leg.state == LegState::Terminating {
+            return;
         }
-        self.flow_event(now, leg.caller, FlowEvent::TransferFailed(status));
+        let reason = match status {
+            486 | 600 => FailReason::Busy,
+            603 => FailReason::Declined,
+            480 | 487 => FailReason::NoAnswer,
+            _ => FailReason::Unreachable,
+        };
+        self.report_to_acd(
+            now,
+            AcdInput::AgentFailed {
+                call: CallId(leg.caller.0),
+                agent: leg.agent,
+                reason,
+            },
+        );
     }
 
     /// Timer B on the agent's INVITE: nobody there.
@@ -300,6 +365,12 @@ impl Endpoint {
                 let Some(leg) = self.remove_leg(id) else {
                     return;
                 };
+                self.report_to_acd(
+                    now,
+                    AcdInput::CallEnded {
+                        call: CallId(leg.caller.0),
+                    },
+                );
                 leg.span.in_scope(|| info!("agent hung up"));
                 self.hang_up(now, leg.caller, EndReason::AgentHungUp);
             }
@@ -399,8 +470,8 @@ impl Endpoint {
         }
         self.ports.release(leg.rtp_port);
         if let Some(call) = self.calls.get_mut(&leg.caller) {
-            if call.agent_leg == Some(id) {
-                call.agent_leg = None;
+            call.agent_legs.retain(|leg| *leg != id);
+            if call.agent_legs.is_empty() {
                 call.bridged = false;
             }
         }
@@ -409,7 +480,7 @@ impl Endpoint {
 }
 
 /// `sip:user@1.2.3.4:5062` → where to send (UDP; agents' phones listen on it).
-fn agent_peer(target: &str) -> Option<Peer> {
+pub(super) fn agent_peer(target: &str) -> Option<Peer> {
     let uri = rsip::Uri::try_from(target).ok()?;
     let ip: std::net::IpAddr = uri
         .host_with_port

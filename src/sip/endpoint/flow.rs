@@ -114,7 +114,7 @@ impl Endpoint {
                     }
                 }
                 FlowAction::Transfer { target } => self.start_transfer(now, id, &target),
-                FlowAction::Bridge(agent) => self.ring_agent(now, id, agent),
+                FlowAction::Queue(queued) => self.enqueue(now, id, queued),
                 FlowAction::HangUp => {
                     self.hang_up(now, id, EndReason::FlowEnded);
                     return;

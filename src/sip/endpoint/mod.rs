@@ -20,6 +20,7 @@ use super::message;
 use super::registrar::{Credentials, Registrar};
 use super::transaction::{new_branch, TimerConfig, TransactionLayer, TxEvent, TxKey, TxOutput};
 use super::transport::{Peer, TransportKind};
+use crate::acd::{Acd, AcdInput, CallId};
 use crate::ivr::{CallFlow, FlowClock, FlowEvent};
 use crate::media::dtmf::DtmfSource;
 use crate::media::ports::PortAllocator;
@@ -225,10 +226,12 @@ struct Call {
     dtmf_source: Option<DtmfSource>,
     /// Bumped by every Play and StopPlayback sent to the media engine.
     play_generation: u64,
-    /// The agent leg ringing or answered for this caller (bridge mode).
-    agent_leg: Option<CallRef>,
+    /// Agent legs ringing (several with ring-all) or answered for this caller (bridge mode).
+    agent_legs: Vec<CallRef>,
     /// RTP is relayed to the agent: keys go to the agent, not to the flow.
     bridged: bool,
+    /// The queue the flow put the caller in, with what agents' phones show.
+    queue: Option<crate::ivr::QueueCall>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -255,6 +258,8 @@ pub type FlowFactory = Box<dyn Fn(&IncomingCall) -> Box<dyn CallFlow> + Send>;
 
 pub struct Endpoint {
     config: EndpointConfig,
+    /// Agent groups: who rings for whom (None until a routing with groups is set).
+    acd: Option<Acd>,
     /// Agents' softphones register here; None when no credentials file is configured.
     registrar: Option<Registrar>,
     prompts: Arc<PromptLibrary>,
@@ -286,6 +291,7 @@ impl Endpoint {
         seed: u64,
     ) -> Self {
         Self {
+            acd: None,
             registrar: None,
             prompts,
             flows,
@@ -391,7 +397,13 @@ impl Endpoint {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let expiry = self.registrar.as_ref().and_then(Registrar::next_expiry);
+        let expiry = [
+            self.registrar.as_ref().and_then(Registrar::next_expiry),
+            self.acd.as_ref().and_then(Acd::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let ours = match (self.timers.peek().map(|Reverse((at, _))| *at), expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -403,11 +415,23 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(registrar) = self.registrar.as_mut() {
-            for user in registrar.expire(now) {
-                info!(%user, "agent registration expired");
-            }
+        let expired = self
+            .registrar
+            .as_mut()
+            .map(|registrar| registrar.expire(now))
+            .unwrap_or_default();
+        for user in expired {
+            info!(%user, "agent registration expired");
+            let input = AcdInput::Registered {
+                agent: crate::acd::AgentId::user(&user),
+                registered: false,
+            };
+            self.report_to_acd(now, input);
         }
+        if let Some(acd) = self.acd.as_mut() {
+            acd.handle_timeout(now);
+        }
+        self.drain_acd(now);
         self.transactions.handle_timeout(now);
         self.drain_transactions(now);
         while let Some(Reverse((at, kind))) = self.timers.peek().copied() {
@@ -618,8 +642,9 @@ impl Endpoint {
                 transfer: None,
                 dtmf_source: None,
                 play_generation: 0,
-                agent_leg: None,
+                agent_legs: Vec::new(),
                 bridged: false,
+                queue: None,
             },
         );
         if self.config.answer_delay.is_zero() {
@@ -1034,9 +1059,15 @@ impl Endpoint {
     /// Forgets the call: media stopped, port returned, outcome logged.
     fn finish(&mut self, now: Instant, id: CallRef) {
         self.stop_media(id);
-        if let Some(leg) = self.calls.get(&id).and_then(|call| call.agent_leg) {
+        let legs = self
+            .calls
+            .get(&id)
+            .map(|call| call.agent_legs.clone())
+            .unwrap_or_default();
+        for leg in legs {
             self.hang_up_leg(now, leg);
         }
+        self.report_to_acd(now, AcdInput::CallerLeft { call: CallId(id.0) });
         let Some(call) = self.calls.remove(&id) else {
             return;
         };
@@ -1306,6 +1337,7 @@ fn options_headers() -> Vec<rsip::Header> {
 
 mod agent;
 mod flow;
+mod queue;
 mod register;
 #[cfg(test)]
 mod tests;

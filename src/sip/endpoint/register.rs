@@ -41,6 +41,11 @@ impl Endpoint {
             RegisterOutcome::BadRequest(reason) => self.response_with_reason(request, 400, reason),
             RegisterOutcome::Registered { user, contacts } => {
                 info!(%user, contacts = contacts.len(), peer = %from.addr, "agent registration");
+                let input = crate::acd::AcdInput::Registered {
+                    agent: crate::acd::AgentId::user(&user),
+                    registered: !contacts.is_empty(),
+                };
+                self.report_to_acd(now, input);
                 let headers = contacts
                     .iter()
                     .map(|(uri, expires)| {

@@ -740,8 +740,8 @@ impl crate::ivr::CallFlow for StraightToAgent {
     ) -> Vec<crate::ivr::FlowAction> {
         match event {
             crate::ivr::FlowEvent::Started => {
-                vec![crate::ivr::FlowAction::Bridge(crate::ivr::AgentCall {
-                    target: "sip:agent1@127.0.0.1:5301".into(),
+                vec![crate::ivr::FlowAction::Queue(crate::ivr::QueueCall {
+                    group: "heating".into(),
                     display: "[EN] Vilnius Heating Networks".into(),
                     language: "en".into(),
                     path: "language en > main:2".into(),
@@ -767,17 +767,21 @@ fn answered_and_agent_invite(h: &mut Harness, call_id: &str) -> (String, String)
     (to_tag(&ok.2), agent_invite.2.clone())
 }
 
+/// The shipped routing: heating's English speaker is heating-2 on 127.0.0.1:5312.
 fn bridging_harness() -> Harness {
     let mut h = Harness::new(config());
     h.endpoint
         .set_flow_factory(Box::new(|_| Box::new(StraightToAgent)));
+    let routing =
+        crate::routing::parse(include_str!("../../../routing.toml"), "routing.toml").unwrap();
+    h.endpoint.set_routing(h.now, Arc::new(routing));
     h
 }
 
 fn agent() -> Peer {
     Peer {
         transport: TransportKind::Udp,
-        addr: "127.0.0.1:5301".parse().unwrap(),
+        addr: "127.0.0.1:5312".parse().unwrap(),
     }
 }
 
@@ -791,7 +795,7 @@ fn agent_response(invite: &str, status: &str, to_tag: &str) -> String {
     let content_type = if body.is_empty() {
         ""
     } else {
-        "Content-Type: application/sdp\r\nContact: <sip:agent1@127.0.0.1:5301>\r\n"
+        "Content-Type: application/sdp\r\nContact: <sip:heating-2@127.0.0.1:5312>\r\n"
     };
     format!(
         "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag={to_tag}\r\nCall-ID: {}\r\nCSeq: 1 INVITE\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
@@ -809,7 +813,7 @@ fn bridge_rings_the_agent_with_the_caller_sorted_then_relays_and_tears_down_both
     let (_, invite) = answered_and_agent_invite(&mut h, "bridge-1");
     let invite = &invite;
     assert!(
-        invite.starts_with("INVITE sip:agent1@127.0.0.1:5301 SIP/2.0"),
+        invite.starts_with("INVITE sip:heating-2@127.0.0.1:5312 SIP/2.0"),
         "{invite}"
     );
     assert!(header(invite, "From")
@@ -832,7 +836,7 @@ fn bridge_rings_the_agent_with_the_caller_sorted_then_relays_and_tears_down_both
         .expect("ACK to the agent")
         .2;
     assert!(
-        ack.starts_with("ACK sip:agent1@127.0.0.1:5301 SIP/2.0"),
+        ack.starts_with("ACK sip:heating-2@127.0.0.1:5312 SIP/2.0"),
         "{ack}"
     );
     assert!(header(ack, "CSeq").unwrap().starts_with("1 ACK"));
@@ -852,7 +856,7 @@ fn bridge_rings_the_agent_with_the_caller_sorted_then_relays_and_tears_down_both
 
     // The agent hangs up: the caller gets BYE, the agent 200.
     let bye = format!(
-        "BYE sip:19118@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5301;branch=z9hG4bK-agent-bye\r\n\
+        "BYE sip:19118@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5312;branch=z9hG4bK-agent-bye\r\n\
          From: {};tag=ag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
         header(invite, "To").unwrap(),
         header(invite, "From").unwrap(),

@@ -1,0 +1,139 @@
+//! The endpoint's side of the ACD: callers queued by their flow, agents rung as the ACD
+//! decides, announcements and give-ups handed back to the flow, and every agent-side
+//! outcome (answer, failure, BYE, registration) reported so the ACD's picture stays true.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
+
+use super::agent::AgentCall;
+use super::{CallRef, Endpoint};
+use crate::acd::{Acd, AcdInput, AcdOutput, AcdSettings, AgentId, CallId, FailReason};
+use crate::ivr::{FlowEvent, QueueCall};
+use crate::routing::Routing;
+
+impl Endpoint {
+    /// The routing new calls use: groups and agents for the ACD (agents keep their state).
+    pub fn set_routing(&mut self, now: Instant, routing: Arc<Routing>) {
+        match self.acd.as_mut() {
+            Some(acd) => {
+                if let Err(error) = acd.handle_input(AcdInput::Reconfigure(routing), now) {
+                    warn!(%error, "ACD reconfiguration");
+                }
+            }
+            None => self.acd = Some(Acd::new(routing, AcdSettings::default(), now)),
+        }
+        self.drain_acd(now);
+    }
+
+    pub(super) fn enqueue(&mut self, now: Instant, id: CallRef, queued: QueueCall) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.span.in_scope(
+            || info!(group = %queued.group, language = %queued.language, "queued for agents"),
+        );
+        let input = AcdInput::Enqueue {
+            call: CallId(id.0),
+            group: queued.group.clone(),
+            language: queued.language.clone(),
+        };
+        call.queue = Some(queued);
+        if self.acd.is_none() {
+            warn!("no agent groups configured: the caller cannot be queued");
+            return self.flow_event(now, id, FlowEvent::QueueGaveUp);
+        }
+        self.report_to_acd(now, input);
+    }
+
+    /// Hands the ACD one fact and carries out what it decides.
+    pub(super) fn report_to_acd(&mut self, now: Instant, input: AcdInput) {
+        let Some(acd) = self.acd.as_mut() else { return };
+        if let Err(error) = acd.handle_input(input, now) {
+            // Late or duplicate reports (a BYE after the caller left...) change nothing.
+            debug!(%error, "ACD input ignored");
+        }
+        self.drain_acd(now);
+    }
+
+    pub(super) fn drain_acd(&mut self, now: Instant) {
+        while let Some(output) = self.acd.as_mut().and_then(Acd::poll_output) {
+            match output {
+                AcdOutput::Ring { call, agent, .. } => {
+                    self.ring_for_acd(now, CallRef(call.0), agent)
+                }
+                AcdOutput::StopRinging { call, agent } => {
+                    let legs: Vec<CallRef> = self
+                        .legs
+                        .iter()
+                        .filter(|(_, leg)| leg.caller == CallRef(call.0) && leg.agent == agent)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for leg in legs {
+                        self.hang_up_leg(now, leg);
+                    }
+                }
+                AcdOutput::Connected { call, agent } => {
+                    if let Some(caller) = self.calls.get(&CallRef(call.0)) {
+                        caller.span.in_scope(|| info!(%agent, "connected to agent"));
+                    }
+                }
+                AcdOutput::Announce { call, position, .. } => {
+                    self.flow_event(now, CallRef(call.0), FlowEvent::QueuePosition(position));
+                }
+                AcdOutput::Overflow { call, to } | AcdOutput::QueueFull { call, to } => match to {
+                    Some(group) => {
+                        if let Some(caller) = self.calls.get(&CallRef(call.0)) {
+                            caller
+                                .span
+                                .in_scope(|| info!(%group, "overflowed to another group"));
+                        }
+                    }
+                    None => self.flow_event(now, CallRef(call.0), FlowEvent::QueueGaveUp),
+                },
+            }
+        }
+    }
+
+    /// Where the ACD's chosen agent is: a static URI, or the user's registered contact.
+    fn ring_for_acd(&mut self, now: Instant, caller: CallRef, agent: AgentId) {
+        let Some(queued) = self.calls.get(&caller).and_then(|call| call.queue.clone()) else {
+            return self.report_to_acd(
+                now,
+                AcdInput::CallerLeft {
+                    call: CallId(caller.0),
+                },
+            );
+        };
+        let resolved = match agent.0.strip_prefix("user:") {
+            Some(user) => self.registrar.as_ref().and_then(|registrar| {
+                registrar
+                    .contacts(user, now)
+                    .last()
+                    .map(|binding| (binding.contact.clone(), Some(binding.flow)))
+            }),
+            None => Some((agent.0.clone(), None)),
+        };
+        let target = resolved.and_then(|(target, flow)| {
+            let peer = flow.or_else(|| super::agent::agent_peer(&target))?;
+            Some((target, peer))
+        });
+        let Some((target, peer)) = target else {
+            warn!(%agent, "agent has no reachable address");
+            let input = AcdInput::AgentFailed {
+                call: CallId(caller.0),
+                agent,
+                reason: FailReason::Unreachable,
+            };
+            return self.report_to_acd(now, input);
+        };
+        let call = AgentCall {
+            target,
+            display: queued.display,
+            language: queued.language,
+            path: queued.path,
+        };
+        self.ring_agent(now, caller, agent, call, peer);
+    }
+}
