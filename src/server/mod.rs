@@ -123,6 +123,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     write_pid_file(&settings.pid_file);
     let mut hangup = hangup_signal()?;
     let mut file_poll = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut last_summary = None;
     let (input_tx, mut inputs) = mpsc::channel::<DriverInput>(8192);
     tokio::spawn(tcp::accept_loop(
         listener,
@@ -176,6 +177,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             _ = file_poll.tick() => {
                 if let Some(loaded) = routing.poll_file() {
                     apply_routing(&mut endpoint, loaded);
+                }
+                // What the service holds, logged when it changes: leaks show up here.
+                let stats = endpoint.stats();
+                if last_summary != Some(stats) {
+                    last_summary = Some(stats);
+                    info!(
+                        calls = stats.calls,
+                        agent_legs = stats.agent_legs,
+                        transactions = stats.transactions,
+                        rtp_ports = stats.rtp_ports_in_use,
+                        agents_idle = stats.agents_idle,
+                        agents_busy = stats.agents_busy,
+                        agents_unregistered = stats.agents_unregistered,
+                        "state"
+                    );
                 }
             }
             () = &mut shutdown => {

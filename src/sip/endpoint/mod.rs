@@ -176,6 +176,11 @@ pub struct EndpointStats {
     pub transactions: usize,
     pub rtp_ports_in_use: usize,
     pub agent_legs: usize,
+    /// Agents free to take a call.
+    pub agents_idle: usize,
+    /// Agents ringing, on a call or in wrap-up.
+    pub agents_busy: usize,
+    pub agents_unregistered: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,12 +345,21 @@ impl Endpoint {
     }
 
     pub fn stats(&self) -> EndpointStats {
-        EndpointStats {
+        let mut stats = EndpointStats {
             calls: self.calls.len(),
             transactions: self.transactions.len(),
             rtp_ports_in_use: self.ports.in_use(),
             agent_legs: self.legs.len(),
+            ..EndpointStats::default()
+        };
+        for agent in self.acd.as_ref().map(Acd::agent_states).unwrap_or_default() {
+            match agent.state {
+                crate::acd::AgentState::Idle => stats.agents_idle += 1,
+                crate::acd::AgentState::Unregistered => stats.agents_unregistered += 1,
+                _ => stats.agents_busy += 1,
+            }
         }
+        stats
     }
 
     /// One SIP message from a transport: a UDP datagram or a framed TCP message.

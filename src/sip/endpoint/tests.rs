@@ -903,7 +903,19 @@ fn caller_hanging_up_while_the_agent_rings_cancels_the_agent() {
         &agent_response(&invite, "487 Request Terminated", "ag"),
     );
     h.advance_to(Duration::from_secs(60));
-    assert_eq!(h.endpoint.stats(), EndpointStats::default(), "no leaks");
+    let stats = h.endpoint.stats();
+    assert_eq!(
+        (
+            stats.calls,
+            stats.agent_legs,
+            stats.transactions,
+            stats.rtp_ports_in_use,
+            stats.agents_busy
+        ),
+        (0, 0, 0, 0, 0),
+        "no leaks, every agent free again: {stats:?}"
+    );
+    assert!(stats.agents_idle > 0);
 }
 
 #[test]
