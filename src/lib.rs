@@ -4,6 +4,7 @@
 //! tokio drivers that own sockets and timers.
 
 pub mod acd;
+pub mod cdr;
 pub mod cli;
 pub mod ivr;
 pub mod media;

@@ -43,6 +43,28 @@ enum Command {
         /// Keys the caller presses, e.g. `2 1` or `21`; none: read them from the terminal.
         digits: Vec<String>,
     },
+    /// Call statistics from the call records (definitions below).
+    #[command(after_help = hotline::cdr::DEFINITIONS)]
+    Stats {
+        /// First local day (Europe/Vilnius), YYYY-MM-DD; default today.
+        #[arg(long)]
+        from: Option<String>,
+        /// Day after the last one, YYYY-MM-DD (exclusive); default the day after --from.
+        #[arg(long)]
+        to: Option<String>,
+        /// Group rows by enterprise, language, hour, day, outcome or menu_node (repeat or comma-separate).
+        #[arg(long)]
+        by: Vec<String>,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Abandons shorter than this many seconds are not counted as abandoned.
+        #[arg(long, default_value_t = 5)]
+        short_abandon: u32,
+        /// Service level threshold in seconds.
+        #[arg(long, default_value_t = 20)]
+        sl_threshold: u32,
+    },
     /// Ask the running service to reload routing.toml (it validates first and keeps the running
     /// version when the file has problems).
     Reload,
@@ -112,6 +134,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 at,
                 keys,
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats {
+            from,
+            to,
+            by,
+            format,
+            short_abandon,
+            sl_threshold,
+        } => {
+            let options = hotline::cli::stats::Options {
+                database_url: settings.database.url,
+                from,
+                to,
+                by,
+                format,
+                short_abandon_s: short_abandon,
+                sl_threshold_s: sl_threshold,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            print!("{}", runtime.block_on(hotline::cli::stats::run(options))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Reload => {

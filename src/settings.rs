@@ -29,6 +29,8 @@ port_max = 29999
 
 [database]
 url = "sqlite://var/hotline.db"
+spool = "var/cdr-spool.jsonl"
+retention_mode = "delete"
 
 [http]
 listen = "127.0.0.1:8080"
@@ -89,7 +91,18 @@ pub struct RtpSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
+    /// `sqlite://PATH` (default, embedded) or `postgres://…`.
     pub url: String,
+    /// Call records wait here (append-only) while the database is down or slow.
+    pub spool: PathBuf,
+    /// Key for pseudonymising caller numbers (HMAC-SHA256); unset keeps numbers as dialled.
+    #[serde(default)]
+    pub pseudonymise_key: Option<String>,
+    /// Records older than this many days are purged daily; unset keeps them.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// `delete` the old records, or `blank_caller` to keep them without the caller's number.
+    pub retention_mode: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,3 +4,4 @@
 pub mod check;
 pub mod reload;
 pub mod simulate;
+pub mod stats;

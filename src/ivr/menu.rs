@@ -8,7 +8,9 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc, Weekday};
 
-use super::{CallFlow, FlowAction, FlowClock, FlowEvent, PromptRef, QueueCall};
+use super::{
+    CallFlow, FlowAction, FlowClock, FlowEnding, FlowEvent, FlowSummary, PromptRef, QueueCall,
+};
 use crate::routing::model::{Action, AfterPlay, AgentTarget, Transfer, WhenClosed};
 use crate::routing::{RelativeDay, Routing};
 
@@ -92,6 +94,7 @@ pub struct MenuFlow {
     /// Groups tried in this routing attempt, so `when_closed` chains cannot loop.
     routed: Vec<String>,
     steps: Vec<Step>,
+    summary: FlowSummary,
     /// Wall time of the event being handled (opening hours are decided at the moment of choice).
     wall: SystemTime,
 }
@@ -107,6 +110,7 @@ impl MenuFlow {
             attempts: 0,
             routed: Vec::new(),
             steps: Vec::new(),
+            summary: FlowSummary::default(),
             wall: SystemTime::UNIX_EPOCH,
         }
     }
@@ -123,6 +127,55 @@ impl MenuFlow {
     pub fn path_text(&self) -> String {
         let parts: Vec<String> = self.steps.iter().map(Step::to_string).collect();
         parts.join(" > ")
+    }
+
+    /// Records a step with the time it happened and what it means for the call record.
+    fn step(&mut self, step: Step) {
+        let at = self.wall;
+        let summary = &mut self.summary;
+        match &step {
+            Step::Language(language) => {
+                summary.language = Some(language.clone());
+                summary.language_chosen = Some(at);
+            }
+            Step::Key { .. } => summary.chose_something = true,
+            Step::Closed { group } => {
+                summary.group = Some(group.clone());
+                summary.group_chosen.get_or_insert(at);
+                summary.ending = Some(FlowEnding::Closed);
+            }
+            Step::Transfer { group, .. } => {
+                summary.group = Some(group.clone());
+                summary.group_chosen.get_or_insert(at);
+            }
+            Step::Queued { group } => {
+                summary.group = Some(group.clone());
+                summary.group_chosen.get_or_insert(at);
+                summary.queue_entered.get_or_insert(at);
+            }
+            Step::TransferFailed { .. } => summary.ending = Some(FlowEnding::TransferFailed),
+            Step::QueueGaveUp => summary.ending = Some(FlowEnding::QueueGaveUp),
+            Step::Fallback if !summary.chose_something => {
+                summary.ending = Some(FlowEnding::NoInput)
+            }
+            _ => {}
+        }
+        let kind = match &step {
+            Step::Language(_) => "language",
+            Step::Key { .. } => "key",
+            Step::Invalid { .. } => "invalid_key",
+            Step::NoInput { .. } => "no_input",
+            Step::Closed { .. } => "closed",
+            Step::Transfer { .. } => "transfer",
+            Step::TransferFailed { .. } => "transfer_failed",
+            Step::Fallback => "fallback",
+            Step::Queued { .. } => "queued",
+            Step::QueueGaveUp => "queue_gave_up",
+            Step::HangUp => "hang_up",
+        };
+        summary.steps.push((at, kind.to_owned(), step.to_string()));
+        self.steps.push(step);
+        self.summary.path = self.path_text();
     }
 
     fn prompt(&self, name: &str) -> PromptRef {
@@ -208,7 +261,7 @@ impl MenuFlow {
     }
 
     fn choose_language(&mut self, language: String) -> Vec<FlowAction> {
-        self.steps.push(Step::Language(language.clone()));
+        self.step(Step::Language(language.clone()));
         self.language = language;
         let start = self.routing.hotline.start.value.clone();
         self.enter_menu(&start, false)
@@ -233,7 +286,7 @@ impl MenuFlow {
                 self.choose_language(default)
             }
             _ => {
-                self.steps.push(Step::Fallback);
+                self.step(Step::Fallback);
                 let fallback = self.routing.hotline.fallback.value.clone();
                 self.route_group(&fallback)
             }
@@ -252,7 +305,7 @@ impl MenuFlow {
                 match chosen {
                     Some(language) => self.choose_language(language),
                     None => {
-                        self.steps.push(Step::Invalid {
+                        self.step(Step::Invalid {
                             menu: "language".into(),
                             digit,
                         });
@@ -271,13 +324,13 @@ impl MenuFlow {
                     .and_then(|menu| menu.options.get(&digit.to_string()))
                     .map(|option| option.action.clone());
                 let Some(action) = action else {
-                    self.steps.push(Step::Invalid {
+                    self.step(Step::Invalid {
                         menu: menu_name,
                         digit,
                     });
                     return self.retry("invalid_choice");
                 };
-                self.steps.push(Step::Key {
+                self.step(Step::Key {
                     menu: menu_name,
                     digit,
                 });
@@ -292,6 +345,7 @@ impl MenuFlow {
             Action::Group(group) => self.route_group(&group.value),
             Action::Menu(menu) => self.enter_menu(&menu.value, true),
             Action::Play { prompt, then } => {
+                self.summary.heard_information = true;
                 let next = match then {
                     AfterPlay::Repeat => Next::ReplayMenu,
                     AfterPlay::Hangup => {
@@ -317,7 +371,7 @@ impl MenuFlow {
     }
 
     fn hang_up(&mut self) -> Vec<FlowAction> {
-        self.steps.push(Step::HangUp);
+        self.step(Step::HangUp);
         self.place = Place::Leaving;
         let goodbye = vec![self.prompt("goodbye")];
         self.say(goodbye, Next::HangUp)
@@ -340,7 +394,7 @@ impl MenuFlow {
             .and_then(|hours| self.routing.hours.get(&hours.value))
             .map(|hours| hours.schedule.clone());
         if let Some(schedule) = schedule.filter(|schedule| !schedule.is_open(now)) {
-            self.steps.push(Step::Closed {
+            self.step(Step::Closed {
                 group: group_name.to_owned(),
             });
             let mut prompts = vec![self.prompt("closed_prefix")];
@@ -426,7 +480,7 @@ impl MenuFlow {
     }
 
     fn transfer_failed(&mut self, group: &str, status: u16) -> Vec<FlowAction> {
-        self.steps.push(Step::TransferFailed {
+        self.step(Step::TransferFailed {
             group: group.to_owned(),
             status,
         });
@@ -436,7 +490,7 @@ impl MenuFlow {
             prompts.push(self.prompt("goodbye"));
             return self.say(prompts, Next::HangUp);
         }
-        self.steps.push(Step::Fallback);
+        self.step(Step::Fallback);
         self.say(prompts, Next::RouteGroup(fallback))
     }
 
@@ -457,14 +511,14 @@ impl MenuFlow {
             Next::EnterMenu(menu) => self.enter_menu(&menu, true),
             Next::RouteGroup(group) => self.route_group(&group),
             Next::Transfer { group, target } => {
-                self.steps.push(Step::Transfer {
+                self.step(Step::Transfer {
                     group,
                     target: target.clone(),
                 });
                 vec![FlowAction::Transfer { target }]
             }
             Next::Queue(queued) => {
-                self.steps.push(Step::Queued {
+                self.step(Step::Queued {
                     group: queued.group.clone(),
                 });
                 self.next = Next::Hold;
@@ -484,6 +538,10 @@ impl MenuFlow {
 }
 
 impl CallFlow for MenuFlow {
+    fn summary(&self) -> FlowSummary {
+        self.summary.clone()
+    }
+
     fn handle(&mut self, clock: FlowClock, event: FlowEvent) -> Vec<FlowAction> {
         self.wall = clock.wall;
         match event {
@@ -504,7 +562,7 @@ impl CallFlow for MenuFlow {
             FlowEvent::PlaybackFinished => self.after_playback(),
             FlowEvent::Timer(DIGIT_TIMER) if self.next == Next::AwaitDigit => {
                 let menu = self.current_menu().unwrap_or("language").to_owned();
-                self.steps.push(Step::NoInput { menu });
+                self.step(Step::NoInput { menu });
                 self.retry("no_input")
             }
             FlowEvent::Timer(_) => vec![],
@@ -520,7 +578,7 @@ impl CallFlow for MenuFlow {
             }
             FlowEvent::QueuePosition(_) => vec![],
             FlowEvent::QueueGaveUp => {
-                self.steps.push(Step::QueueGaveUp);
+                self.step(Step::QueueGaveUp);
                 let prompts = vec![self.prompt("call_later"), self.prompt("goodbye")];
                 self.say(prompts, Next::HangUp)
             }

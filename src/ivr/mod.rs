@@ -79,9 +79,45 @@ pub struct QueueCall {
     pub path: String,
 }
 
+/// What the flow knows about the call, for its record: choices with their times and how the
+/// menus ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowSummary {
+    pub language: Option<String>,
+    pub language_chosen: Option<SystemTime>,
+    pub group: Option<String>,
+    pub group_chosen: Option<SystemTime>,
+    pub queue_entered: Option<SystemTime>,
+    /// The menu path, e.g. `language en > main:2 > queue heating`.
+    pub path: String,
+    /// Each step with its time (kind, detail), for the audit trail.
+    pub steps: Vec<(SystemTime, String, String)>,
+    pub ending: Option<FlowEnding>,
+    /// An information prompt (opening hours...) was played.
+    pub heard_information: bool,
+    /// The caller pressed at least one valid key.
+    pub chose_something: bool,
+}
+
+/// How the menus ended when they did not hand the caller to an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEnding {
+    Closed,
+    /// max_wait passed (or the queue was full) with no overflow group: "call later".
+    QueueGaveUp,
+    TransferFailed,
+    /// max_attempts of silence reached the fallback.
+    NoInput,
+}
+
 /// One call's flow. `Send` because the endpoint lives on a tokio task.
 pub trait CallFlow: Send + std::fmt::Debug {
     fn handle(&mut self, clock: FlowClock, event: FlowEvent) -> Vec<FlowAction>;
+
+    /// For the call record; flows without menus have nothing to say.
+    fn summary(&self) -> FlowSummary {
+        FlowSummary::default()
+    }
 }
 
 /// The prompt that says a DTMF key's name.

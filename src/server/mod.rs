@@ -16,7 +16,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::media::prompts::PromptLibrary;
 use crate::media::stream::IdleAudio;
@@ -110,6 +110,42 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             problems.len()
         )
     })?;
+    let cdr_settings = crate::cdr::CdrSettings {
+        database: settings.database.url.clone(),
+        spool_path: settings.database.spool.clone(),
+        pseudonymise_key: settings.database.pseudonymise_key.clone(),
+        retention_days: settings.database.retention_days,
+        retention_mode: match settings.database.retention_mode.as_str() {
+            "blank_caller" => crate::cdr::PurgeMode::BlankCaller,
+            _ => crate::cdr::PurgeMode::Delete,
+        },
+        write_timeout: std::time::Duration::from_secs(5),
+    };
+    let store = Arc::new(
+        crate::cdr::CdrStore::open(&cdr_settings)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the call-record database (setting database.url = {})",
+                    settings.database.url
+                )
+            })?,
+    );
+    let (records, _writer_task) =
+        crate::cdr::CdrWriter::spawn(store.clone(), std::time::Duration::from_secs(10));
+    if cdr_settings.retention_days.is_some() {
+        let store = store.clone();
+        let retention = cdr_settings.clone();
+        tokio::spawn(async move {
+            let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+            loop {
+                daily.tick().await;
+                if let Err(error) = store.apply_retention(&retention).await {
+                    warn!(%error, "applying the call-record retention");
+                }
+            }
+        });
+    }
     let mut endpoint = Endpoint::new(config, prompts, loaded.flows, rand::random());
     if let Some(routing) = loaded.routing {
         endpoint.set_routing(Instant::now(), routing);
@@ -218,6 +254,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 },
                 Output::Media(command) => media.handle(command),
                 Output::CallEnded { .. } => {}
+                Output::CallStarted(start) => {
+                    if records.call_started(start).is_err() {
+                        error!("call-record writer stopped: record lost");
+                    }
+                }
+                Output::CallRecorded(record, events) => {
+                    if records.call_ended(*record, events).is_err() {
+                        error!("call-record writer stopped: record lost");
+                    }
+                }
             }
         }
     }

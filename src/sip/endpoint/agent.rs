@@ -308,8 +308,12 @@ impl Endpoint {
         }));
         self.outputs
             .push_back(Output::Media(MediaCommand::Bridge { caller, agent: id }));
+        let wall = self.wall(now);
+        let agent = self.legs.get(&id).map(|leg| leg.agent.0.clone());
         if let Some(call) = self.calls.get_mut(&caller) {
             call.bridged = true;
+            call.facts.agent_answered = Some(wall);
+            call.facts.agent = agent;
         }
     }
 
@@ -506,7 +510,7 @@ pub(super) fn agent_peer(target: &str) -> Option<Peer> {
 }
 
 /// The caller's number from their From header (`"x" <sip:37060000000@host>` → `37060000000`).
-fn caller_number(from: &str) -> String {
+pub(super) fn caller_number(from: &str) -> String {
     let uri = match (from.find('<'), from.find('>')) {
         (Some(open), Some(close)) if open < close => &from[open + 1..close],
         _ => from.split(';').next().unwrap_or_default(),

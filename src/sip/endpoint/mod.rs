@@ -167,6 +167,10 @@ pub enum Output {
         call_id: String,
         reason: EndReason,
     },
+    /// A call arrived: the record's first row, so live calls are visible.
+    CallStarted(crate::cdr::CallStart),
+    /// A call ended (or was refused): its complete record and audit steps.
+    CallRecorded(Box<crate::cdr::CallRecord>, Vec<crate::cdr::CallEvent>),
 }
 
 /// Counts for leak checks and the debug endpoint.
@@ -237,6 +241,7 @@ struct Call {
     bridged: bool,
     /// The queue the flow put the caller in, with what agents' phones show.
     queue: Option<crate::ivr::QueueCall>,
+    facts: record::CallFacts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -558,6 +563,7 @@ impl Endpoint {
         if has_body && !message::is_sdp(&invite) {
             let accept = vec![rsip::headers::Accept::new("application/sdp").into()];
             let response = self.response(&invite, 415, None, accept);
+            self.record_rejected(now, &invite, from, 415);
             return self.respond(now, &key, response);
         }
         let offer = if has_body {
@@ -566,6 +572,7 @@ impl Endpoint {
                 Err(error) => {
                     debug!(%error, "malformed SDP offer");
                     let response = self.response_with_reason(&invite, 400, "Malformed SDP");
+                    self.record_rejected(now, &invite, from, 400);
                     return self.respond(now, &key, response);
                 }
             }
@@ -574,12 +581,14 @@ impl Endpoint {
         };
         let Some(remote_target) = message::contact_uri(&invite) else {
             let response = self.response_with_reason(&invite, 400, "Missing Contact");
+            self.record_rejected(now, &invite, from, 400);
             return self.respond(now, &key, response);
         };
         let Some(rtp_port) = self.ports.allocate() else {
             warn!("no free RTP port: rejecting call");
             let retry = vec![rsip::headers::RetryAfter::new("5").into()];
             let response = self.response(&invite, 503, None, retry);
+            self.record_rejected(now, &invite, from, 503);
             return self.respond(now, &key, response);
         };
         let sdp_session_id = self.rng.gen_range(1..u64::from(u32::MAX));
@@ -591,6 +600,7 @@ impl Endpoint {
                     self.ports.release(rtp_port);
                     let warning = vec![rsip::headers::Warning::new(error.warning_header()).into()];
                     let response = self.response(&invite, 488, None, warning);
+                    self.record_rejected(now, &invite, from, 488);
                     return self.respond(now, &key, response);
                 }
             },
@@ -604,9 +614,12 @@ impl Endpoint {
             Err(error) => {
                 self.ports.release(rtp_port);
                 let response = self.response_with_reason(&invite, 400, &error.to_string());
+                self.record_rejected(now, &invite, from, 400);
                 return self.respond(now, &key, response);
             }
         };
+        let facts = record::CallFacts::new(&invite, from, self.wall(now));
+        self.record_start(&dialog.key.call_id.clone(), &facts);
         let id = CallRef(self.next_call);
         self.next_call += 1;
         let flow = (self.flows)(&IncomingCall {
@@ -659,6 +672,7 @@ impl Endpoint {
                 agent_legs: Vec::new(),
                 bridged: false,
                 queue: None,
+                facts: facts.clone(),
             },
         );
         if self.config.answer_delay.is_zero() {
@@ -683,9 +697,11 @@ impl Endpoint {
         let Some(response) = self.call_response(id, 200, vec![], Some(sdp_body)) else {
             return;
         };
+        let wall = self.wall(now);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        call.facts.ivr_answered = Some(wall);
         let Some(key) = call.invite_tx.take() else {
             return;
         };
@@ -1093,6 +1109,7 @@ impl Endpoint {
         self.by_refer_tx.retain(|_, owner| *owner != id);
         self.ports.release(call.rtp_port);
         let reason = call.end_reason.unwrap_or(EndReason::CallerHungUp);
+        self.record_end(now, &call, reason);
         call.span.record("outcome", reason.as_str());
         let dtmf = call.dtmf_source.map(DtmfSource::as_str).unwrap_or("none");
         call.span
@@ -1352,6 +1369,7 @@ fn options_headers() -> Vec<rsip::Header> {
 mod agent;
 mod flow;
 mod queue;
+mod record;
 mod register;
 #[cfg(test)]
 mod tests;

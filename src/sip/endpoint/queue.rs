@@ -40,6 +40,7 @@ impl Endpoint {
             language: queued.language.clone(),
         };
         call.queue = Some(queued);
+        call.facts.transfer_mode = Some(crate::cdr::TransferMode::Bridge);
         if self.acd.is_none() {
             warn!("no agent groups configured: the caller cannot be queued");
             return self.flow_event(now, id, FlowEvent::QueueGaveUp);

@@ -117,6 +117,8 @@ struct Harness {
     sent: Vec<(Duration, Peer, String)>,
     media: Vec<MediaCommand>,
     ended: Vec<(String, EndReason)>,
+    started: Vec<String>,
+    records: Vec<crate::cdr::CallRecord>,
 }
 
 impl Harness {
@@ -134,6 +136,8 @@ impl Harness {
             sent: Vec::new(),
             media: Vec::new(),
             ended: Vec::new(),
+            started: Vec::new(),
+            records: Vec::new(),
         }
     }
 
@@ -154,6 +158,8 @@ impl Harness {
                 Output::CallEnded {
                     call_id, reason, ..
                 } => self.ended.push((call_id, reason)),
+                Output::CallStarted(start) => self.started.push(start.call_id),
+                Output::CallRecorded(record, _) => self.records.push(*record),
             }
         }
     }
@@ -935,4 +941,55 @@ fn an_agent_who_does_not_answer_is_reported_to_the_flow() {
         1,
         "only the caller's port"
     );
+}
+
+#[test]
+fn every_call_gets_one_start_and_one_record_with_its_outcome() {
+    use crate::cdr::Outcome;
+    let mut h = Harness::new(config());
+    // Hung up in the (echo) flow: abandoned in the menus.
+    let tag = answered_call(&mut h, "rec-1");
+    h.receive(udp(), &in_dialog("ACK", "rec-1", &tag, 1, "z9hG4bK-a1", ""));
+    h.receive(udp(), &in_dialog("BYE", "rec-1", &tag, 2, "z9hG4bK-b1", ""));
+    // Refused before answer: still recorded.
+    let offer = PCMU_OFFER
+        .replace("RTP/AVP 0 101", "RTP/AVP 18")
+        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000");
+    h.receive(
+        udp(),
+        &invite_with("rec-2", "z9hG4bK-g", "", "application/sdp", &offer),
+    );
+    assert_eq!(h.started, vec!["rec-1".to_owned(), "rec-2".to_owned()]);
+    let outcomes: Vec<(&str, Outcome)> = h
+        .records
+        .iter()
+        .map(|r| (r.call_id.as_str(), r.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("rec-1", Outcome::AbandonedMenu),
+            ("rec-2", Outcome::Rejected)
+        ]
+    );
+    assert_eq!(h.records[0].caller.as_deref(), Some("37060000000"));
+    assert_eq!(h.records[0].trunk, "udp:127.0.0.1:6000");
+    assert!(h.records[0].ivr_answered.is_some());
+}
+
+#[test]
+fn a_bridged_call_is_recorded_as_connected_with_its_agent_and_group() {
+    use crate::cdr::{Outcome, TransferMode};
+    let mut h = bridging_harness();
+    let (tag, invite) = answered_and_agent_invite(&mut h, "rec-3");
+    h.receive(agent(), &agent_response(&invite, "200 OK", "ag"));
+    h.receive(udp(), &in_dialog("BYE", "rec-3", &tag, 2, "z9hG4bK-b3", ""));
+    let record = h.records.last().expect("record");
+    assert_eq!(record.outcome, Outcome::Connected);
+    assert_eq!(
+        record.agent.as_deref(),
+        Some("sip:heating-2@127.0.0.1:5312")
+    );
+    assert_eq!(record.transfer_mode, Some(TransferMode::Bridge));
+    assert!(record.agent_answered.is_some());
 }

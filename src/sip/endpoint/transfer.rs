@@ -44,6 +44,8 @@ impl Endpoint {
         );
         let refer = call.dialog.request(rsip::Method::Refer, via, extra);
         let flow = call.dialog.flow;
+        call.facts.transfer_mode = Some(crate::cdr::TransferMode::Refer);
+        call.facts.agent = Some(target.to_owned());
         call.transfer = Some(Transfer {
             target: target.to_owned(),
             accepted: false,

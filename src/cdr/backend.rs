@@ -1,0 +1,147 @@
+//! Everything that differs between SQLite and PostgreSQL lives here: reading the configured URL,
+//! creating the SQLite file (and its folder) in WAL mode, and opening the shared `AnyPool`.
+//! All queries elsewhere are portable SQL.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{AnyPool, ConnectOptions, Connection};
+
+use super::CdrError;
+
+/// Where the records live, parsed from the `cdr.database` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An embedded SQLite file (`sqlite:PATH`, `sqlite://PATH` or a bare path).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://…` or `postgresql://…`).
+    Postgres(String),
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = CdrError;
+
+    fn from_str(url: &str) -> Result<Self, CdrError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_owned()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() || path.contains("://") || path.starts_with(":memory:") {
+            return Err(CdrError::Url(url.to_owned()));
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+    }
+}
+
+/// How long to wait for a pooled connection before treating the database as down.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens the pool; for SQLite first creates the folder and the file and switches it to WAL
+/// (a persistent property of the file, so later `Any` connections inherit it).
+pub(crate) async fn open_pool(url: &DatabaseUrl) -> Result<AnyPool, CdrError> {
+    sqlx::any::install_default_drivers();
+    let any_url = match url {
+        DatabaseUrl::Postgres(url) => url.clone(),
+        DatabaseUrl::Sqlite(path) => {
+            prepare_sqlite_file(path).await?;
+            format!("sqlite://{}", percent_encode_path(path))
+        }
+    };
+    let max_connections = match url {
+        // One writer at a time is all SQLite allows; more connections only contend for the lock.
+        DatabaseUrl::Sqlite(_) => 1,
+        DatabaseUrl::Postgres(_) => 4,
+    };
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(&any_url)
+        .await
+        .map_err(|source| CdrError::Database {
+            context: "connecting",
+            source,
+        })
+}
+
+async fn prepare_sqlite_file(path: &Path) -> Result<(), CdrError> {
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(folder)
+            .await
+            .map_err(|source| CdrError::CreateFolder {
+                path: folder.to_path_buf(),
+                source,
+            })?;
+    }
+    let connection = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .map_err(|source| CdrError::Database {
+            context: "creating the SQLite file",
+            source,
+        })?;
+    connection
+        .close()
+        .await
+        .map_err(|source| CdrError::Database {
+            context: "closing the SQLite setup connection",
+            source,
+        })
+}
+
+/// SQLite URLs are percent-decoded by sqlx, so escape everything but plain path characters.
+fn percent_encode_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/._-~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_the_backend() {
+        assert_eq!(
+            "postgres://u@127.0.0.1:5432/cdr"
+                .parse::<DatabaseUrl>()
+                .ok(),
+            Some(DatabaseUrl::Postgres(
+                "postgres://u@127.0.0.1:5432/cdr".into()
+            ))
+        );
+        assert_eq!(
+            "sqlite:var/cdr.db".parse::<DatabaseUrl>().ok(),
+            Some(DatabaseUrl::Sqlite("var/cdr.db".into()))
+        );
+        assert_eq!(
+            "/var/lib/hotline/cdr.db".parse::<DatabaseUrl>().ok(),
+            Some(DatabaseUrl::Sqlite("/var/lib/hotline/cdr.db".into()))
+        );
+        assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+        assert!("".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn odd_path_characters_are_escaped() {
+        assert_eq!(
+            percent_encode_path(Path::new("/tmp/a b?#.db")),
+            "/tmp/a%20b%3F%23.db"
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! Renders statistics rows for `hotline stats`: an aligned text table for people, CSV and JSON
+//! for tools. All three use the same column names (`StatsRow::fields`).
+
+use super::stats::{FieldValue, StatsRow};
+
+/// Output format of `hotline stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+pub fn render(rows: &[StatsRow], format: OutputFormat) -> Result<String, serde_json::Error> {
+    match format {
+        OutputFormat::Table => Ok(table(rows)),
+        OutputFormat::Csv => Ok(csv(rows)),
+        OutputFormat::Json => json(rows),
+    }
+}
+
+/// Keys left-aligned, numbers right-aligned; seconds with one decimal, service level in percent,
+/// `-` where a figure is undefined (nothing to average or divide).
+pub fn table(rows: &[StatsRow]) -> String {
+    let Some(first) = rows.first() else {
+        return String::from("(no rows)\n");
+    };
+    let header: Vec<&str> = first.fields().iter().map(|(name, _)| *name).collect();
+    let cells: Vec<Vec<(String, bool)>> = rows
+        .iter()
+        .map(|row| {
+            row.fields()
+                .into_iter()
+                .map(|(_, value)| match value {
+                    FieldValue::Key(key) => (key, false),
+                    FieldValue::Count(count) => (count.to_string(), true),
+                    FieldValue::Seconds(seconds) => {
+                        (seconds.map_or("-".into(), |s| format!("{s:.1}")), true)
+                    }
+                    FieldValue::Fraction(fraction) => (
+                        fraction.map_or("-".into(), |f| format!("{:.1}%", f * 100.0)),
+                        true,
+                    ),
+                })
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .map(|(column, name)| {
+            cells
+                .iter()
+                .filter_map(|row| row.get(column))
+                .map(|(text, _)| text.chars().count())
+                .chain([name.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let header_cells = header.iter().map(|name| ((*name).to_owned(), false));
+    push_line(&mut out, header_cells, &widths);
+    for row in cells {
+        push_line(&mut out, row.into_iter(), &widths);
+    }
+    out
+}
+
+fn push_line(out: &mut String, cells: impl Iterator<Item = (String, bool)>, widths: &[usize]) {
+    let mut line = String::new();
+    for ((text, right_aligned), width) in cells.zip(widths) {
+        if !line.is_empty() {
+            line.push_str("  ");
+        }
+        if right_aligned {
+            line.push_str(&format!("{text:>width$}"));
+        } else {
+            line.push_str(&format!("{text:<width$}"));
+        }
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+}
+
+/// RFC 4180 CSV with a header line; seconds to the millisecond, service level as a fraction,
+/// empty where undefined.
+pub fn csv(rows: &[StatsRow]) -> String {
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
+    let mut out = first
+        .fields()
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push_str("\r\n");
+    for row in rows {
+        let line: Vec<String> = row
+            .fields()
+            .into_iter()
+            .map(|(_, value)| match value {
+                FieldValue::Key(key) => csv_field(&key),
+                FieldValue::Count(count) => count.to_string(),
+                FieldValue::Seconds(seconds) => {
+                    seconds.map_or(String::new(), |s| format!("{s:.3}"))
+                }
+                FieldValue::Fraction(fraction) => {
+                    fraction.map_or(String::new(), |f| format!("{f:.4}"))
+                }
+            })
+            .collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A JSON array of objects; undefined figures are `null`.
+pub fn json(rows: &[StatsRow]) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdr::model::Outcome;
+    use crate::cdr::stats::Dimension;
+
+    fn row() -> StatsRow {
+        StatsRow {
+            keys: vec![(Dimension::Enterprise, "water, cold".into())],
+            calls: 3,
+            offered: 2,
+            answered: 1,
+            answered_in_sl: 1,
+            abandoned: 1,
+            short_abandoned: 0,
+            service_level: Some(0.5),
+            asa_s: Some(12.25),
+            avg_talk_s: None,
+            max_wait_s: Some(30.0),
+            outcomes: vec![(Outcome::Connected, 1), (Outcome::AbandonedQueue, 1)],
+        }
+    }
+
+    #[test]
+    fn three_formats_share_the_column_names() {
+        let rows = [row()];
+        let table = table(&rows);
+        let mut lines = table.lines();
+        assert_eq!(
+            lines.next(),
+            Some("enterprise   calls  offered  answered  answered_in_sl  abandoned  short_abandoned  service_level  asa_s  avg_talk_s  max_wait_s  connected  abandoned_queue")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("water, cold      3        2         1               1          1                0          50.0%   12.2           -        30.0          1                1")
+        );
+        assert_eq!(
+            csv(&rows),
+            "enterprise,calls,offered,answered,answered_in_sl,abandoned,short_abandoned,service_level,asa_s,avg_talk_s,max_wait_s,connected,abandoned_queue\r\n\
+             \"water, cold\",3,2,1,1,1,0,0.5000,12.250,,30.000,1,1\r\n"
+        );
+        let value: serde_json::Value = serde_json::from_str(&json(&rows).unwrap()).unwrap();
+        assert_eq!(value[0]["enterprise"], "water, cold");
+        assert_eq!(value[0]["service_level"], 0.5);
+        assert_eq!(value[0]["avg_talk_s"], serde_json::Value::Null);
+        assert_eq!(value[0]["abandoned_queue"], 1);
+    }
+}

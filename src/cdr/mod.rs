@@ -1,0 +1,111 @@
+//! Call detail records (CDR) and call statistics: one row per call in SQLite (default) or
+//! PostgreSQL, an audit trail of steps per call, a spool so no record is lost while the database
+//! is away, retention, and statistics with the declared definitions in [`DEFINITIONS`].
+//!
+//! Backend choice: one `sqlx::AnyPool` rather than an enum over two pools. The schema and every
+//! query are written once in portable SQL (`$N` parameters, `ON CONFLICT … DO UPDATE/NOTHING`,
+//! BIGINT epoch milliseconds for times, TEXT, DOUBLE PRECISION), so both backends run literally
+//! the same statements and one migration set serves both. `Any` cannot bind chrono types, which
+//! is why times are stored as UTC epoch milliseconds; that also makes comparisons and durations
+//! identical on both backends. What truly differs (URL parsing, creating the SQLite file and its
+//! folder in WAL mode, pool size) is in `backend.rs`. Statistics are computed in Rust from the
+//! fetched rows, so no backend date function is involved.
+
+mod backend;
+pub mod format;
+pub mod model;
+mod spool;
+pub mod stats;
+pub mod store;
+pub mod writer;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use backend::DatabaseUrl;
+pub use model::{pseudonymise, CallEvent, CallRecord, CallStart, DtmfMode, Outcome, TransferMode};
+pub use spool::SpoolEntry;
+pub use stats::{compute_stats, Dimension, StatsQuery, StatsRow};
+pub use store::{CallFilter, CdrStore, Delivery, FlushReport, Page, PurgeMode};
+pub use writer::{CdrWriter, WriterStopped};
+
+/// The definitions of every statistic, shown by `hotline stats --help` and the README.
+pub const DEFINITIONS: &str = "\
+Call statistics: definitions
+Population: completed calls (end recorded) whose arrival time is in [from, to). Live calls are
+not counted. Times are stored in UTC to the millisecond; `hour` (00-23) and `day` (YYYY-MM-DD)
+are the arrival time in Europe/Vilnius.
+wait            seconds from the group choice (group_chosen) to agent answer, or to the end of the
+                call if no agent answered. Only calls with a group choice have a wait.
+talk            seconds from agent answer to the end of the call, for `connected` calls only
+                (after a REFER transfer the hotline no longer sees the call).
+calls           number of calls in the population.
+offered         calls offered to a group = calls in which a group (enterprise) was chosen.
+answered        offered calls whose outcome is `connected` or `transferred`.
+answered_in_sl  answered calls whose wait <= sl_threshold (default 20 s).
+abandoned       offered calls whose outcome is `abandoned_queue` or `abandoned_menu` (caller hung
+                up after choosing the group) and whose wait >= short_abandon (default 5 s).
+short_abandoned the same abandons with wait < short_abandon; excluded from abandoned and from
+                the service level.
+service_level   answered_in_sl / (answered + abandoned); empty when that is 0/0. Calls ending as
+                queue_timeout, overflowed, closed, transfer_failed, ... are in offered only.
+asa_s           average speed of answer: mean wait of answered calls.
+avg_talk_s      mean talk of connected calls.
+max_wait_s      the longest wait of any offered call, whatever its outcome.
+<outcome>       one count per outcome (connected, transferred, abandoned_menu, abandoned_queue,
+                queue_timeout, overflowed, closed, no_input, info_only, transfer_failed, rejected,
+                error) over all calls; every call has exactly one outcome.
+menu_node       grouping key: the last step of the call's menu path, i.e. where the caller left
+                the menus; `calls` per menu_node shows where callers drop off.
+Means are rounded to the millisecond. `(none)` is the key of calls without that value.
+";
+
+/// Settings of the `[cdr]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdrSettings {
+    /// `postgres://…`, or an SQLite path (`sqlite:PATH` or a bare path).
+    pub database: String,
+    pub spool_path: PathBuf,
+    /// Key for HMAC-SHA256 caller pseudonyms; `None` keeps numbers raw.
+    pub pseudonymise_key: Option<String>,
+    /// Records older than this many days are purged; `None` keeps them forever.
+    pub retention_days: Option<u32>,
+    pub retention_mode: PurgeMode,
+    pub write_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CdrError {
+    #[error("unsupported CDR database URL {0:?}: expected postgres://… or an SQLite file path")]
+    Url(String),
+    #[error("CDR database, {context}: {source}")]
+    Database {
+        context: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("migrating the CDR database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("creating the CDR database folder {path}: {source}")]
+    CreateFolder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("CDR spool {path}: {source}")]
+    Spool {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("encoding a CDR spool entry for {path}: {source}")]
+    SpoolEncode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("CDR database write took longer than {0:?}")]
+    Timeout(Duration),
+    #[error("call {call_id}: column {column} holds {value:?}, which is not valid")]
+    BadValue {
+        call_id: String,
+        column: &'static str,
+        value: String,
+    },
+}

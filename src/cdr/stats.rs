@@ -1,0 +1,399 @@
+//! Call statistics computed in Rust from fetched records, so that both database backends give
+//! identical figures and every figure follows `super::DEFINITIONS` literally. Hours and days are
+//! taken in the hotline's time zone, Europe/Vilnius.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Europe::Vilnius;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use super::model::{CallRecord, Outcome, UnknownValue};
+
+/// Default: abandons with a wait shorter than this many seconds are not counted as abandoned.
+pub const DEFAULT_SHORT_ABANDON_S: u32 = 5;
+/// Default service-level threshold in seconds.
+pub const DEFAULT_SL_THRESHOLD_S: u32 = 20;
+
+/// Key shown for a call without a value in the grouped dimension (e.g. no group chosen).
+pub const NONE_KEY: &str = "(none)";
+
+/// A grouping key for statistics rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    /// The group chosen (`enterprise` column).
+    Enterprise,
+    /// The language chosen.
+    Language,
+    /// Hour of day of `arrived` in Europe/Vilnius, `00`..`23`.
+    Hour,
+    /// Date of `arrived` in Europe/Vilnius, `YYYY-MM-DD`.
+    Day,
+    /// The call's outcome.
+    Outcome,
+    /// The last step of the menu path: where the caller left the menus.
+    MenuNode,
+}
+
+impl Dimension {
+    pub const ALL: &'static [Dimension] = &[
+        Dimension::Enterprise,
+        Dimension::Language,
+        Dimension::Hour,
+        Dimension::Day,
+        Dimension::Outcome,
+        Dimension::MenuNode,
+    ];
+
+    /// The column name of this key in rows and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Enterprise => "enterprise",
+            Dimension::Language => "language",
+            Dimension::Hour => "hour",
+            Dimension::Day => "day",
+            Dimension::Outcome => "outcome",
+            Dimension::MenuNode => "menu_node",
+        }
+    }
+
+    fn key_of(self, record: &CallRecord) -> String {
+        let local = record.arrived.with_timezone(&Vilnius);
+        match self {
+            Dimension::Enterprise => record.enterprise.as_deref().unwrap_or(NONE_KEY).to_owned(),
+            Dimension::Language => record.language.as_deref().unwrap_or(NONE_KEY).to_owned(),
+            Dimension::Hour => local.format("%H").to_string(),
+            Dimension::Day => local.format("%Y-%m-%d").to_string(),
+            Dimension::Outcome => record.outcome.as_str().to_owned(),
+            Dimension::MenuNode => record.last_menu_node().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Dimension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Dimension {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Dimension::ALL
+            .iter()
+            .copied()
+            .find(|dimension| dimension.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                kind: "dimension",
+                value: s.to_owned(),
+            })
+    }
+}
+
+/// Which calls to count and how to group them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsQuery {
+    /// Calls that arrived at or after this instant…
+    pub from: DateTime<Utc>,
+    /// …and before this one.
+    pub to: DateTime<Utc>,
+    /// Group rows by these keys, in this order; empty gives one total row.
+    pub by: Vec<Dimension>,
+    /// Abandons with a wait under this many seconds are short abandons, not abandoned.
+    pub short_abandon_s: u32,
+    /// Answered within this many seconds (inclusive) counts toward the service level.
+    pub sl_threshold_s: u32,
+}
+
+impl StatsQuery {
+    /// A query with the default thresholds.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>, by: Vec<Dimension>) -> Self {
+        StatsQuery {
+            from,
+            to,
+            by,
+            short_abandon_s: DEFAULT_SHORT_ABANDON_S,
+            sl_threshold_s: DEFAULT_SL_THRESHOLD_S,
+        }
+    }
+}
+
+/// One group's figures; see `super::DEFINITIONS` for each field.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatsRow {
+    /// `(dimension name, key)` in `StatsQuery::by` order.
+    pub keys: Vec<(Dimension, String)>,
+    pub calls: u64,
+    pub offered: u64,
+    pub answered: u64,
+    pub answered_in_sl: u64,
+    pub abandoned: u64,
+    pub short_abandoned: u64,
+    /// `answered_in_sl / (answered + abandoned)` as a fraction 0..=1; `None` when 0/0.
+    pub service_level: Option<f64>,
+    /// Seconds, rounded to the millisecond; `None` when nothing to average.
+    pub asa_s: Option<f64>,
+    pub avg_talk_s: Option<f64>,
+    pub max_wait_s: Option<f64>,
+    /// Count per outcome, in `Outcome::ALL` order (zeros included).
+    pub outcomes: Vec<(Outcome, u64)>,
+}
+
+/// A cell of a rendered row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Key(String),
+    Count(u64),
+    Seconds(Option<f64>),
+    Fraction(Option<f64>),
+}
+
+impl StatsRow {
+    /// All columns with their stable snake_case names, in output order: keys, figures, then one
+    /// count per outcome named by the outcome.
+    pub fn fields(&self) -> Vec<(&'static str, FieldValue)> {
+        let mut fields: Vec<(&'static str, FieldValue)> = self
+            .keys
+            .iter()
+            .map(|(dimension, key)| (dimension.as_str(), FieldValue::Key(key.clone())))
+            .collect();
+        fields.extend([
+            ("calls", FieldValue::Count(self.calls)),
+            ("offered", FieldValue::Count(self.offered)),
+            ("answered", FieldValue::Count(self.answered)),
+            ("answered_in_sl", FieldValue::Count(self.answered_in_sl)),
+            ("abandoned", FieldValue::Count(self.abandoned)),
+            ("short_abandoned", FieldValue::Count(self.short_abandoned)),
+            ("service_level", FieldValue::Fraction(self.service_level)),
+            ("asa_s", FieldValue::Seconds(self.asa_s)),
+            ("avg_talk_s", FieldValue::Seconds(self.avg_talk_s)),
+            ("max_wait_s", FieldValue::Seconds(self.max_wait_s)),
+        ]);
+        fields.extend(
+            self.outcomes
+                .iter()
+                .map(|(outcome, count)| (outcome.as_str(), FieldValue::Count(*count))),
+        );
+        fields
+    }
+
+    /// The count of one outcome.
+    pub fn outcome_count(&self, outcome: Outcome) -> u64 {
+        self.outcomes
+            .iter()
+            .find(|(candidate, _)| *candidate == outcome)
+            .map_or(0, |(_, count)| *count)
+    }
+}
+
+impl Serialize for StatsRow {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = self.fields();
+        let mut map = serializer.serialize_map(Some(fields.len()))?;
+        for (name, value) in &fields {
+            match value {
+                FieldValue::Key(key) => map.serialize_entry(name, key)?,
+                FieldValue::Count(count) => map.serialize_entry(name, count)?,
+                FieldValue::Seconds(value) | FieldValue::Fraction(value) => {
+                    map.serialize_entry(name, value)?
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// Running sums for one group, all in integer milliseconds so the result is exact.
+#[derive(Default)]
+struct Totals {
+    calls: u64,
+    offered: u64,
+    answered: u64,
+    answered_in_sl: u64,
+    abandoned: u64,
+    short_abandoned: u64,
+    answered_wait_ms: i64,
+    connected_with_talk: u64,
+    talk_ms: i64,
+    max_wait_ms: Option<i64>,
+    outcomes: BTreeMap<Outcome, u64>,
+}
+
+impl Totals {
+    fn add(&mut self, record: &CallRecord, query: &StatsQuery) {
+        self.calls += 1;
+        *self.outcomes.entry(record.outcome).or_default() += 1;
+        if let Some(talk_ms) = record.talk_ms() {
+            self.connected_with_talk += 1;
+            self.talk_ms += talk_ms;
+        }
+        // Offered = a group was chosen; every queue figure below is about offered calls only.
+        let Some(wait_ms) = record.wait_ms() else {
+            return;
+        };
+        self.offered += 1;
+        self.max_wait_ms = Some(self.max_wait_ms.map_or(wait_ms, |max| max.max(wait_ms)));
+        match record.outcome {
+            Outcome::Connected | Outcome::Transferred => {
+                self.answered += 1;
+                self.answered_wait_ms += wait_ms;
+                if wait_ms <= i64::from(query.sl_threshold_s) * 1000 {
+                    self.answered_in_sl += 1;
+                }
+            }
+            Outcome::AbandonedQueue | Outcome::AbandonedMenu => {
+                if wait_ms < i64::from(query.short_abandon_s) * 1000 {
+                    self.short_abandoned += 1;
+                } else {
+                    self.abandoned += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn into_row(self, keys: Vec<(Dimension, String)>) -> StatsRow {
+        let answered_or_abandoned = self.answered + self.abandoned;
+        StatsRow {
+            keys,
+            calls: self.calls,
+            offered: self.offered,
+            answered: self.answered,
+            answered_in_sl: self.answered_in_sl,
+            abandoned: self.abandoned,
+            short_abandoned: self.short_abandoned,
+            service_level: (answered_or_abandoned > 0)
+                .then(|| self.answered_in_sl as f64 / answered_or_abandoned as f64),
+            asa_s: mean_seconds(self.answered_wait_ms, self.answered),
+            avg_talk_s: mean_seconds(self.talk_ms, self.connected_with_talk),
+            max_wait_s: self.max_wait_ms.map(|ms| ms as f64 / 1000.0),
+            outcomes: Outcome::ALL
+                .iter()
+                .map(|outcome| (*outcome, self.outcomes.get(outcome).copied().unwrap_or(0)))
+                .collect(),
+        }
+    }
+}
+
+/// Mean of a millisecond sum over `count` items, rounded to the millisecond, in seconds.
+fn mean_seconds(sum_ms: i64, count: u64) -> Option<f64> {
+    (count > 0).then(|| (sum_ms as f64 / count as f64).round() / 1000.0)
+}
+
+/// Groups and totals completed records. Records outside `[from, to)` are ignored, so the result
+/// does not depend on how the caller fetched them. Rows are sorted by their keys.
+pub fn compute_stats(records: &[CallRecord], query: &StatsQuery) -> Vec<StatsRow> {
+    let mut groups: BTreeMap<Vec<String>, Totals> = BTreeMap::new();
+    if query.by.is_empty() {
+        groups.insert(Vec::new(), Totals::default());
+    }
+    for record in records
+        .iter()
+        .filter(|record| record.arrived >= query.from && record.arrived < query.to)
+    {
+        let key = query
+            .by
+            .iter()
+            .map(|dimension| dimension.key_of(record))
+            .collect();
+        groups.entry(key).or_default().add(record, query);
+    }
+    groups
+        .into_iter()
+        .map(|(key, totals)| totals.into_row(query.by.iter().copied().zip(key).collect()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdr::model::DtmfMode;
+    use chrono::TimeZone;
+
+    fn record(id: &str, wait_s: Option<i64>, outcome: Outcome) -> CallRecord {
+        let arrived = Utc.with_ymd_and_hms(2026, 3, 2, 7, 30, 0).unwrap();
+        let group_chosen = wait_s.map(|_| arrived + chrono::Duration::seconds(10));
+        let answered = matches!(outcome, Outcome::Connected | Outcome::Transferred);
+        let agent_answered = match (group_chosen, wait_s) {
+            (Some(chosen), Some(wait)) if answered => {
+                Some(chosen + chrono::Duration::seconds(wait))
+            }
+            _ => None,
+        };
+        let ended = match (group_chosen, wait_s) {
+            (Some(chosen), Some(wait)) if !answered => chosen + chrono::Duration::seconds(wait),
+            _ => arrived + chrono::Duration::seconds(300),
+        };
+        CallRecord {
+            call_id: id.into(),
+            caller: None,
+            trunk: "127.0.0.1".into(),
+            arrived,
+            ivr_answered: Some(arrived),
+            language_chosen: None,
+            group_chosen,
+            queue_entered: group_chosen,
+            agent_answered,
+            ended,
+            language: Some("lt".into()),
+            menu_path: "language lt > main:1".into(),
+            dtmf_mode: DtmfMode::Rfc4733,
+            enterprise: wait_s.map(|_| "water".into()),
+            agent: None,
+            transfer_mode: None,
+            outcome,
+            rtp_packets: 0,
+            rtp_lost: 0,
+            rtp_jitter_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn thresholds_are_inclusive_for_sl_and_exclusive_for_short_abandon() {
+        let records = [
+            record("a", Some(20), Outcome::Connected), // in SL (20 <= 20)
+            record("b", Some(21), Outcome::Connected), // out of SL
+            record("c", Some(5), Outcome::AbandonedQueue), // counted (5 is not < 5)
+            record("d", Some(4), Outcome::AbandonedQueue), // short abandon
+            record("e", None, Outcome::InfoOnly),      // not offered
+        ];
+        let from = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        let query = StatsQuery::new(from, from + chrono::Duration::days(1), vec![]);
+        let rows = compute_stats(&records, &query);
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(
+            (row.calls, row.offered, row.answered, row.answered_in_sl),
+            (5, 4, 2, 1)
+        );
+        assert_eq!((row.abandoned, row.short_abandoned), (1, 1));
+        assert_eq!(row.service_level, Some(1.0 / 3.0));
+        assert_eq!(row.asa_s, Some(20.5));
+        assert_eq!(row.max_wait_s, Some(21.0));
+        assert_eq!(row.outcome_count(Outcome::AbandonedQueue), 2);
+        // Hour is local: 07:30 UTC is 09:30 in Vilnius in March (UTC+2).
+        let by_hour = compute_stats(
+            &records,
+            &StatsQuery::new(
+                from,
+                from + chrono::Duration::days(1),
+                vec![Dimension::Hour],
+            ),
+        );
+        assert_eq!(by_hour[0].keys, vec![(Dimension::Hour, "09".to_owned())]);
+    }
+
+    #[test]
+    fn empty_window_gives_one_zero_row_without_ratios() {
+        let from = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        let rows = compute_stats(&[], &StatsQuery::new(from, from, vec![]));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].calls, 0);
+        assert_eq!(rows[0].service_level, None);
+        assert_eq!(rows[0].asa_s, None);
+    }
+}

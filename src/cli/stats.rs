@@ -1,0 +1,75 @@
+//! `hotline stats`: call statistics from the call-record database, as a table, CSV or JSON.
+
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Duration as Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Europe::Vilnius;
+
+use crate::cdr::format::{render, OutputFormat};
+use crate::cdr::{CdrStore, Dimension, StatsQuery};
+
+pub struct Options {
+    pub database_url: String,
+    /// Local dates (Europe/Vilnius) `YYYY-MM-DD`; `to` is exclusive. Default: today.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub by: Vec<String>,
+    pub format: String,
+    pub short_abandon_s: u32,
+    pub sl_threshold_s: u32,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<String> {
+    let today = Utc::now().with_timezone(&Vilnius).date_naive();
+    let from = match &options.from {
+        Some(text) => local_date(text)?,
+        None => today,
+    };
+    let to = match &options.to {
+        Some(text) => local_date(text)?,
+        None => from + Days::days(1),
+    };
+    let by = options
+        .by
+        .iter()
+        .flat_map(|list| list.split(','))
+        .filter(|key| !key.trim().is_empty())
+        .map(|key| {
+            key.trim()
+                .parse::<Dimension>()
+                .map_err(|error| anyhow!("--by: {error}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let format = match options.format.as_str() {
+        "table" => OutputFormat::Table,
+        "csv" => OutputFormat::Csv,
+        "json" => OutputFormat::Json,
+        other => return Err(anyhow!("--format {other}: expected table, csv or json")),
+    };
+    let mut query = StatsQuery::new(midnight(from)?, midnight(to)?, by);
+    query.short_abandon_s = options.short_abandon_s;
+    query.sl_threshold_s = options.sl_threshold_s;
+    // A spool of our own (never written): the service's spool is the service's to replay.
+    let private_spool =
+        std::env::temp_dir().join(format!("hotline-stats-{}.jsonl", std::process::id()));
+    let store = CdrStore::connect(&options.database_url, &private_spool)
+        .await
+        .with_context(|| format!("opening the call-record database {}", options.database_url))?;
+    let rows = store.stats(&query).await.context("computing statistics")?;
+    render(&rows, format).context("formatting statistics")
+}
+
+fn local_date(text: &str) -> anyhow::Result<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .with_context(|| format!("`{text}`: expected YYYY-MM-DD"))
+}
+
+fn midnight(date: NaiveDate) -> anyhow::Result<DateTime<Utc>> {
+    let naive = date
+        .and_hms_opt(0, 0, 0)
+        .ok_or_else(|| anyhow!("bad date {date}"))?;
+    Vilnius
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|local| local.with_timezone(&Utc))
+        .ok_or_else(|| anyhow!("{date} has no midnight in Europe/Vilnius"))
+}

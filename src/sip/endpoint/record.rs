@@ -1,0 +1,178 @@
+//! Call records: a start row when a call arrives and the full record when it ends, with the
+//! outcome decided from how the call ended and what the flow knows (one outcome per call).
+
+use std::time::{Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+
+use super::{Call, EndReason, Endpoint, Output};
+use crate::cdr::{CallEvent, CallRecord, CallStart, DtmfMode, Outcome, TransferMode};
+use crate::ivr::{FlowEnding, FlowSummary};
+use crate::media::dtmf::DtmfSource;
+use crate::sip::message;
+use crate::sip::transport::Peer;
+
+/// What the record needs that only the endpoint sees.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CallFacts {
+    pub(super) caller: String,
+    pub(super) trunk: String,
+    pub(super) arrived: Option<SystemTime>,
+    pub(super) ivr_answered: Option<SystemTime>,
+    pub(super) agent_answered: Option<SystemTime>,
+    pub(super) agent: Option<String>,
+    pub(super) transfer_mode: Option<TransferMode>,
+}
+
+impl CallFacts {
+    pub(super) fn new(invite: &rsip::Request, from: Peer, arrived: SystemTime) -> Self {
+        Self {
+            caller: message::header_value(invite, "From")
+                .map(super::agent::caller_number)
+                .unwrap_or_default(),
+            trunk: format!(
+                "{}:{}",
+                from.transport.via_name().to_ascii_lowercase(),
+                from.addr
+            ),
+            arrived: Some(arrived),
+            ..Self::default()
+        }
+    }
+}
+
+fn utc(time: SystemTime) -> DateTime<Utc> {
+    DateTime::<Utc>::from(time)
+}
+
+impl Endpoint {
+    pub(super) fn wall(&self, now: Instant) -> SystemTime {
+        self.clock(now).wall
+    }
+
+    pub(super) fn record_start(&mut self, call_id: &str, facts: &CallFacts) {
+        let start = CallStart {
+            call_id: call_id.to_owned(),
+            caller: Some(facts.caller.clone()).filter(|c| !c.is_empty()),
+            trunk: facts.trunk.clone(),
+            arrived: utc(facts.arrived.unwrap_or(SystemTime::UNIX_EPOCH)),
+        };
+        self.outputs.push_back(Output::CallStarted(start));
+    }
+
+    /// A call refused before it was answered (no common codec, no port...): still one record.
+    pub(super) fn record_rejected(
+        &mut self,
+        now: Instant,
+        invite: &rsip::Request,
+        from: Peer,
+        status: u16,
+    ) {
+        let call_id = message::call_id(invite).unwrap_or_default().to_owned();
+        let wall = self.wall(now);
+        let facts = CallFacts::new(invite, from, wall);
+        self.record_start(&call_id, &facts);
+        let record = CallRecord {
+            call_id: call_id.clone(),
+            caller: Some(facts.caller).filter(|c| !c.is_empty()),
+            trunk: facts.trunk,
+            arrived: utc(wall),
+            ivr_answered: None,
+            language_chosen: None,
+            group_chosen: None,
+            queue_entered: None,
+            agent_answered: None,
+            ended: utc(wall),
+            language: None,
+            menu_path: String::new(),
+            dtmf_mode: DtmfMode::None,
+            enterprise: None,
+            agent: None,
+            transfer_mode: None,
+            outcome: Outcome::Rejected,
+            rtp_packets: 0,
+            rtp_lost: 0,
+            rtp_jitter_ms: 0.0,
+        };
+        let event = CallEvent {
+            call_id,
+            seq: 0,
+            at: utc(wall),
+            kind: "rejected".to_owned(),
+            detail: format!("answered {status} before the call was set up"),
+        };
+        self.outputs
+            .push_back(Output::CallRecorded(Box::new(record), vec![event]));
+    }
+
+    pub(super) fn record_end(&mut self, now: Instant, call: &Call, reason: EndReason) {
+        let summary = call.flow.summary();
+        let facts = &call.facts;
+        let outcome = outcome(reason, facts, &summary);
+        let ended = self.wall(now);
+        let call_id = call.dialog.key.call_id.clone();
+        let events = summary
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(seq, (at, kind, detail))| CallEvent {
+                call_id: call_id.clone(),
+                seq: u32::try_from(seq).unwrap_or(u32::MAX),
+                at: utc(*at),
+                kind: kind.clone(),
+                detail: detail.clone(),
+            })
+            .collect();
+        let record = CallRecord {
+            call_id,
+            caller: Some(facts.caller.clone()).filter(|c| !c.is_empty()),
+            trunk: facts.trunk.clone(),
+            arrived: utc(facts.arrived.unwrap_or(ended)),
+            ivr_answered: facts.ivr_answered.map(utc),
+            language_chosen: summary.language_chosen.map(utc),
+            group_chosen: summary.group_chosen.map(utc),
+            queue_entered: summary.queue_entered.map(utc),
+            agent_answered: facts.agent_answered.map(utc),
+            ended: utc(ended),
+            language: summary.language.clone(),
+            menu_path: summary.path.clone(),
+            dtmf_mode: match call.dtmf_source {
+                Some(DtmfSource::Rfc4733) => DtmfMode::Rfc4733,
+                Some(DtmfSource::SipInfo) => DtmfMode::SipInfo,
+                Some(DtmfSource::Inband) => DtmfMode::Inband,
+                None => DtmfMode::None,
+            },
+            enterprise: summary.group.clone(),
+            agent: facts.agent.clone(),
+            transfer_mode: facts.transfer_mode,
+            outcome,
+            rtp_packets: 0,
+            rtp_lost: 0,
+            rtp_jitter_ms: 0.0,
+        };
+        self.outputs
+            .push_back(Output::CallRecorded(Box::new(record), events));
+    }
+}
+
+/// Exactly one outcome per call: how it ended first, then where the flow had got to.
+fn outcome(reason: EndReason, facts: &CallFacts, summary: &FlowSummary) -> Outcome {
+    if facts.agent_answered.is_some() {
+        return Outcome::Connected;
+    }
+    match reason {
+        EndReason::Transferred => return Outcome::Transferred,
+        EndReason::Rejected(_) => return Outcome::Rejected,
+        EndReason::MediaFailed | EndReason::AckTimeout => return Outcome::Error,
+        _ => {}
+    }
+    match summary.ending {
+        Some(FlowEnding::Closed) => Outcome::Closed,
+        Some(FlowEnding::QueueGaveUp) => Outcome::QueueTimeout,
+        Some(FlowEnding::TransferFailed) => Outcome::TransferFailed,
+        Some(FlowEnding::NoInput) if summary.queue_entered.is_none() => Outcome::NoInput,
+        _ if summary.queue_entered.is_some() => Outcome::AbandonedQueue,
+        _ if summary.heard_information && summary.group.is_none() => Outcome::InfoOnly,
+        _ => Outcome::AbandonedMenu,
+    }
+}
