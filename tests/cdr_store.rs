@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdr::cdr::{
+use chrono::{DateTime, TimeZone, Utc};
+use hotline::cdr::{
     pseudonymise, CallEvent, CallFilter, CallRecord, CallStart, CdrSettings, CdrStore, CdrWriter,
     Delivery, Dimension, DtmfMode, Outcome, Page, PurgeMode, StatsQuery, StatsRow, TransferMode,
 };
-use chrono::{DateTime, TimeZone, Utc};
 use pg_server::TestPostgres;
 use sqlx::Connection;
 
