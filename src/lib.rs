@@ -6,6 +6,7 @@
 pub mod acd;
 pub mod cdr;
 pub mod cli;
+pub mod http;
 pub mod ivr;
 pub mod media;
 pub mod routing;

@@ -138,3 +138,75 @@ impl Endpoint {
         self.ring_agent(now, caller, agent, call, peer);
     }
 }
+
+impl Endpoint {
+    /// Calls, queues and agents as a supervisor sees them now.
+    pub fn live(&self, now: Instant) -> crate::http::live::LiveSnapshot {
+        use crate::http::live::{AgentLive, LiveCall, LiveSnapshot, QueueLive};
+        use std::collections::BTreeMap;
+        let wall = self.wall(now);
+        let seconds_since = |then: Option<std::time::SystemTime>| {
+            then.and_then(|then| wall.duration_since(then).ok()).map_or(0, |d| d.as_secs())
+        };
+        let mut queues: BTreeMap<String, QueueLive> = BTreeMap::new();
+        let mut calls = Vec::with_capacity(self.calls.len());
+        for call in self.calls.values() {
+            let summary = call.flow.summary();
+            let state = if call.state == super::CallState::Terminating {
+                "ending"
+            } else if call.bridged {
+                "connected"
+            } else if !call.agent_legs.is_empty() {
+                "ringing"
+            } else if call.queue.is_some() {
+                "queued"
+            } else {
+                "menu"
+            };
+            if let (Some(queued), "queued" | "ringing") = (&call.queue, state) {
+                let waited = seconds_since(summary.queue_entered);
+                let entry = queues.entry(queued.group.clone()).or_insert(QueueLive {
+                    group: queued.group.clone(),
+                    waiting: 0,
+                    longest_wait_s: 0,
+                });
+                entry.waiting += 1;
+                entry.longest_wait_s = entry.longest_wait_s.max(waited);
+            }
+            calls.push(LiveCall {
+                call_id: call.dialog.key.call_id.clone(),
+                state: state.to_owned(),
+                language: summary.language.clone(),
+                group: summary.group.clone(),
+                since_s: seconds_since(call.facts.arrived),
+            });
+        }
+        let agents = self
+            .acd
+            .as_ref()
+            .map(Acd::agent_states)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|agent| AgentLive {
+                agent: agent.agent.0,
+                state: match agent.state {
+                    crate::acd::AgentState::Idle => "idle",
+                    crate::acd::AgentState::Ringing(_) => "ringing",
+                    crate::acd::AgentState::OnCall(_) => "on_call",
+                    crate::acd::AgentState::WrapUp { .. } => "wrap_up",
+                    crate::acd::AgentState::Unregistered => "unregistered",
+                }
+                .to_owned(),
+                since_s: now.saturating_duration_since(agent.since).as_secs(),
+                calls_answered: agent.calls_answered,
+            })
+            .collect();
+        LiveSnapshot {
+            at: Some(chrono::DateTime::<chrono::Utc>::from(wall)),
+            calls,
+            queues: queues.into_values().collect(),
+            agents,
+            ..LiveSnapshot::default()
+        }
+    }
+}

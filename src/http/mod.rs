@@ -1,0 +1,4 @@
+//! The supervisors' HTTP side: statistics API, live state, Prometheus metrics, reload, and the
+//! dashboard. It reads the call records and the live snapshot; it never blocks the SIP loop.
+
+pub mod live;
