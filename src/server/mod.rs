@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use crate::http::live::{LiveSnapshot, OutcomeCount, ReloadRequest};
 use crate::media::prompts::PromptLibrary;
 use crate::media::stream::IdleAudio;
 use crate::settings::Settings;
@@ -160,6 +161,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut hangup = hangup_signal()?;
     let mut file_poll = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut last_summary = None;
+    let (live, _live_readers) = tokio::sync::watch::channel(LiveSnapshot::default());
+    let (_reload_requests, mut reloads) = mpsc::channel::<ReloadRequest>(4);
+    let mut totals = Totals::default();
     let (input_tx, mut inputs) = mpsc::channel::<DriverInput>(8192);
     tokio::spawn(tcp::accept_loop(
         listener,
@@ -210,10 +214,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     apply_routing(&mut endpoint, loaded);
                 }
             }
+            Some(request) = reloads.recv() => {
+                let answer = routing.reload_reporting().map(|loaded| {
+                    let hash = loaded.hash.clone();
+                    apply_routing(&mut endpoint, loaded);
+                    hash
+                });
+                let _ = request.reply.send(answer);
+            }
             _ = file_poll.tick() => {
                 if let Some(loaded) = routing.poll_file() {
                     apply_routing(&mut endpoint, loaded);
                 }
+                let mut snapshot = endpoint.live(Instant::now());
+                totals.fill(&mut snapshot);
+                live.send_replace(snapshot);
                 // What the service holds, logged when it changes: leaks show up here.
                 let stats = endpoint.stats();
                 if last_summary != Some(stats) {
@@ -260,6 +275,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     }
                 }
                 Output::CallRecorded(record, events) => {
+                    totals.count(&record);
                     if records.call_ended(*record, events).is_err() {
                         error!("call-record writer stopped: record lost");
                     }
@@ -288,6 +304,45 @@ fn default_public_ip(listen: IpAddr) -> IpAddr {
             warn!("cannot guess the public address: using 127.0.0.1; set sip.public_addr");
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         }
+    }
+}
+
+/// Counters since start for the metrics: calls by outcome, group and language; DTMF modes.
+#[derive(Default)]
+struct Totals {
+    outcomes: std::collections::BTreeMap<(String, String, String), u64>,
+    dtmf_modes: std::collections::BTreeMap<String, u64>,
+}
+
+impl Totals {
+    fn count(&mut self, record: &crate::cdr::CallRecord) {
+        let key = (
+            record.outcome.as_str().to_owned(),
+            record
+                .enterprise
+                .clone()
+                .unwrap_or_else(|| "none".to_owned()),
+            record.language.clone().unwrap_or_else(|| "none".to_owned()),
+        );
+        *self.outcomes.entry(key).or_default() += 1;
+        *self
+            .dtmf_modes
+            .entry(record.dtmf_mode.as_str().to_owned())
+            .or_default() += 1;
+    }
+
+    fn fill(&self, snapshot: &mut LiveSnapshot) {
+        snapshot.outcomes = self
+            .outcomes
+            .iter()
+            .map(|((outcome, group, language), calls)| OutcomeCount {
+                outcome: outcome.clone(),
+                group: group.clone(),
+                language: language.clone(),
+                calls: *calls,
+            })
+            .collect();
+        snapshot.dtmf_modes = self.dtmf_modes.clone();
     }
 }
 

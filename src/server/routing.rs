@@ -55,6 +55,7 @@ impl RoutingSource {
             return Ok(Loaded {
                 flows: Box::new(move |_| Box::new(EchoFlow::new(&language))),
                 routing: None,
+                hash: BUILTIN_ECHO.to_owned(),
             });
         }
         let active = self.load()?;
@@ -63,11 +64,18 @@ impl RoutingSource {
 
     /// SIGHUP or `hotline reload`: the new version, or None (problems logged, old version stays).
     pub(super) fn reload(&mut self) -> Option<Loaded> {
+        self.reload_reporting().ok()
+    }
+
+    /// Like `reload`, with the problems for whoever asked (the HTTP API).
+    pub(super) fn reload_reporting(&mut self) -> Result<Loaded, Vec<String>> {
         if self.is_builtin_echo() {
-            return None;
+            return Err(vec![
+                "routing = builtin:echo: there is no routing file to reload".to_owned(),
+            ]);
         }
         match self.load() {
-            Ok(active) => Some(loaded(active)),
+            Ok(active) => Ok(loaded(active)),
             Err(problems) => {
                 for problem in &problems {
                     error!("{problem}");
@@ -79,7 +87,7 @@ impl RoutingSource {
                 );
                 // Do not retry the same broken content on every poll.
                 self.active_stamp = stamp(&self.path);
-                None
+                Err(problems.iter().map(ToString::to_string).collect())
             }
         }
     }
@@ -124,6 +132,7 @@ impl RoutingSource {
 pub(super) struct Loaded {
     pub(super) flows: FlowFactory,
     pub(super) routing: Option<Arc<Routing>>,
+    pub(super) hash: String,
 }
 
 fn loaded(active: ActiveRouting) -> Loaded {
@@ -132,6 +141,7 @@ fn loaded(active: ActiveRouting) -> Loaded {
     Loaded {
         flows: Box::new(move |_| Box::new(MenuFlow::new(for_flows.clone()))),
         routing: Some(routing),
+        hash: active.hash,
     }
 }
 

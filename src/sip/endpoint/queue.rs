@@ -146,7 +146,8 @@ impl Endpoint {
         use std::collections::BTreeMap;
         let wall = self.wall(now);
         let seconds_since = |then: Option<std::time::SystemTime>| {
-            then.and_then(|then| wall.duration_since(then).ok()).map_or(0, |d| d.as_secs())
+            then.and_then(|then| wall.duration_since(then).ok())
+                .map_or(0, |d| d.as_secs())
         };
         let mut queues: BTreeMap<String, QueueLive> = BTreeMap::new();
         let mut calls = Vec::with_capacity(self.calls.len());

@@ -1,0 +1,327 @@
+//! The JSON API: statistics (the same rows and text as `hotline stats`, computed by the same
+//! `CdrStore::stats` and rendered by the same `cdr::format`), call listings and audit trails,
+//! the live snapshot, and routing reload through the service loop.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Europe::Vilnius;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::live::ReloadRequest;
+use super::server::{text_error, HttpState};
+use crate::cdr::format::{render, OutputFormat};
+use crate::cdr::stats::{DEFAULT_SHORT_ABANDON_S, DEFAULT_SL_THRESHOLD_S};
+use crate::cdr::{CallFilter, Dimension, Outcome, Page, StatsQuery};
+
+/// `/api/calls` page size when `limit` is not given, and the largest one allowed.
+pub const DEFAULT_CALLS_LIMIT: u32 = 100;
+pub const MAX_CALLS_LIMIT: u32 = 1000;
+/// How long `POST /api/reload` waits for the service loop's answer.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `GET /api/stats?from=&to=&by=&short_abandon=&sl_threshold=&format=`: dates are local
+/// (Europe/Vilnius) `YYYY-MM-DD`, `to` exclusive, default today; `by` repeats or takes a comma
+/// list; `format` is `json` (default), `csv` or `table`.
+pub async fn stats(State(state): State<HttpState>, uri: Uri) -> Response {
+    let (query, format) = match query_pairs(&uri).and_then(|pairs| stats_request(&pairs)) {
+        Ok(request) => request,
+        Err(message) => return text_error(StatusCode::BAD_REQUEST, message),
+    };
+    let rows = match state.store.stats(&query).await {
+        Ok(rows) => rows,
+        Err(error) => return internal_error("computing statistics", &error),
+    };
+    match render(&rows, format) {
+        Ok(text) => ([(header::CONTENT_TYPE, content_type(format))], text).into_response(),
+        Err(error) => internal_error("formatting statistics", &error),
+    }
+}
+
+/// `GET /api/calls?from=&to=&enterprise=&outcome=&limit=&offset=`: completed calls, newest
+/// first. `from`/`to` are local dates or RFC 3339 times.
+pub async fn calls(State(state): State<HttpState>, uri: Uri) -> Response {
+    let (filter, page) = match query_pairs(&uri).and_then(|pairs| calls_request(&pairs)) {
+        Ok(request) => request,
+        Err(message) => return text_error(StatusCode::BAD_REQUEST, message),
+    };
+    match state.store.calls(&filter, page).await {
+        Ok(calls) => Json(json!({
+            "limit": page.limit,
+            "offset": page.offset,
+            "calls": calls,
+        }))
+        .into_response(),
+        Err(error) => internal_error("listing calls", &error),
+    }
+}
+
+/// `GET /api/calls/{call_id}`: the call's audit trail; 404 when nothing is recorded.
+pub async fn call_events(State(state): State<HttpState>, Path(call_id): Path<String>) -> Response {
+    match state.store.events(&call_id).await {
+        Ok(events) if events.is_empty() => text_error(
+            StatusCode::NOT_FOUND,
+            format!("no events recorded for call {call_id:?}"),
+        ),
+        Ok(events) => Json(json!({ "call_id": call_id, "events": events })).into_response(),
+        Err(error) => internal_error("reading call events", &error),
+    }
+}
+
+/// `GET /api/live`: the latest snapshot the service published.
+pub async fn live(State(state): State<HttpState>) -> Response {
+    let snapshot = state.live.borrow().clone();
+    Json(snapshot).into_response()
+}
+
+/// `POST /api/reload`: 200 `{"hash"}` when the new routing is active, 422 `{"problems"}` when
+/// it was refused (the running version stays), 503/504 when the service loop does not answer.
+pub async fn reload(State(state): State<HttpState>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    let exchange = async {
+        state
+            .reload
+            .send(ReloadRequest { reply })
+            .await
+            .map_err(|_| "the service loop is not running")?;
+        answer
+            .await
+            .map_err(|_| "the service loop dropped the reload request")
+    };
+    match tokio::time::timeout(RELOAD_TIMEOUT, exchange).await {
+        Ok(Ok(Ok(hash))) => Json(json!({ "hash": hash })).into_response(),
+        Ok(Ok(Err(problems))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "problems": problems })),
+        )
+            .into_response(),
+        Ok(Err(message)) => text_error(StatusCode::SERVICE_UNAVAILABLE, message),
+        Err(_) => text_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("no answer from the service loop within {RELOAD_TIMEOUT:?}"),
+        ),
+    }
+}
+
+fn internal_error(context: &str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%error, "{context}");
+    text_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{context}: {error}"),
+    )
+}
+
+fn content_type(format: OutputFormat) -> &'static str {
+    match format {
+        OutputFormat::Json => "application/json",
+        OutputFormat::Csv => "text/csv; charset=utf-8",
+        OutputFormat::Table => "text/plain; charset=utf-8",
+    }
+}
+
+/// The decoded `name=value` pairs of the query string, in order.
+pub(crate) fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, String> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|axum::extract::Query(pairs)| pairs)
+        .map_err(|error| format!("bad query string: {error}"))
+}
+
+/// Parses the statistics parameters exactly as `hotline stats` reads its options.
+pub(crate) fn stats_request(
+    pairs: &[(String, String)],
+) -> Result<(StatsQuery, OutputFormat), String> {
+    let mut from = None;
+    let mut to = None;
+    let mut by = Vec::new();
+    let mut short_abandon_s = DEFAULT_SHORT_ABANDON_S;
+    let mut sl_threshold_s = DEFAULT_SL_THRESHOLD_S;
+    let mut format = OutputFormat::Json;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "from" => from = Some(local_date("from", value)?),
+            "to" => to = Some(local_date("to", value)?),
+            "by" => {
+                for key in value.split(',').map(str::trim).filter(|key| !key.is_empty()) {
+                    by.push(
+                        key.parse::<Dimension>()
+                            .map_err(|error| format!("by: {error}"))?,
+                    );
+                }
+            }
+            "short_abandon" => short_abandon_s = seconds(name, value)?,
+            "sl_threshold" => sl_threshold_s = seconds(name, value)?,
+            "format" => {
+                format = match value.as_str() {
+                    "json" => OutputFormat::Json,
+                    "csv" => OutputFormat::Csv,
+                    "table" => OutputFormat::Table,
+                    other => return Err(format!("format {other:?}: expected json, csv or table")),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}: expected from, to, by, short_abandon, \
+                     sl_threshold or format"
+                ))
+            }
+        }
+    }
+    let from = from.unwrap_or_else(today);
+    let to = match to {
+        Some(to) => to,
+        None => next_day(from)?,
+    };
+    let mut query = StatsQuery::new(local_midnight(from)?, local_midnight(to)?, by);
+    query.short_abandon_s = short_abandon_s;
+    query.sl_threshold_s = sl_threshold_s;
+    Ok((query, format))
+}
+
+fn calls_request(pairs: &[(String, String)]) -> Result<(CallFilter, Page), String> {
+    let mut filter = CallFilter::default();
+    let mut page = Page {
+        limit: DEFAULT_CALLS_LIMIT,
+        offset: 0,
+    };
+    for (name, value) in pairs {
+        match name.as_str() {
+            "from" => filter.from = Some(instant(name, value)?),
+            "to" => filter.to = Some(instant(name, value)?),
+            "enterprise" => filter.enterprise = Some(value.clone()),
+            "outcome" => {
+                filter.outcome = Some(
+                    value
+                        .parse::<Outcome>()
+                        .map_err(|error| format!("outcome: {error}"))?,
+                )
+            }
+            "limit" => {
+                page.limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|limit| (1..=MAX_CALLS_LIMIT).contains(limit))
+                    .ok_or_else(|| {
+                        format!("limit {value:?}: expected a number from 1 to {MAX_CALLS_LIMIT}")
+                    })?
+            }
+            "offset" => {
+                page.offset = value
+                    .parse::<u64>()
+                    .map_err(|_| format!("offset {value:?}: expected a whole number"))?
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}: expected from, to, enterprise, outcome, limit \
+                     or offset"
+                ))
+            }
+        }
+    }
+    Ok((filter, page))
+}
+
+fn seconds(name: &str, value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{name} {value:?}: expected whole seconds"))
+}
+
+pub(crate) fn local_date(name: &str, value: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("{name} {value:?}: expected YYYY-MM-DD"))
+}
+
+/// A local date (its Vilnius midnight) or an RFC 3339 time.
+fn instant(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(value.trim()) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    local_midnight(local_date(name, value).map_err(|_| {
+        format!("{name} {value:?}: expected YYYY-MM-DD or an RFC 3339 time")
+    })?)
+}
+
+/// Today's date in Europe/Vilnius.
+pub(crate) fn today() -> NaiveDate {
+    Utc::now().with_timezone(&Vilnius).date_naive()
+}
+
+pub(crate) fn next_day(date: NaiveDate) -> Result<NaiveDate, String> {
+    date.checked_add_days(Days::new(1))
+        .ok_or_else(|| format!("{date} has no next day"))
+}
+
+/// The first instant of a local date (DST changes in Vilnius happen at 03:00/04:00, so
+/// midnight always exists; `earliest` covers any zone rule change).
+pub(crate) fn local_midnight(date: NaiveDate) -> Result<DateTime<Utc>, String> {
+    Vilnius
+        .from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
+        .earliest()
+        .map(|local| local.with_timezone(&Utc))
+        .ok_or_else(|| format!("{date} has no midnight in Europe/Vilnius"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn stats_parameters_follow_the_cli() {
+        let (query, format) = stats_request(&pairs(&[
+            ("from", "2026-03-02"),
+            ("by", "enterprise,hour"),
+            ("by", "language"),
+            ("sl_threshold", "30"),
+        ]))
+        .unwrap();
+        assert_eq!(format, OutputFormat::Json);
+        assert_eq!(query.from, Utc.with_ymd_and_hms(2026, 3, 1, 22, 0, 0).unwrap());
+        assert_eq!(query.to, Utc.with_ymd_and_hms(2026, 3, 2, 22, 0, 0).unwrap());
+        assert_eq!(
+            query.by,
+            vec![Dimension::Enterprise, Dimension::Hour, Dimension::Language]
+        );
+        assert_eq!((query.sl_threshold_s, query.short_abandon_s), (30, 5));
+        for bad in [
+            ("from", "2026-13-01"),
+            ("by", "weekday"),
+            ("sl_threshold", "-1"),
+            ("format", "xml"),
+            ("colour", "red"),
+        ] {
+            assert!(stats_request(&pairs(&[bad])).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn calls_parameters_are_checked() {
+        let (filter, page) = calls_request(&pairs(&[
+            ("from", "2026-03-02T07:00:00Z"),
+            ("outcome", "connected"),
+            ("limit", "10"),
+            ("offset", "20"),
+        ]))
+        .unwrap();
+        assert_eq!(filter.outcome, Some(Outcome::Connected));
+        assert_eq!(
+            filter.from,
+            Some(Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap())
+        );
+        assert_eq!((page.limit, page.offset), (10, 20));
+        assert!(calls_request(&pairs(&[("limit", "0")])).is_err());
+        assert!(calls_request(&pairs(&[("limit", "5000")])).is_err());
+        assert!(calls_request(&pairs(&[("outcome", "hung_up")])).is_err());
+    }
+}
