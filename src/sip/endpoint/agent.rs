@@ -63,27 +63,13 @@ impl Endpoint {
         agent: AgentCall,
         peer: Peer,
     ) {
+        let Ok(target_uri) = rsip::Uri::try_from(agent.target.as_str()) else {
+            warn!(target = %agent.target, "agent URI does not parse");
+            return self.agent_unreachable(now, caller, agent_id);
+        };
         let Some(rtp_port) = self.ports.allocate() else {
             warn!("no free RTP port for the agent leg");
-            return self.report_to_acd(
-                now,
-                AcdInput::AgentFailed {
-                    call: CallId(caller.0),
-                    agent: agent_id,
-                    reason: FailReason::Unreachable,
-                },
-            );
-        };
-        let Ok(target_uri) = rsip::Uri::try_from(agent.target.as_str()) else {
-            self.ports.release(rtp_port);
-            return self.report_to_acd(
-                now,
-                AcdInput::AgentFailed {
-                    call: CallId(caller.0),
-                    agent: agent_id,
-                    reason: FailReason::Unreachable,
-                },
-            );
+            return self.agent_unreachable(now, caller, agent_id);
         };
         let caller_number = self
             .calls
@@ -177,16 +163,19 @@ impl Endpoint {
             Err(error) => {
                 warn!(%error, "agent INVITE could not be sent");
                 self.ports.release(rtp_port);
-                self.report_to_acd(
-                    now,
-                    AcdInput::AgentFailed {
-                        call: CallId(caller.0),
-                        agent: agent_id,
-                        reason: FailReason::Unreachable,
-                    },
-                );
+                self.agent_unreachable(now, caller, agent_id);
             }
         }
+    }
+
+    /// The ACD's choice could not even be rung: it tries someone else.
+    pub(super) fn agent_unreachable(&mut self, now: Instant, caller: CallRef, agent: AgentId) {
+        let input = AcdInput::AgentFailed {
+            call: CallId(caller.0),
+            agent,
+            reason: FailReason::Unreachable,
+        };
+        self.report_to_acd(now, input);
     }
 
     /// A response on an agent leg's INVITE transaction. True when the key was a leg's.

@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 
 use super::agent::AgentCall;
 use super::{CallRef, Endpoint};
-use crate::acd::{Acd, AcdInput, AcdOutput, AcdSettings, AgentId, CallId, FailReason};
+use crate::acd::{Acd, AcdInput, AcdOutput, AcdSettings, AgentId, CallId};
 use crate::ivr::{FlowEvent, QueueCall};
 use crate::routing::Routing;
 
@@ -122,12 +122,7 @@ impl Endpoint {
         });
         let Some((target, peer)) = target else {
             warn!(%agent, "agent has no reachable address");
-            let input = AcdInput::AgentFailed {
-                call: CallId(caller.0),
-                agent,
-                reason: FailReason::Unreachable,
-            };
-            return self.report_to_acd(now, input);
+            return self.agent_unreachable(now, caller, agent);
         };
         let call = AgentCall {
             target,
