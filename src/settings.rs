@@ -109,6 +109,9 @@ pub struct DatabaseSettings {
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// Bearer token for everything but /health; without one the API only listens on loopback.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

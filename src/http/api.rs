@@ -146,7 +146,11 @@ pub(crate) fn stats_request(
             "from" => from = Some(local_date("from", value)?),
             "to" => to = Some(local_date("to", value)?),
             "by" => {
-                for key in value.split(',').map(str::trim).filter(|key| !key.is_empty()) {
+                for key in value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|key| !key.is_empty())
+                {
                     by.push(
                         key.parse::<Dimension>()
                             .map_err(|error| format!("by: {error}"))?,
@@ -242,9 +246,10 @@ fn instant(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(time) = DateTime::parse_from_rfc3339(value.trim()) {
         return Ok(time.with_timezone(&Utc));
     }
-    local_midnight(local_date(name, value).map_err(|_| {
-        format!("{name} {value:?}: expected YYYY-MM-DD or an RFC 3339 time")
-    })?)
+    local_midnight(
+        local_date(name, value)
+            .map_err(|_| format!("{name} {value:?}: expected YYYY-MM-DD or an RFC 3339 time"))?,
+    )
 }
 
 /// Today's date in Europe/Vilnius.
@@ -287,8 +292,14 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(format, OutputFormat::Json);
-        assert_eq!(query.from, Utc.with_ymd_and_hms(2026, 3, 1, 22, 0, 0).unwrap());
-        assert_eq!(query.to, Utc.with_ymd_and_hms(2026, 3, 2, 22, 0, 0).unwrap());
+        assert_eq!(
+            query.from,
+            Utc.with_ymd_and_hms(2026, 3, 1, 22, 0, 0).unwrap()
+        );
+        assert_eq!(
+            query.to,
+            Utc.with_ymd_and_hms(2026, 3, 2, 22, 0, 0).unwrap()
+        );
         assert_eq!(
             query.by,
             vec![Dimension::Enterprise, Dimension::Hour, Dimension::Language]

@@ -161,8 +161,33 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut hangup = hangup_signal()?;
     let mut file_poll = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut last_summary = None;
-    let (live, _live_readers) = tokio::sync::watch::channel(LiveSnapshot::default());
-    let (_reload_requests, mut reloads) = mpsc::channel::<ReloadRequest>(4);
+    let (live, live_readers) = tokio::sync::watch::channel(LiveSnapshot::default());
+    let (reload_requests, mut reloads) = mpsc::channel::<ReloadRequest>(4);
+    crate::http::check_bind(settings.http.listen, &settings.http.token)
+        .map_err(|problem| anyhow::anyhow!("http.listen: {problem}"))?;
+    let http_listener = tokio::net::TcpListener::bind(settings.http.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the HTTP API to {} (setting http.listen)",
+                settings.http.listen
+            )
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .context("reading the HTTP address")?;
+    let http_state = crate::http::HttpState {
+        token: settings.http.token.clone(),
+        store: store.clone(),
+        live: live_readers,
+        reload: reload_requests,
+    };
+    tokio::spawn(async move {
+        if let Err(error) = crate::http::serve(http_listener, http_state).await {
+            error!(%error, "HTTP API stopped");
+        }
+    });
+    info!(%http_addr, "HTTP API and dashboard listening");
     let mut totals = Totals::default();
     let (input_tx, mut inputs) = mpsc::channel::<DriverInput>(8192);
     tokio::spawn(tcp::accept_loop(

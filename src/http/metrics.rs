@@ -1,0 +1,209 @@
+//! `GET /metrics`: the live snapshot in the Prometheus text exposition format 0.0.4. Counters
+//! count since the service started (Prometheus handles the reset at restart); gauges are the
+//! state at the snapshot's time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::live::LiveSnapshot;
+use super::server::HttpState;
+
+/// The content type Prometheus expects for the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Agent states always exported, so a state with no agents reads 0 rather than vanishing.
+const AGENT_STATES: &[&str] = &["idle", "ringing", "on_call", "wrap_up", "unregistered"];
+/// DTMF modes always exported (see `cdr::DtmfMode`).
+const DTMF_MODES: &[&str] = &["rfc4733", "sip-info", "inband", "none"];
+
+pub async fn handler(State(state): State<HttpState>) -> impl IntoResponse {
+    let snapshot = state.live.borrow().clone();
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snapshot))
+}
+
+/// The exposition text for one snapshot.
+pub fn render(snapshot: &LiveSnapshot) -> String {
+    let mut out = String::new();
+
+    // The service may report the same key twice; one series per label set is required.
+    let mut outcomes: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
+    for count in &snapshot.outcomes {
+        *outcomes
+            .entry((&count.outcome, &count.group, &count.language))
+            .or_default() += count.calls;
+    }
+    family(
+        &mut out,
+        "hotline_calls_total",
+        "counter",
+        "Calls completed since the service started, by outcome, group and language.",
+    );
+    for ((outcome, group, language), calls) in &outcomes {
+        sample(
+            &mut out,
+            "hotline_calls_total",
+            &[
+                ("outcome", outcome),
+                ("group", group),
+                ("language", language),
+            ],
+            *calls,
+        );
+    }
+
+    family(
+        &mut out,
+        "hotline_calls_in_progress",
+        "gauge",
+        "Calls in progress (menus, queued, ringing, connected or ending).",
+    );
+    sample(
+        &mut out,
+        "hotline_calls_in_progress",
+        &[],
+        snapshot.calls.len() as u64,
+    );
+
+    let mut queues: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for queue in &snapshot.queues {
+        let entry = queues.entry(&queue.group).or_default();
+        entry.0 += queue.waiting as u64;
+        entry.1 = entry.1.max(queue.longest_wait_s);
+    }
+    family(
+        &mut out,
+        "hotline_queue_waiting_calls",
+        "gauge",
+        "Callers waiting in each group's queue.",
+    );
+    for (group, (waiting, _)) in &queues {
+        sample(
+            &mut out,
+            "hotline_queue_waiting_calls",
+            &[("group", group)],
+            *waiting,
+        );
+    }
+    family(
+        &mut out,
+        "hotline_queue_longest_wait_seconds",
+        "gauge",
+        "Wait of the caller waiting longest in each group's queue.",
+    );
+    for (group, (_, longest)) in &queues {
+        sample(
+            &mut out,
+            "hotline_queue_longest_wait_seconds",
+            &[("group", group)],
+            *longest,
+        );
+    }
+
+    let mut agents: BTreeMap<&str, u64> = AGENT_STATES.iter().map(|state| (*state, 0)).collect();
+    for agent in &snapshot.agents {
+        *agents.entry(&agent.state).or_default() += 1;
+    }
+    family(
+        &mut out,
+        "hotline_agents",
+        "gauge",
+        "Agents by state (idle, ringing, on_call, wrap_up, unregistered).",
+    );
+    for (state, count) in &agents {
+        sample(&mut out, "hotline_agents", &[("state", state)], *count);
+    }
+
+    let mut modes: BTreeMap<&str, u64> = DTMF_MODES.iter().map(|mode| (*mode, 0)).collect();
+    for (mode, calls) in &snapshot.dtmf_modes {
+        *modes.entry(mode).or_default() += calls;
+    }
+    family(
+        &mut out,
+        "hotline_dtmf_mode_calls_total",
+        "counter",
+        "Calls since the service started, by how the caller's keys were received.",
+    );
+    for (mode, calls) in &modes {
+        sample(
+            &mut out,
+            "hotline_dtmf_mode_calls_total",
+            &[("mode", mode)],
+            *calls,
+        );
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (index, (label, text)) in labels.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            push_label_value(out, text);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Label values escape `\`, `"` and line feed, as the text format requires.
+fn push_label_value(out: &mut String, text: &str) {
+    for character in text.chars() {
+        match character {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            other => out.push(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::live::{AgentLive, OutcomeCount};
+
+    #[test]
+    fn label_values_are_escaped_and_duplicates_summed() {
+        let count = |group: &str, calls| OutcomeCount {
+            outcome: "connected".into(),
+            group: group.into(),
+            language: "lt".into(),
+            calls,
+        };
+        let snapshot = LiveSnapshot {
+            outcomes: vec![count("a\"b\\c\nd", 2), count("a\"b\\c\nd", 3)],
+            agents: vec![AgentLive {
+                agent: "x".into(),
+                state: "idle".into(),
+                since_s: 0,
+                calls_answered: 0,
+            }],
+            ..LiveSnapshot::default()
+        };
+        let text = render(&snapshot);
+        assert!(text.contains(
+            "hotline_calls_total{outcome=\"connected\",group=\"a\\\"b\\\\c\\nd\",language=\"lt\"} 5\n"
+        ));
+        assert!(text.contains("hotline_agents{state=\"idle\"} 1\n"));
+        assert!(text.contains("hotline_agents{state=\"wrap_up\"} 0\n"));
+        assert!(text.contains("hotline_dtmf_mode_calls_total{mode=\"inband\"} 0\n"));
+        assert!(text.contains("hotline_calls_in_progress 0\n"));
+    }
+}
