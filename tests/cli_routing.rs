@@ -1,0 +1,230 @@
+//! The supervisor's routing tools as they are run from a shell: `hotline check` on the shipped
+//! routing.toml and on deliberately broken fixtures (exit status, and every problem as
+//! `FILE:LINE: key: message` on stdout), and `hotline simulate` on the shipped file at fixed
+//! local times. Fixtures live in `tests/fixtures/routing/`; the `broken_*` ones are broken on
+//! purpose, every other one must pass `hotline check`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    manifest_dir().join("tests/fixtures/routing").join(name)
+}
+
+/// Runs `hotline ARGS` from the crate folder (so `routing.toml` and `prompts/` are the
+/// shipped ones) with no `HOTLINE__*` settings but `env`.
+fn hotline(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hotline"));
+    command
+        .args(args)
+        .current_dir(manifest_dir())
+        .stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HOTLINE__") {
+            command.env_remove(&key);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("running hotline")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `hotline check FIXTURE` must fail with exactly `problems` on stdout, in order.
+fn assert_check_fails_with(name: &str, problems: &[&str]) {
+    let output = hotline(&["check", fixture(name).to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let printed: Vec<&str> = printed.lines().collect();
+    assert_eq!(printed, problems);
+    assert!(
+        stderr(&output).contains(&format!(
+            "{} problem(s); not fit to go live",
+            problems.len()
+        )),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn check_accepts_the_shipped_routing() {
+    let output = hotline(&["check", "routing.toml"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let summary = stdout(&output);
+    assert_eq!(summary.lines().count(), 1, "{summary}");
+    assert!(
+        summary.starts_with("routing.toml: OK (hash ")
+            && summary.contains("languages lt, en, ru, pl, 2 menus, 9 groups, 12 agents"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn check_without_a_file_checks_the_routing_setting() {
+    let broken = fixture("broken_references.toml");
+    let output = hotline(
+        &["check"],
+        &[("HOTLINE__ROUTING", broken.to_str().unwrap())],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).starts_with("broken_references.toml:12: "),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn check_reports_every_value_problem_a_key_typo_a_bad_time_and_an_unknown_strategy() {
+    assert_check_fails_with(
+        "broken_values.toml",
+        &[
+            "broken_values.toml:17: groups.desk.anounce: unknown key (expected one of: name, \
+             announce, hours, when_closed, transfer, strategy, ring_timeout, wrap_up, \
+             language_wait, max_wait, max_queue, overflow, agents)",
+            "broken_values.toml:19: groups.desk.strategy: unknown strategy \"random\" (expected \
+             ring-all, round-robin, longest-idle or fewest-calls)",
+            "broken_values.toml:23: hours.office.weekly.tue: bad time \"25:00\": expected HH:MM \
+             (00:00-23:59)",
+        ],
+    );
+}
+
+#[test]
+fn check_reports_an_undefined_group_and_a_missing_prompt() {
+    assert_check_fails_with(
+        "broken_references.toml",
+        &[
+            "broken_references.toml:12: menus.main.prompt: prompt \"main_menu_v2\" is missing \
+             in: en, lt",
+            "broken_references.toml:14: menus.main.options.2.group: group \"hetaing\" is not a \
+             defined group",
+        ],
+    );
+}
+
+#[test]
+fn check_reports_a_digit_given_twice() {
+    // TOML itself forbids the duplicate key, so the problem comes from the TOML parser and
+    // names no key of ours.
+    assert_check_fails_with(
+        "broken_duplicate_digit.toml",
+        &["broken_duplicate_digit.toml:14: : duplicate key `1` in table `menus.main`"],
+    );
+}
+
+#[test]
+fn every_fixture_passes_check_unless_it_is_broken_on_purpose() {
+    let mut seen = 0;
+    for entry in fs::read_dir(manifest_dir().join("tests/fixtures/routing")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        seen += 1;
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let output = hotline(&["check", path.to_str().unwrap()], &[]);
+        let expected = if name.starts_with("broken_") { 1 } else { 0 };
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "hotline check {name}:\n{}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+    }
+    assert!(seen >= 8, "only {seen} routing fixtures found");
+}
+
+#[test]
+fn simulate_english_caller_on_a_wednesday_morning_is_queued_for_heating() {
+    let output = hotline(
+        &["simulate", "--lang", "en", "--at", "2026-12-02 10:00", "2"],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    assert!(
+        printed.contains("play [en] main_menu"),
+        "the language choice leads to the English main menu:\n{printed}"
+    );
+    // The shipped heating group uses the default transfer, a bridge through its queue.
+    assert!(
+        printed.contains("QUEUE for group heating")
+            && printed.contains("\"[EN] Vilnius Heating Networks\""),
+        "{printed}"
+    );
+    assert!(!printed.contains("HANG UP"), "{printed}");
+    assert_eq!(
+        printed.lines().last(),
+        Some("path: language en > main:2 > queue heating")
+    );
+}
+
+#[test]
+fn simulate_a_refer_group_names_its_agent() {
+    let routing = fixture("short_en.toml");
+    let output = hotline(
+        &["simulate", "--routing", routing.to_str().unwrap(), "1"],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    assert!(
+        printed.contains("TRANSFER (REFER) to sip:desk-1@127.0.0.1:5401"),
+        "{printed}"
+    );
+    assert_eq!(
+        printed.lines().last(),
+        Some("path: main:1 > group desk -> sip:desk-1@127.0.0.1:5401")
+    );
+}
+
+#[test]
+fn simulate_on_a_saturday_says_heating_is_closed_until_monday_and_hangs_up() {
+    let output = hotline(
+        &["simulate", "--at", "2026-12-05 10:00", "--lang", "en", "2"],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    // What plays after the second key (heating), the first one having chosen English.
+    let (_, after_heating_key) = printed
+        .rsplit_once("caller presses 2")
+        .unwrap_or_else(|| panic!("no key pressed:\n{printed}"));
+    let closed_message: Vec<&str> = after_heating_key
+        .lines()
+        .filter_map(|line| line.split("play [en] ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        closed_message,
+        [
+            "closed_prefix",
+            "day_mon",
+            "time_at",
+            "hour_08",
+            "minute_00",
+            "goodbye"
+        ],
+        "{printed}"
+    );
+    assert!(printed.contains("HANG UP"), "{printed}");
+    assert!(!printed.contains("TRANSFER"), "{printed}");
+    assert_eq!(
+        printed.lines().last(),
+        Some("path: language en > main:2 > heating closed")
+    );
+}
