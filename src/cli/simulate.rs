@@ -42,6 +42,12 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         )
     })?;
     let (prompts, _) = PromptLibrary::load(options.prompts);
+    if prompts.is_empty() {
+        eprintln!(
+            "warning: no prompts in {} (setting `prompts`): prompt lengths are unknown",
+            options.prompts.display()
+        );
+    }
     let wall = match &options.at {
         Some(text) => local_time(&routing, text)?,
         None => SystemTime::now(),
@@ -67,7 +73,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         start: Instant::now(),
         elapsed: Duration::ZERO,
         wall,
-        playing: Duration::ZERO,
+        playing: None,
         timer: None,
         finished: false,
     };
@@ -79,9 +85,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         if simulation.finished {
             break;
         }
-        if simulation.playing > Duration::ZERO {
-            simulation.elapsed += simulation.playing;
-            simulation.playing = Duration::ZERO;
+        if let Some(length) = simulation.playing.take() {
+            simulation.elapsed += length;
             simulation.event(FlowEvent::PlaybackFinished);
             continue;
         }
@@ -122,8 +127,8 @@ struct Simulation {
     start: Instant,
     elapsed: Duration,
     wall: SystemTime,
-    /// Length of the prompts queued and not yet heard.
-    playing: Duration,
+    /// Length of the prompts queued and not yet heard (None: nothing queued).
+    playing: Option<Duration>,
     timer: Option<(u32, Duration)>,
     finished: bool,
 }
@@ -141,15 +146,19 @@ impl Simulation {
                     for prompt in prompts {
                         let length = match self.prompts.get(&prompt.lang, &prompt.name) {
                             Some(loaded) => {
-                                self.playing += loaded.duration();
+                                *self.playing.get_or_insert(Duration::ZERO) += loaded.duration();
                                 seconds(loaded.duration())
                             }
-                            None => "missing!".to_owned(),
+                            None => {
+                                // Still "played", for zero seconds, so the flow goes on.
+                                self.playing.get_or_insert(Duration::ZERO);
+                                "missing!".to_owned()
+                            }
                         };
                         println!("{at}  play [{}] {}  ({length})", prompt.lang, prompt.name);
                     }
                 }
-                FlowAction::StopPlayback => self.playing = Duration::ZERO,
+                FlowAction::StopPlayback => self.playing = None,
                 FlowAction::StartTimer { id, after } => {
                     println!("{at}  wait for a key ({})", seconds(after));
                     self.timer = Some((id, after));
