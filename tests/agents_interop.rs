@@ -1,0 +1,1243 @@
+//! Agent groups end to end: SIPp callers go through the menus of the real `hotline serve` into
+//! a bridge group's queue, and real softphones answer as the group's agents. baresip instances
+//! register with digest auth as `user` agents (auto-answering, talking from a WAV file); for the
+//! leak test, a SIPp UAS answers as 30 static agents.
+//!
+//! The proof that the caller hears the agent comes from a loopback capture (dumpcap), as in
+//! tests/media_interop.rs: the service relays the agent's RTP packets with only the payload type
+//! mapped, so what reaches SIPp's media port after bridging must carry the SSRC, sequence
+//! numbers and payload bytes baresip sent to the service's agent-leg port. Queue announcements
+//! are judged against the prompt files, whose frames the service sends bit-exact.
+//! `scripts/test` installs SIPp (sip-tester), baresip (baresip-core) and dumpcap (tshark).
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Service, Sipp, SippPorts, SippRun, SippStats, Transport};
+
+/// Bytes (and samples) in one 20 ms G.711 frame.
+const FRAME_LEN: usize = 160;
+type Frame = [u8; FRAME_LEN];
+/// µ-law silence, which the service pads prompts with.
+const SILENCE: Frame = [0xFF; FRAME_LEN];
+const PCMU: u8 = 0;
+
+/// Registration, ringing, answering: each well within this on loopback.
+const SIGNALLING_DEADLINE: Duration = Duration::from_secs(15);
+/// How long baresip may take to print `baresip is ready`.
+const BARESIP_READY_DEADLINE: Duration = Duration::from_secs(15);
+/// UDP transactions linger up to 32 s (RFC 3261 Timer D/J) after the last call ends.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(45);
+
+/// The group's `wrap_up` in tests/fixtures/agents/registered.toml.
+const WRAP_UP: Duration = Duration::from_secs(1);
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/agents")
+        .join(name)
+}
+
+fn all_calls_succeeded(run: &SippRun, calls: u64) {
+    assert_eq!(
+        run.stats,
+        SippStats {
+            successful: calls,
+            failed: 0
+        },
+        "SIPp's calls\n{}",
+        run.diagnostics()
+    );
+    assert_eq!(run.exit_code, Some(0));
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+
+/// A Lithuanian caller reaches a registered baresip agent, hears the agent's own RTP stream and
+/// hangs up, which tears the agent leg down on both sides.
+#[test]
+fn caller_hears_the_registered_agent_and_bye_ends_both_legs() {
+    let agents = RegisteredAgents::start();
+    let service = &agents.service;
+    let ports = SippPorts::pick(Transport::Udp);
+    let capture = Capture::start(service.dir(), &agents.capture_filter(ports.media));
+    let run = Sipp::new("agents_lt_talk.xml").ports(ports).run(service);
+    let datagrams = capture.finish();
+    all_calls_succeeded(&run, 1);
+
+    let log = service.log_lines();
+    let ringing: Vec<&String> = log.iter().filter(|l| l.contains("ringing agent")).collect();
+    assert!(!ringing.is_empty(), "no agent was rung");
+    for line in &ringing {
+        assert_eq!(field(line, "language").as_deref(), Some("lt"), "{line}");
+    }
+    let answered = log
+        .iter()
+        .find(|line| line.contains("agent answered: bridging"))
+        .expect("no agent answered");
+    let agent = agents.by_log_line(answered);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("ringing agent") && agents.by_log_line(l).user == agent.user),
+        "{} answered without being rung",
+        agent.user
+    );
+    assert!(
+        log.iter().any(|line| line.contains("media bridged")),
+        "the media were never bridged"
+    );
+
+    // The INVITE that rang the agent says who calls, in which language, from where.
+    let invite = datagrams
+        .iter()
+        .filter(|d| d.dst.port() == agent.sip_port)
+        .map(|d| String::from_utf8_lossy(&d.payload).into_owned())
+        .find(|text| text.starts_with("INVITE "))
+        .unwrap_or_else(|| panic!("no INVITE to {} captured", agent.user));
+    let from = header(&invite, "From").unwrap_or_default();
+    assert!(
+        from.starts_with("\"[LT] Vilniaus šilumos tinklai\" <sip:19118@"),
+        "From: {from}"
+    );
+    assert_eq!(header(&invite, "X-Hotline-Language").as_deref(), Some("lt"));
+    assert_eq!(header(&invite, "X-Hotline-Caller").as_deref(), Some("sipp"));
+    let path = header(&invite, "X-Hotline-Path").unwrap_or_default();
+    assert!(
+        path.contains("lt") && path.contains('3'),
+        "X-Hotline-Path: {path}"
+    );
+
+    // The capture: what baresip sent to the service, and what the service sent SIPp.
+    let agent_rtp: Vec<RtpPacket> = datagrams
+        .iter()
+        .filter(|d| agent.rtp_ports.contains(&d.src.port()))
+        .filter_map(RtpPacket::parse)
+        .collect();
+    let to_caller: Vec<RtpPacket> = datagrams
+        .iter()
+        .filter(|d| d.dst.port() == ports.media)
+        .filter_map(RtpPacket::parse)
+        .collect();
+    assert!(
+        agent_rtp.len() >= 100,
+        "{} (RTP ports {:?}) sent only {} RTP packets to the service; captured: {}",
+        agent.user,
+        agent.rtp_ports,
+        agent_rtp.len(),
+        flows(&datagrams)
+    );
+    let agent_ssrc = agent_rtp[0].ssrc;
+    let relayed: Vec<&RtpPacket> = to_caller.iter().filter(|p| p.ssrc == agent_ssrc).collect();
+    let own: Vec<&RtpPacket> = to_caller.iter().filter(|p| p.ssrc != agent_ssrc).collect();
+    println!(
+        "agent {} sent {} packets (SSRC {agent_ssrc:#010x}); the caller got {} of them relayed \
+         after {} packets of the service's own",
+        agent.user,
+        agent_rtp.len(),
+        relayed.len(),
+        own.len()
+    );
+    assert!(
+        !own.is_empty(),
+        "the caller heard the menus from the service first"
+    );
+    // About 5 s bridged; at least 2 s of it must have reached the caller.
+    assert!(
+        relayed.len() >= 100,
+        "only {} packets with the agent's SSRC reached the caller",
+        relayed.len()
+    );
+    let sent: HashMap<u16, &RtpPacket> = agent_rtp.iter().map(|p| (p.sequence, p)).collect();
+    for packet in &relayed {
+        let original = sent.get(&packet.sequence).unwrap_or_else(|| {
+            panic!(
+                "the caller got sequence {} that the agent never sent",
+                packet.sequence
+            )
+        });
+        assert_eq!(
+            (packet.payload_type, packet.timestamp, &packet.payload),
+            (PCMU, original.timestamp, &original.payload),
+            "relayed packet {} differs from the agent's",
+            packet.sequence
+        );
+    }
+    assert!(
+        relayed.iter().any(|p| p.payload[..] != SILENCE[..]),
+        "the agent's speech never reached the caller"
+    );
+    let last_own = own.last().map(|p| p.at).unwrap_or_default();
+    assert!(
+        relayed.iter().all(|p| p.at >= last_own),
+        "the service kept sending its own audio after bridging"
+    );
+
+    // SIPp's BYE ended the agent leg: the service sent BYE, baresip closed the call.
+    // (Ring-all: the other agent may have answered too, and was hung up at once.)
+    let hang_up = service
+        .wait_for_log_line(
+            |l| {
+                l.contains("hanging up the agent")
+                    && agents.by_log_line(l).user == agent.user
+                    && timestamp(l) > timestamp(answered)
+            },
+            SIGNALLING_DEADLINE,
+        )
+        .expect("the service never hung up the agent after the caller's BYE");
+    let caller_bye = log
+        .iter()
+        .find(|l| l.contains("in-dialog request method=BYE"));
+    assert!(
+        caller_bye.is_some_and(|bye| timestamp(bye) <= timestamp(&hang_up)),
+        "the agent was hung up before the caller's BYE: {hang_up}"
+    );
+    assert!(
+        agent
+            .wait_for(|l| l.contains("terminated"), SIGNALLING_DEADLINE)
+            .is_some(),
+        "{}'s baresip never closed the call:\n{}",
+        agent.user,
+        agent.lines().join("\n")
+    );
+    let after = timestamp(&hang_up).to_string();
+    let idle = service.wait_for_log_line(
+        |l| {
+            timestamp(l) >= after.as_str()
+                && state_is(l, &[("calls", 0), ("agent_legs", 0), ("agents_busy", 0)])
+        },
+        SIGNALLING_DEADLINE,
+    );
+    assert!(
+        idle.is_some(),
+        "no state line with calls=0 agent_legs=0 agents_busy=0 after the hang-up"
+    );
+}
+
+/// Both agents busy: a third caller is queued, hears its position (bit-exact prompts), and gets
+/// the first agent to come free once its wrap-up is over.
+#[test]
+fn third_caller_waits_hears_the_position_and_gets_the_freed_agent() {
+    let agents = RegisteredAgents::start();
+    let service = &agents.service;
+    // The first two callers in one background SIPp (the harness's runs block and the service
+    // handle stays on this thread); the third, captured, once both talk to an agent.
+    let mut first_two = BackgroundSipp::start(service, "agents_lt_hold12.xml", 2);
+    assert!(
+        wait_for_count(
+            service,
+            "media bridged",
+            2,
+            SIGNALLING_DEADLINE + Duration::from_secs(10)
+        ),
+        "the first two callers were not both connected"
+    );
+    let ports = SippPorts::pick(Transport::Udp);
+    let capture = Capture::start(service.dir(), &format!("udp port {}", ports.media));
+    let third = Sipp::new("agents_lt_queued.xml").ports(ports).run(service);
+    let datagrams = capture.finish();
+    all_calls_succeeded(&third, 1);
+    first_two.wait_for_success();
+    let log = service.log_lines();
+    let queued: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("queued for agents"))
+        .collect();
+    assert_eq!(queued.len(), 3, "three callers queued");
+    let bridges: Vec<&String> = log.iter().filter(|l| l.contains("media bridged")).collect();
+    assert_eq!(bridges.len(), 3, "three callers connected");
+    let first_free = log
+        .iter()
+        .find(|l| l.contains("call ended"))
+        .expect("the first two callers never hung up");
+    assert_eq!(
+        field(first_free, "outcome").as_deref(),
+        Some("caller_hung_up"),
+        "{first_free}"
+    );
+    let third_queued = seconds(queued[2]);
+    let freed = seconds(first_free);
+    let third_bridged = seconds(bridges[2]);
+    println!(
+        "third caller: queued at +0 s, an agent freed at +{:.3} s, connected at +{:.3} s",
+        freed - third_queued,
+        third_bridged - third_queued
+    );
+    assert!(
+        seconds(bridges[1]) < third_queued && third_queued < freed,
+        "the third caller must be queued while both agents talk"
+    );
+    assert!(
+        third_bridged - freed >= WRAP_UP.as_secs_f64() - 0.01,
+        "the freed agent was rung before its {WRAP_UP:?} wrap-up ended"
+    );
+    assert!(
+        third_bridged - freed < WRAP_UP.as_secs_f64() + 3.0,
+        "the freed agent took the waiting caller only after {:.3} s",
+        third_bridged - freed
+    );
+
+    // What the third caller heard: the position (1st) while waiting, then the agent.
+    let to_caller: Vec<RtpPacket> = datagrams.iter().filter_map(RtpPacket::parse).collect();
+    let service_ssrc = to_caller[0].ssrc;
+    let own: Vec<RtpPacket> = to_caller
+        .iter()
+        .filter(|p| p.ssrc == service_ssrc)
+        .cloned()
+        .collect();
+    let prompts = Prompts::load(
+        "lt",
+        &[
+            "welcome",
+            "language_menu_lt",
+            "ru/language_menu_ru",
+            "digit_3",
+            "transfer_connecting",
+            "queue_hold",
+            "queue_position_prefix",
+            "number_1",
+            "queue_position_suffix",
+        ],
+    );
+    let heard = played_prompts(&own, &prompts);
+    println!("third caller heard {heard:?}");
+    let announcement = ["queue_position_prefix", "number_1", "queue_position_suffix"];
+    let at = heard
+        .windows(3)
+        .position(|w| {
+            w.iter()
+                .map(|(name, _)| *name)
+                .eq(announcement.iter().copied())
+        })
+        .unwrap_or_else(|| panic!("no position announcement in {heard:?}"));
+    for (name, complete) in &heard[at..at + 3] {
+        assert!(complete, "{name} was cut short");
+    }
+    let relayed = to_caller.iter().filter(|p| p.ssrc != service_ssrc).count();
+    assert!(
+        relayed >= 100,
+        "the third caller got only {relayed} packets from the agent"
+    );
+}
+
+/// A Russian caller rings only the agent who speaks Russian (the group rings all, so a missing
+/// language filter would ring the Lithuanian-only agent too).
+#[test]
+fn russian_caller_rings_only_the_russian_speaking_agent() {
+    let agents = RegisteredAgents::start();
+    let service = &agents.service;
+    let run = Sipp::new("agents_ru_talk.xml").run(service);
+    all_calls_succeeded(&run, 1);
+    service
+        .wait_for_log_line(|l| l.contains("call ended"), SIGNALLING_DEADLINE)
+        .expect("the call never ended");
+
+    let log = service.log_lines();
+    let ringing: Vec<&String> = log.iter().filter(|l| l.contains("ringing agent")).collect();
+    println!(
+        "{}",
+        ringing
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(!ringing.is_empty(), "no agent was rung");
+    let russian = &agents.agents[0];
+    assert_eq!(russian.user, "anna");
+    for line in &ringing {
+        assert_eq!(
+            agents.by_log_line(line).user,
+            "anna",
+            "rang someone other than the Russian-speaking agent: {line}"
+        );
+        assert_eq!(field(line, "language").as_deref(), Some("ru"), "{line}");
+    }
+    let answered = log
+        .iter()
+        .find(|l| l.contains("agent answered: bridging"))
+        .expect("no agent answered");
+    assert_eq!(agents.by_log_line(answered).user, "anna");
+}
+
+/// 200 short bridged calls (SIPp callers, a SIPp UAS as 30 static agents) leave nothing behind.
+#[test]
+fn two_hundred_bridged_calls_leave_no_leak() {
+    const CALLS: u64 = 200;
+    let uas = SippUas::start();
+    let routing = fs::read_to_string(fixture("load.toml"))
+        .unwrap()
+        .replace("127.0.0.1:5601", &format!("127.0.0.1:{}", uas.port));
+    let routing_file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "agents-load-{}-{}.toml",
+        std::process::id(),
+        uas.port
+    ));
+    fs::write(&routing_file, routing).unwrap();
+    let service = Service::start(&[("HOTLINE__ROUTING", routing_file.to_str().unwrap())]);
+
+    let started = Instant::now();
+    let run = Sipp::new("agents_load.xml")
+        .calls(CALLS as u32)
+        .rate(10)
+        .limit(30)
+        .run(&service);
+    let sipp_time = started.elapsed();
+    all_calls_succeeded(&run, CALLS);
+
+    assert!(
+        wait_for_count(&service, "media bridged", CALLS as usize, DRAIN_DEADLINE),
+        "not every call was bridged"
+    );
+    // The state lines from before the calls said the same: only later ones count.
+    let calls_over = service.log_lines().last().cloned().unwrap_or_default();
+    let calls_over = timestamp(&calls_over).to_string();
+    let drained = service.wait_for_log_line(
+        |l| {
+            timestamp(l) > calls_over.as_str()
+                && state_is(
+                    l,
+                    &[
+                        ("calls", 0),
+                        ("agent_legs", 0),
+                        ("transactions", 0),
+                        ("rtp_ports", 0),
+                        ("agents_busy", 0),
+                        ("agents_idle", 30),
+                    ],
+                )
+        },
+        DRAIN_DEADLINE,
+    );
+    let log = service.log_lines();
+    let count = |text: &str| log.iter().filter(|l| l.contains(text)).count();
+    println!(
+        "{CALLS} calls in {sipp_time:?}; drained after {:?}; bridged {}, agents hung up {}",
+        started.elapsed(),
+        count("media bridged"),
+        count("hanging up the agent")
+    );
+    assert!(
+        drained.is_some(),
+        "no state line with nothing held within {DRAIN_DEADLINE:?}; last: {:?}",
+        log.iter().rev().find(|l| l.contains(" state "))
+    );
+    assert_eq!(count("media bridged"), CALLS as usize, "every call bridged");
+    assert_eq!(
+        count("hanging up the agent"),
+        CALLS as usize,
+        "every agent leg ended by the caller's BYE"
+    );
+}
+
+/// A header's value from a SIP message.
+fn header(message: &str, name: &str) -> Option<String> {
+    message.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
+}
+
+/// Datagram counts per source and destination port, for failure messages.
+fn flows(datagrams: &[Datagram]) -> String {
+    let mut counts: HashMap<(u16, u16), usize> = HashMap::new();
+    for datagram in datagrams {
+        *counts
+            .entry((datagram.src.port(), datagram.dst.port()))
+            .or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort();
+    counts
+        .iter()
+        .map(|((from, to), count)| format!("{from}->{to}: {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---- the service's log ----------------------------------------------------------------------
+
+/// A `name=value` field of a log line (span or event), quotes trimmed.
+fn field(line: &str, name: &str) -> Option<String> {
+    let key = format!("{name}=");
+    let start = line
+        .match_indices(&key)
+        .find(|(at, _)| *at == 0 || !line.as_bytes()[at - 1].is_ascii_alphanumeric())?
+        .0
+        + key.len();
+    let value: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '}')
+        .collect();
+    Some(value.trim_matches('"').to_string())
+}
+
+/// Whether `line` is a `state` line with these counters.
+fn state_is(line: &str, wanted: &[(&str, u64)]) -> bool {
+    line.contains(" state ")
+        && wanted
+            .iter()
+            .all(|(name, value)| field(line, name).and_then(|v| v.parse().ok()) == Some(*value))
+}
+
+/// Waits until the service has logged `count` lines containing `text`. The harness shows the
+/// predicate each line once, in order, while it holds the log's lock (so no `log_lines` here).
+fn wait_for_count(service: &Service, text: &str, count: usize, timeout: Duration) -> bool {
+    let seen = std::cell::Cell::new(0);
+    service
+        .wait_for_log_line(
+            |line| {
+                if line.contains(text) {
+                    seen.set(seen.get() + 1);
+                }
+                seen.get() >= count
+            },
+            timeout,
+        )
+        .is_some()
+}
+
+/// The RFC 3339 timestamp that starts each line (fixed width, so it compares as text).
+fn timestamp(line: &str) -> &str {
+    line.split_whitespace().next().unwrap_or_default()
+}
+
+/// Seconds since midnight (UTC) of a line's timestamp.
+fn seconds(line: &str) -> f64 {
+    let time = timestamp(line)
+        .split_once('T')
+        .map(|(_, time)| time.trim_end_matches('Z'))
+        .unwrap_or_else(|| panic!("no timestamp in {line:?}"));
+    time.split(':')
+        .map(|part| part.parse::<f64>().unwrap())
+        .fold(0.0, |total, part| total * 60.0 + part)
+}
+
+// ---- baresip agents -------------------------------------------------------------------------
+
+/// The service with tests/fixtures/agents/registered.toml and two registered baresip agents:
+/// anna (lt, ru) and boris (lt).
+struct RegisteredAgents {
+    agents: Vec<Baresip>,
+    service: Service,
+}
+
+impl RegisteredAgents {
+    fn start() -> RegisteredAgents {
+        let routing = fixture("registered.toml");
+        let credentials = fixture("credentials.toml");
+        let service = Service::start(&[
+            ("HOTLINE__ROUTING", routing.to_str().unwrap()),
+            ("HOTLINE__SIP__CREDENTIALS", credentials.to_str().unwrap()),
+        ]);
+        let agents: Vec<Baresip> = [("anna", "anna-secret"), ("boris", "boris-secret")]
+            .iter()
+            .map(|(user, password)| Baresip::start(&service, user, password))
+            .collect();
+        for agent in &agents {
+            let user = agent.user;
+            let registered = service.wait_for_log_line(
+                |l| l.contains("agent registration") && field(l, "user").as_deref() == Some(user),
+                SIGNALLING_DEADLINE,
+            );
+            let registered = registered.unwrap_or_else(|| {
+                panic!(
+                    "{user} never registered; baresip said:\n{}",
+                    agent.lines().join("\n")
+                )
+            });
+            assert_eq!(field(&registered, "contacts").as_deref(), Some("1"));
+            assert_eq!(
+                field(&registered, "peer"),
+                Some(format!("127.0.0.1:{}", agent.sip_port)),
+                "{user} registered from its own port"
+            );
+        }
+        RegisteredAgents { agents, service }
+    }
+
+    /// The agent a `ringing agent` (or other agent-leg) line is about, by its contact's port.
+    fn by_log_line(&self, line: &str) -> &Baresip {
+        let target = field(line, "agent").unwrap_or_else(|| panic!("no agent= in {line}"));
+        self.agents
+            .iter()
+            .find(|a| {
+                let contact_port = target.rsplit_once(':').map(|(_, port)| port);
+                contact_port.and_then(|port| port.split(';').next())
+                    == Some(&a.sip_port.to_string())
+            })
+            .unwrap_or_else(|| panic!("{target} is no baresip agent's contact"))
+    }
+
+    /// Captures the caller's media port and the agents' SIP and RTP.
+    fn capture_filter(&self, caller_media: u16) -> String {
+        let mut filter = format!("udp port {caller_media}");
+        for agent in &self.agents {
+            filter.push_str(&format!(
+                " or udp port {} or udp portrange {}-{}",
+                agent.sip_port,
+                agent.rtp_ports.start(),
+                agent.rtp_ports.end()
+            ));
+        }
+        filter
+    }
+}
+
+/// A baresip softphone registered as one agent: auto-answers and talks (a warbling tone).
+struct Baresip {
+    user: &'static str,
+    sip_port: u16,
+    rtp_ports: std::ops::RangeInclusive<u16>,
+    child: Child,
+    output: Arc<(Mutex<Vec<String>>, Condvar)>,
+    dir: PathBuf,
+    voice: PathBuf,
+}
+
+impl Baresip {
+    fn start(service: &Service, user: &'static str, password: &str) -> Baresip {
+        let dir = service.dir().join(format!("baresip-{user}"));
+        fs::create_dir_all(&dir).unwrap();
+        let sip_port = free_port(true, false);
+        // baresip rounds its RTP port down to even (RTCP on the odd one above).
+        let rtp_first = free_port(false, true) & !1;
+        let rtp_ports = rtp_first..=rtp_first + 3;
+        // baresip hangs up when its audio file ends: the voice outlasts every test call. It
+        // also cuts file names at 127 bytes, too short for the test folder.
+        let voice = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "agents-voice-{}-{sip_port}.wav",
+            std::process::id()
+        ));
+        fs::write(&voice, voice_wav(Duration::from_secs(120))).unwrap();
+        let config = format!(
+            "poll_method epoll\n\
+             sip_listen 127.0.0.1:{sip_port}\n\
+             dns_server 127.0.0.1:53\n\
+             audio_player aubridge,nil\n\
+             audio_alert aubridge,nil\n\
+             audio_source aufile,{voice}\n\
+             rtp_ports {}-{}\n\
+             module_path /usr/lib/baresip/modules\n\
+             module g711.so\n\
+             module aubridge.so\n\
+             module aufile.so\n\
+             module_tmp account.so\n\
+             module_app menu.so\n",
+            rtp_ports.start(),
+            rtp_ports.end(),
+            voice = voice.display(),
+        );
+        fs::write(dir.join("config"), config).unwrap();
+        let service_addr = service.sip_addr();
+        let account = format!(
+            "<sip:{user}@{service_addr}>;auth_pass={password};\
+             outbound=\"sip:{service_addr}\";regint=60;answermode=auto;audio_codecs=PCMU\n"
+        );
+        fs::write(dir.join("accounts"), account).unwrap();
+
+        let mut child = match Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .args(["-n", "127.0.0.1", "-t", "170"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                panic!("baresip not installed: run scripts/test (installs baresip-core)")
+            }
+            Err(error) => panic!("starting baresip: {error}"),
+        };
+        let output = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = Arc::clone(&output);
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line)
+                        .trim_end_matches('\r')
+                        .to_string();
+                    output.0.lock().unwrap().push(line);
+                    output.1.notify_all();
+                }
+            });
+        }
+        let baresip = Baresip {
+            user,
+            sip_port,
+            rtp_ports,
+            child,
+            output,
+            dir,
+            voice,
+        };
+        assert!(
+            baresip
+                .wait_for(|l| l.contains("baresip is ready"), BARESIP_READY_DEADLINE)
+                .is_some(),
+            "{user}'s baresip never got ready:\n{}",
+            baresip.lines().join("\n")
+        );
+        baresip
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.output.0.lock().unwrap().clone()
+    }
+
+    /// Waits for an output line for which `wanted` holds (earlier lines count too).
+    fn wait_for(&self, wanted: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.output.0.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| wanted(l)) {
+                return Some(line.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            lines = self.output.1.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+}
+
+/// An 8 kHz mono 16-bit WAV of a tone whose pitch wanders (300..700 Hz), so no two frames of
+/// the agent's stream look alike.
+fn voice_wav(length: Duration) -> Vec<u8> {
+    const RATE: u32 = 8000;
+    let samples = RATE * length.as_secs() as u32;
+    let mut wav = Vec::with_capacity(44 + 2 * samples as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + 2 * samples).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&RATE.to_le_bytes());
+    wav.extend_from_slice(&(2 * RATE).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(2 * samples).to_le_bytes());
+    let mut phase = 0.0f64;
+    for n in 0..samples {
+        let t = f64::from(n) / f64::from(RATE);
+        let pitch = 500.0 + 200.0 * (2.0 * std::f64::consts::PI * 0.7 * t).sin();
+        phase += 2.0 * std::f64::consts::PI * pitch / f64::from(RATE);
+        let sample = (8000.0 * phase.sin()) as i16;
+        wav.extend_from_slice(&sample.to_le_bytes());
+    }
+    wav
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_file(&self.voice);
+        let _ = fs::write(self.dir.join("output.log"), self.lines().join("\n"));
+        if thread::panicking() {
+            eprintln!(
+                "---- baresip {} (sip 127.0.0.1:{}) ----\n{}\n---- end of baresip {} ----",
+                self.user,
+                self.sip_port,
+                self.lines().join("\n"),
+                self.user
+            );
+        }
+    }
+}
+
+// ---- SIPp as the static agents --------------------------------------------------------------
+
+/// SIPp's built-in UAS scenario: answers every INVITE (SDP with PCMU), waits for the BYE.
+struct SippUas {
+    port: u16,
+    child: Child,
+}
+
+impl SippUas {
+    fn start() -> SippUas {
+        let port = free_port(false, false);
+        let media = free_port(false, true);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("agents-uas-{port}"));
+        fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("sipp")
+            .args(["-sn", "uas", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &port.to_string(), "-mp", &media.to_string()])
+            .args(["-t", "u1", "-max_socket", "512", "-nostdin"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(dir.join("errors.log"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting the SIPp UAS: {error}"));
+        // SIPp binds its port at start-up, before answering anything; it is ready when the
+        // kernel lists the port as bound (looked up without binding it, so no race).
+        let bound = format!("0100007F:{port:04X} ");
+        let deadline = Instant::now() + SIGNALLING_DEADLINE;
+        while !fs::read_to_string("/proc/net/udp")
+            .unwrap_or_default()
+            .contains(&bound)
+        {
+            assert!(Instant::now() < deadline, "the SIPp UAS never bound {port}");
+            thread::sleep(Duration::from_millis(20));
+        }
+        SippUas { port, child }
+    }
+}
+
+impl Drop for SippUas {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A SIPp caller run in the background against the service, with the harness's settings.
+struct BackgroundSipp {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl BackgroundSipp {
+    fn start(service: &Service, scenario: &str, calls: u32) -> BackgroundSipp {
+        let dir = service.dir().join(format!(
+            "sipp-background-{}",
+            scenario.trim_end_matches(".xml")
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(scenario);
+        let child = Command::new("sipp")
+            .arg(service.sip_addr().to_string())
+            .arg("-sf")
+            .arg(&scenario)
+            .args(["-s", "19118", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &free_port(false, false).to_string()])
+            .args(["-mp", &free_port(false, true).to_string()])
+            .args(["-cp", &free_port(false, false).to_string()])
+            .args(["-t", "u1", "-m", &calls.to_string(), "-r", "10"])
+            .args(["-max_socket", "512", "-timeout", "60s", "-timeout_error"])
+            .args([
+                "-recv_timeout",
+                "10s",
+                "-nostdin",
+                "-trace_err",
+                "-trace_screen",
+            ])
+            .arg("-error_file")
+            .arg(dir.join("errors.log"))
+            .arg("-screen_file")
+            .arg(dir.join("screen.log"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting sipp: {error}"));
+        BackgroundSipp { child, dir }
+    }
+
+    /// Waits for SIPp to finish (its own `-timeout` bounds it) and asserts all calls succeeded.
+    fn wait_for_success(&mut self) {
+        let status = self.child.wait().expect("waiting for sipp");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "background SIPp failed; see {}:\n{}\n{}",
+            self.dir.display(),
+            fs::read_to_string(self.dir.join("errors.log")).unwrap_or_default(),
+            fs::read_to_string(self.dir.join("screen.log")).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for BackgroundSipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- the service's RTP, judged against the prompt files -------------------------------------
+
+/// Prompts of one language, as the µ-law frames in their files.
+struct Prompts {
+    by_name: Vec<(&'static str, Vec<Frame>)>,
+}
+
+impl Prompts {
+    fn load(language: &str, names: &[&'static str]) -> Prompts {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("prompts")
+            .join(language);
+        let by_name = names
+            .iter()
+            .map(|&name| {
+                // "ru/language_menu_ru": a prompt of another language.
+                let path = match name.contains('/') {
+                    true => dir.join("..").join(format!("{name}.wav")),
+                    false => dir.join(format!("{name}.wav")),
+                };
+                (name, ulaw_wav_frames(&path))
+            })
+            .collect();
+        Prompts { by_name }
+    }
+}
+
+/// The prompts the service played in `packets` (its own stream), in order: each starts at a
+/// marker bit and is named by the file whose frames it repeats longest; `true` when complete.
+fn played_prompts(packets: &[RtpPacket], prompts: &Prompts) -> Vec<(&'static str, bool)> {
+    let starts: Vec<usize> = (0..packets.len())
+        .filter(|&index| packets[index].marker)
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(number, &start)| {
+            let next = starts.get(number + 1).copied().unwrap_or(packets.len());
+            let part = &packets[start..next];
+            let mut matches: Vec<(&'static str, usize, usize)> = prompts
+                .by_name
+                .iter()
+                .map(|(name, frames)| {
+                    let played = part
+                        .iter()
+                        .zip(frames)
+                        .take_while(|(packet, frame)| packet.payload[..] == frame[..])
+                        .count();
+                    (*name, played, frames.len())
+                })
+                .collect();
+            matches.sort_by_key(|&(_, played, _)| std::cmp::Reverse(played));
+            let (name, played, frames) = matches[0];
+            // Prompts begin with two silent frames; a third tells them apart.
+            assert!(
+                played >= 3 && played > matches[1].1,
+                "packets from {start} (a marker) are no known prompt: best matches {:?}",
+                &matches[..3]
+            );
+            (name, played == frames)
+        })
+        .collect()
+}
+
+/// The data chunk of an 8 kHz mono µ-law WAV file in 20 ms frames, the last one padded with
+/// silence as the service pads it.
+fn ulaw_wav_frames(path: &Path) -> Vec<Frame> {
+    let bytes =
+        fs::read(path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+    assert!(
+        bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE",
+        "{} is not a WAV file",
+        path.display()
+    );
+    let mut format = None;
+    let mut data = None;
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &bytes[at + 8..(at + 8 + size).min(bytes.len())];
+        match id {
+            b"fmt " => format = Some(body.to_vec()),
+            b"data" => data = Some(body.to_vec()),
+            _ => {}
+        }
+        at += 8 + size + (size & 1);
+    }
+    let format = format.unwrap_or_else(|| panic!("{} has no fmt chunk", path.display()));
+    let le16 = |offset: usize| u16::from_le_bytes([format[offset], format[offset + 1]]);
+    let rate = u32::from_le_bytes(format[4..8].try_into().unwrap());
+    assert_eq!(
+        (le16(0), le16(2), rate, le16(14)),
+        (7, 1, 8000, 8),
+        "{} must be µ-law (format 7), mono, 8000 Hz, 8 bits",
+        path.display()
+    );
+    let data = data.unwrap_or_else(|| panic!("{} has no data chunk", path.display()));
+    data.chunks(FRAME_LEN)
+        .map(|chunk| {
+            let mut frame = SILENCE;
+            frame[..chunk.len()].copy_from_slice(chunk);
+            frame
+        })
+        .collect()
+}
+
+// ---- loopback capture (as in tests/media_interop.rs) ----------------------------------------
+
+/// A UDP datagram captured on loopback.
+#[derive(Clone, Debug)]
+struct Datagram {
+    /// Capture time since the Unix epoch.
+    at: Duration,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct RtpPacket {
+    at: Duration,
+    marker: bool,
+    payload_type: u8,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+    payload: Vec<u8>,
+}
+
+impl RtpPacket {
+    /// RFC 3550 §5.1 fixed header, CSRCs, extension and padding; RTCP is no RTP.
+    fn parse(datagram: &Datagram) -> Option<RtpPacket> {
+        let bytes = &datagram.payload;
+        if bytes.len() < 12 || bytes[0] >> 6 != 2 || (200..=204).contains(&bytes[1]) {
+            return None;
+        }
+        let mut start = 12 + 4 * usize::from(bytes[0] & 0x0f);
+        if bytes[0] & 0x10 != 0 {
+            let words = u16::from_be_bytes([*bytes.get(start + 2)?, *bytes.get(start + 3)?]);
+            start += 4 + 4 * usize::from(words);
+        }
+        let mut end = bytes.len();
+        if bytes[0] & 0x20 != 0 {
+            end = end.checked_sub(usize::from(*bytes.last()?))?;
+        }
+        Some(RtpPacket {
+            at: datagram.at,
+            marker: bytes[1] & 0x80 != 0,
+            payload_type: bytes[1] & 0x7f,
+            sequence: u16::from_be_bytes([bytes[2], bytes[3]]),
+            timestamp: u32::from_be_bytes(bytes[4..8].try_into().ok()?),
+            ssrc: u32::from_be_bytes(bytes[8..12].try_into().ok()?),
+            payload: bytes.get(start..end)?.to_vec(),
+        })
+    }
+}
+
+/// How long dumpcap may take to start capturing.
+const CAPTURE_START_DEADLINE: Duration = Duration::from_secs(20);
+/// How long the closing sentinel may take to show up in the capture.
+const CAPTURE_END_DEADLINE: Duration = Duration::from_secs(10);
+/// Payload of the datagram that marks the end of a capture.
+const SENTINEL: &[u8] = b"hotline agents_interop: end of capture";
+
+/// dumpcap capturing loopback UDP matching a filter whose first clause is `udp port N`,
+/// writing classic pcap to a pipe that a thread parses and copies into a file.
+struct Capture {
+    dumpcap: Child,
+    datagrams: mpsc::Receiver<Datagram>,
+    sentinel_to: SocketAddrV4,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// Starts dumpcap and returns once it is capturing (it says so on stderr).
+    fn start(dir: &Path, filter: &str) -> Capture {
+        let sentinel_port: u16 = filter
+            .strip_prefix("udp port ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|port| port.parse().ok())
+            .expect("the filter starts with `udp port N`");
+        let file = dir.join(format!("capture-{sentinel_port}.pcap"));
+        let mut dumpcap = match Command::new("dumpcap")
+            .args(["-i", "lo", "-P", "-q", "-f", filter, "-w", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                panic!("dumpcap not installed: run scripts/test (installs Debian package tshark)")
+            }
+            Err(error) => panic!("starting dumpcap: {error}"),
+        };
+        let stdout = dumpcap.stdout.take().expect("stdout is piped");
+        let stderr = dumpcap.stderr.take().expect("stderr is piped");
+        let (lines, stderr_lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let (sender, datagrams) = mpsc::channel();
+        let copy = fs::File::create(&file)
+            .unwrap_or_else(|error| panic!("creating {}: {error}", file.display()));
+        thread::spawn(move || {
+            read_pcap_stream(
+                Tee {
+                    from: stdout,
+                    to: copy,
+                },
+                &sender,
+            )
+        });
+        let deadline = Instant::now() + CAPTURE_START_DEADLINE;
+        let mut said = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match stderr_lines.recv_timeout(left) {
+                Ok(line) if line.contains("Capturing on") => break,
+                Ok(line) => said.push(line),
+                Err(_) => {
+                    let _ = dumpcap.kill();
+                    let _ = dumpcap.wait();
+                    panic!(
+                        "dumpcap did not start capturing on lo (capturing needs root or \
+                         CAP_NET_RAW): {}",
+                        said.join("\n")
+                    );
+                }
+            }
+        }
+        Capture {
+            dumpcap,
+            datagrams,
+            sentinel_to: SocketAddrV4::new(Ipv4Addr::LOCALHOST, sentinel_port),
+            file,
+        }
+    }
+
+    /// Sends a sentinel datagram through the filter and returns everything captured before it:
+    /// once it is seen, every earlier datagram has been too.
+    fn finish(mut self) -> Vec<Datagram> {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a UDP socket");
+        let deadline = Instant::now() + CAPTURE_END_DEADLINE;
+        let mut captured = Vec::new();
+        'waiting: while Instant::now() < deadline {
+            socket
+                .send_to(SENTINEL, self.sentinel_to)
+                .expect("sending the capture sentinel");
+            let resend_at = Instant::now() + Duration::from_millis(500);
+            loop {
+                let left = resend_at.saturating_duration_since(Instant::now());
+                match self.datagrams.recv_timeout(left) {
+                    Ok(datagram) if datagram.payload == SENTINEL => break 'waiting,
+                    Ok(datagram) => captured.push(datagram),
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        panic!("dumpcap stopped early; see {}", self.file.display())
+                    }
+                }
+            }
+        }
+        let _ = self.dumpcap.kill();
+        let _ = self.dumpcap.wait();
+        assert!(
+            Instant::now() < deadline,
+            "the capture sentinel never showed up in {}",
+            self.file.display()
+        );
+        captured.retain(|datagram| datagram.payload != SENTINEL);
+        captured
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.dumpcap.kill();
+        let _ = self.dumpcap.wait();
+    }
+}
+
+/// Copies what is read into a file, for a look at the capture after a failure.
+struct Tee<R> {
+    from: R,
+    to: fs::File,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.from.read(buffer)?;
+        self.to.write_all(&buffer[..read])?;
+        Ok(read)
+    }
+}
+
+/// Parses a classic pcap stream of Ethernet frames and sends on each IPv4 UDP datagram, until
+/// the stream ends or nobody listens.
+fn read_pcap_stream(mut stream: impl Read, datagrams: &mpsc::Sender<Datagram>) {
+    let mut header = [0u8; 24];
+    if stream.read_exact(&mut header).is_err() {
+        return;
+    }
+    let magic = u32::from_le_bytes(header[..4].try_into().unwrap());
+    let (little_endian, nanoseconds) = match magic {
+        0xa1b2_c3d4 => (true, false),
+        0xa1b2_3c4d => (true, true),
+        0xd4c3_b2a1 => (false, false),
+        0x4d3c_b2a1 => (false, true),
+        other => panic!("not a classic pcap stream (magic {other:#x})"),
+    };
+    let number = |bytes: &[u8]| {
+        let bytes: [u8; 4] = bytes.try_into().unwrap();
+        if little_endian {
+            u32::from_le_bytes(bytes)
+        } else {
+            u32::from_be_bytes(bytes)
+        }
+    };
+    assert_eq!(number(&header[20..24]), 1, "loopback captures are Ethernet");
+    let mut record = [0u8; 16];
+    while stream.read_exact(&mut record).is_ok() {
+        let seconds = number(&record[..4]);
+        let fraction = number(&record[4..8]);
+        let mut frame = vec![0u8; number(&record[8..12]) as usize];
+        if stream.read_exact(&mut frame).is_err() {
+            return;
+        }
+        let at = Duration::from_secs(u64::from(seconds))
+            + if nanoseconds {
+                Duration::from_nanos(u64::from(fraction))
+            } else {
+                Duration::from_micros(u64::from(fraction))
+            };
+        if let Some(datagram) = parse_udp_frame(at, &frame) {
+            if datagrams.send(datagram).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn parse_udp_frame(at: Duration, frame: &[u8]) -> Option<Datagram> {
+    let ip = frame.get(14..)?;
+    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 || *ip.get(9)? != 17 {
+        return None;
+    }
+    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    let udp = ip.get(header_len..)?;
+    let address = |bytes: &[u8]| Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]);
+    let port = |offset: usize| u16::from_be_bytes([udp[offset], udp[offset + 1]]);
+    let udp_len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
+    Some(Datagram {
+        at,
+        src: SocketAddrV4::new(address(ip.get(12..16)?), port(0)),
+        dst: SocketAddrV4::new(address(ip.get(16..20)?), port(2)),
+        payload: udp.get(8..udp_len)?.to_vec(),
+    })
+}
