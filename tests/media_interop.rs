@@ -11,27 +11,34 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
+use common::capture::{Capture, Datagram, Frame, Prompts, RtpPacket, FRAME_LEN, PCMU, SILENCE};
 use common::{Service, Sipp, SippPorts, SippRun, SippStats, Transport};
 
-/// Bytes (and samples) in one 20 ms G.711 frame.
-const FRAME_LEN: usize = 160;
 const FRAME: Duration = Duration::from_millis(20);
-type Frame = [u8; FRAME_LEN];
-/// µ-law silence, which the service sends between prompts and pads prompts with.
-const SILENCE: Frame = [0xFF; FRAME_LEN];
-const PCMU: u8 = 0;
 /// The telephone-event payload type of SIPp's `dtmf_2833_*.pcap` files and of the offers.
 const TELEPHONE_EVENT: u8 = 101;
 /// The echo flow speaks Lithuanian.
 const PROMPT_LANG: &str = "lt";
+/// The prompts the echo flow plays.
+const ECHO_PROMPTS: [&str; 14] = [
+    "welcome",
+    "goodbye",
+    "digit_0",
+    "digit_1",
+    "digit_2",
+    "digit_3",
+    "digit_4",
+    "digit_5",
+    "digit_6",
+    "digit_7",
+    "digit_8",
+    "digit_9",
+    "digit_star",
+    "digit_pound",
+];
 
 /// A key must cut the prompt that plays and start its echo within this (barge-in).
 const BARGE_IN_LIMIT: Duration = Duration::from_millis(40);
@@ -61,7 +68,7 @@ fn one_call_succeeded(run: &SippRun) {
 
 #[test]
 fn welcome_prompt_is_paced_and_bit_exact() {
-    let prompts = Prompts::load();
+    let prompts = Prompts::load(PROMPT_LANG, &ECHO_PROMPTS);
     let service = echo_service();
     let call = CapturedCall::run(&service, Sipp::new("media_welcome.xml"));
     one_call_succeeded(&call.run);
@@ -112,7 +119,7 @@ fn welcome_prompt_is_paced_and_bit_exact() {
 
 #[test]
 fn rfc4733_keys_are_detected_once_and_echoed() {
-    let prompts = Prompts::load();
+    let prompts = Prompts::load(PROMPT_LANG, &ECHO_PROMPTS);
     let service = echo_service();
     let call = CapturedCall::run(&service, Sipp::new("media_rfc4733.xml"));
     one_call_succeeded(&call.run);
@@ -150,7 +157,7 @@ fn rfc4733_keys_are_detected_once_and_echoed() {
 
 #[test]
 fn sip_info_keys_are_detected_once_and_echoed() {
-    let prompts = Prompts::load();
+    let prompts = Prompts::load(PROMPT_LANG, &ECHO_PROMPTS);
     let service = echo_service();
     let call = CapturedCall::run(&service, Sipp::new("media_info.xml"));
     one_call_succeeded(&call.run);
@@ -185,7 +192,7 @@ fn sip_info_keys_are_detected_once_and_echoed() {
 fn inband_tones_are_detected_once_and_echoed() {
     // A repeated key: the 100 ms pause must split the two presses.
     let keys = "1559*0";
-    let prompts = Prompts::load();
+    let prompts = Prompts::load(PROMPT_LANG, &ECHO_PROMPTS);
     let service = echo_service();
     let sipp = Sipp::new("media_inband.xml").working_file("inband_dtmf.pcap", tone_pcap(keys));
     let call = CapturedCall::run(&service, sipp);
@@ -236,7 +243,7 @@ fn inband_tones_are_detected_once_and_echoed() {
 
 #[test]
 fn speech_is_not_taken_for_inband_keys() {
-    let prompts = Prompts::load();
+    let prompts = Prompts::load(PROMPT_LANG, &ECHO_PROMPTS);
     let welcome = prompts.frames("welcome").to_vec();
     let service = echo_service();
     let sipp =
@@ -262,7 +269,7 @@ fn speech_is_not_taken_for_inband_keys() {
 
 #[test]
 fn key_cuts_the_playing_prompt_within_40_ms() {
-    let prompts = Prompts::load();
+    let prompts = Prompts::load(PROMPT_LANG, &ECHO_PROMPTS);
     let service = echo_service();
     let call = CapturedCall::run(&service, Sipp::new("media_barge_in.xml"));
     one_call_succeeded(&call.run);
@@ -308,7 +315,7 @@ fn key_cuts_the_playing_prompt_within_40_ms() {
 
 #[test]
 fn pound_says_goodbye_then_hangs_up() {
-    let prompts = Prompts::load();
+    let prompts = Prompts::load(PROMPT_LANG, &ECHO_PROMPTS);
     let service = echo_service();
     let call = CapturedCall::run(&service, Sipp::new("media_pound.xml"));
     one_call_succeeded(&call.run);
@@ -392,7 +399,10 @@ struct CapturedCall<'a> {
 impl<'a> CapturedCall<'a> {
     fn run(service: &'a Service, sipp: Sipp) -> CapturedCall<'a> {
         let ports = SippPorts::pick(Transport::Udp);
-        let capture = Capture::start(service.dir(), ports);
+        let capture = Capture::start(
+            service.dir(),
+            &format!("udp port {} or udp port {}", ports.media, ports.signalling),
+        );
         let run = sipp.ports(ports).run(service);
         let datagrams = capture.finish();
         // Every DTMF line precedes the call's end, so from then on the log is complete.
@@ -570,92 +580,6 @@ fn echo_latencies(packets: &[RtpPacket], presses: &[Press], echoes: &[Segment]) 
 
 // ---- the service's RTP, judged against the prompt files -------------------------------------
 
-/// The prompts the echo flow plays, as the µ-law frames in their files.
-struct Prompts {
-    by_name: Vec<(&'static str, Vec<Frame>)>,
-}
-
-impl Prompts {
-    const NAMES: [&'static str; 14] = [
-        "welcome",
-        "goodbye",
-        "digit_0",
-        "digit_1",
-        "digit_2",
-        "digit_3",
-        "digit_4",
-        "digit_5",
-        "digit_6",
-        "digit_7",
-        "digit_8",
-        "digit_9",
-        "digit_star",
-        "digit_pound",
-    ];
-
-    fn load() -> Prompts {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("prompts")
-            .join(PROMPT_LANG);
-        let by_name = Self::NAMES
-            .iter()
-            .map(|&name| (name, ulaw_wav_frames(&dir.join(format!("{name}.wav")))))
-            .collect();
-        Prompts { by_name }
-    }
-
-    fn frames(&self, name: &str) -> &[Frame] {
-        self.by_name
-            .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, frames)| frames.as_slice())
-            .unwrap_or_else(|| panic!("no prompt {name}"))
-    }
-}
-
-/// The data chunk of an 8 kHz mono µ-law WAV file in 20 ms frames, the last one padded with
-/// silence as the service pads it.
-fn ulaw_wav_frames(path: &Path) -> Vec<Frame> {
-    let bytes =
-        std::fs::read(path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
-    assert!(
-        bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE",
-        "{} is not a WAV file",
-        path.display()
-    );
-    let mut format = None;
-    let mut data = None;
-    let mut at = 12;
-    while at + 8 <= bytes.len() {
-        let id = &bytes[at..at + 4];
-        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        let body = &bytes[at + 8..(at + 8 + size).min(bytes.len())];
-        match id {
-            b"fmt " => format = Some(body.to_vec()),
-            b"data" => data = Some(body.to_vec()),
-            _ => {}
-        }
-        at += 8 + size + (size & 1);
-    }
-    let format = format.unwrap_or_else(|| panic!("{} has no fmt chunk", path.display()));
-    let le16 = |offset: usize| u16::from_le_bytes([format[offset], format[offset + 1]]);
-    let rate = u32::from_le_bytes(format[4..8].try_into().unwrap());
-    assert_eq!(
-        (le16(0), le16(2), rate, le16(14)),
-        (7, 1, 8000, 8),
-        "{} must be µ-law (format 7), mono, 8000 Hz, 8 bits",
-        path.display()
-    );
-    let data = data.unwrap_or_else(|| panic!("{} has no data chunk", path.display()));
-    data.chunks(FRAME_LEN)
-        .map(|chunk| {
-            let mut frame = SILENCE;
-            frame[..chunk.len()].copy_from_slice(chunk);
-            frame
-        })
-        .collect()
-}
-
 /// Asserts one RTP stream without gaps: one SSRC, the payload type, 20 ms of G.711 per packet,
 /// sequence numbers +1 and timestamps +160. Returns the number of steps checked.
 fn assert_continuous_stream(packets: &[RtpPacket], payload_type: u8) -> usize {
@@ -725,19 +649,7 @@ fn segments(packets: &[RtpPacket], prompts: &Prompts) -> Vec<Segment> {
     for (number, &start) in starts.iter().enumerate() {
         let next = starts.get(number + 1).copied().unwrap_or(packets.len());
         let part = &packets[start..next];
-        let mut matches: Vec<(&'static str, usize, usize)> = prompts
-            .by_name
-            .iter()
-            .map(|(name, frames)| {
-                let played = part
-                    .iter()
-                    .zip(frames)
-                    .take_while(|(packet, frame)| packet.payload == **frame)
-                    .count();
-                (*name, played, frames.len())
-            })
-            .collect();
-        matches.sort_by_key(|&(_, played, _)| std::cmp::Reverse(played));
+        let matches = prompts.ranked_matches(part);
         let (prompt, played, frames) = matches[0];
         // Prompts begin with two silent frames; a third is needed to tell them apart.
         assert!(
@@ -891,270 +803,4 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
         .sum();
     let folded = (sum & 0xffff) + (sum >> 16);
     !((folded & 0xffff) + (folded >> 16)) as u16
-}
-
-// ---- loopback capture -----------------------------------------------------------------------
-
-/// A UDP datagram captured on loopback.
-#[derive(Clone)]
-struct Datagram {
-    /// Capture time since the Unix epoch.
-    at: Duration,
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    payload: Vec<u8>,
-}
-
-impl std::fmt::Debug for Datagram {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} -> {} at {:?}, {} bytes",
-            self.src,
-            self.dst,
-            self.at,
-            self.payload.len()
-        )
-    }
-}
-
-#[derive(Debug, Clone)]
-struct RtpPacket {
-    at: Duration,
-    marker: bool,
-    payload_type: u8,
-    sequence: u16,
-    timestamp: u32,
-    ssrc: u32,
-    payload: Vec<u8>,
-}
-
-impl RtpPacket {
-    /// RFC 3550 §5.1 fixed header, CSRCs, extension and padding.
-    fn parse(datagram: &Datagram) -> Option<RtpPacket> {
-        let bytes = &datagram.payload;
-        if bytes.len() < 12 || bytes[0] >> 6 != 2 {
-            return None;
-        }
-        let mut start = 12 + 4 * usize::from(bytes[0] & 0x0f);
-        if bytes[0] & 0x10 != 0 {
-            let words = u16::from_be_bytes([*bytes.get(start + 2)?, *bytes.get(start + 3)?]);
-            start += 4 + 4 * usize::from(words);
-        }
-        let mut end = bytes.len();
-        if bytes[0] & 0x20 != 0 {
-            end = end.checked_sub(usize::from(*bytes.last()?))?;
-        }
-        Some(RtpPacket {
-            at: datagram.at,
-            marker: bytes[1] & 0x80 != 0,
-            payload_type: bytes[1] & 0x7f,
-            sequence: u16::from_be_bytes([bytes[2], bytes[3]]),
-            timestamp: u32::from_be_bytes(bytes[4..8].try_into().ok()?),
-            ssrc: u32::from_be_bytes(bytes[8..12].try_into().ok()?),
-            payload: bytes.get(start..end)?.to_vec(),
-        })
-    }
-}
-
-/// How long dumpcap may take to start capturing.
-const CAPTURE_START_DEADLINE: Duration = Duration::from_secs(20);
-/// How long the closing sentinel may take to show up in the capture.
-const CAPTURE_END_DEADLINE: Duration = Duration::from_secs(10);
-/// Payload of the datagram that marks the end of a capture.
-const SENTINEL: &[u8] = b"hotline media_interop: end of capture";
-
-/// dumpcap capturing one SIPp run's SIP and RTP on loopback (`udp port SIP or udp port RTP`),
-/// writing classic pcap to a pipe that a thread parses and copies into a file.
-struct Capture {
-    dumpcap: Child,
-    datagrams: mpsc::Receiver<Datagram>,
-    sentinel_to: SocketAddrV4,
-    file: PathBuf,
-}
-
-impl Capture {
-    /// Starts dumpcap and returns once it is capturing (it says so on stderr).
-    fn start(dir: &Path, ports: SippPorts) -> Capture {
-        let file = dir.join(format!("capture-{}.pcap", ports.media));
-        let filter = format!("udp port {} or udp port {}", ports.signalling, ports.media);
-        let mut dumpcap = match Command::new("dumpcap")
-            .args(["-i", "lo", "-P", "-q", "-f", &filter, "-w", "-"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                panic!("dumpcap not installed: run scripts/test (installs Debian package tshark)")
-            }
-            Err(error) => panic!("starting dumpcap: {error}"),
-        };
-        let stdout = dumpcap.stdout.take().expect("stdout is piped");
-        let stderr = dumpcap.stderr.take().expect("stderr is piped");
-
-        let (lines, stderr_lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        let (sender, datagrams) = mpsc::channel();
-        let copy = std::fs::File::create(&file)
-            .unwrap_or_else(|error| panic!("creating {}: {error}", file.display()));
-        thread::spawn(move || {
-            read_pcap_stream(
-                Tee {
-                    from: stdout,
-                    to: copy,
-                },
-                &sender,
-            )
-        });
-
-        let deadline = Instant::now() + CAPTURE_START_DEADLINE;
-        let mut said = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match stderr_lines.recv_timeout(left) {
-                Ok(line) if line.contains("Capturing on") => break,
-                Ok(line) => said.push(line),
-                Err(_) => {
-                    let _ = dumpcap.kill();
-                    let _ = dumpcap.wait();
-                    panic!(
-                        "dumpcap did not start capturing on lo (capturing needs root or \
-                         CAP_NET_RAW): {}",
-                        said.join("\n")
-                    );
-                }
-            }
-        }
-        Capture {
-            dumpcap,
-            datagrams,
-            sentinel_to: SocketAddrV4::new(Ipv4Addr::LOCALHOST, ports.media),
-            file,
-        }
-    }
-
-    /// Sends a sentinel datagram through the filter and returns everything captured before it:
-    /// once it is seen, every earlier datagram has been too.
-    fn finish(mut self) -> Vec<Datagram> {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a UDP socket");
-        let deadline = Instant::now() + CAPTURE_END_DEADLINE;
-        let mut captured = Vec::new();
-        'waiting: while Instant::now() < deadline {
-            socket
-                .send_to(SENTINEL, self.sentinel_to)
-                .expect("sending the capture sentinel");
-            let resend_at = Instant::now() + Duration::from_millis(500);
-            loop {
-                let left = resend_at.saturating_duration_since(Instant::now());
-                match self.datagrams.recv_timeout(left) {
-                    Ok(datagram) if datagram.payload == SENTINEL => break 'waiting,
-                    Ok(datagram) => captured.push(datagram),
-                    Err(mpsc::RecvTimeoutError::Timeout) => break,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        panic!("dumpcap stopped early; see {}", self.file.display())
-                    }
-                }
-            }
-        }
-        let _ = self.dumpcap.kill();
-        let _ = self.dumpcap.wait();
-        assert!(
-            Instant::now() < deadline,
-            "the capture sentinel never showed up in {}",
-            self.file.display()
-        );
-        captured.retain(|datagram| datagram.payload != SENTINEL);
-        captured
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.dumpcap.kill();
-        let _ = self.dumpcap.wait();
-    }
-}
-
-/// Copies what is read into a file, for a look at the capture after a failure.
-struct Tee<R> {
-    from: R,
-    to: std::fs::File,
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.from.read(buffer)?;
-        self.to.write_all(&buffer[..read])?;
-        Ok(read)
-    }
-}
-
-/// Parses a classic pcap stream of Ethernet frames and sends on each IPv4 UDP datagram, until
-/// the stream ends or nobody listens.
-fn read_pcap_stream(mut stream: impl Read, datagrams: &mpsc::Sender<Datagram>) {
-    let mut header = [0u8; 24];
-    if stream.read_exact(&mut header).is_err() {
-        return;
-    }
-    let magic = u32::from_le_bytes(header[..4].try_into().unwrap());
-    let (little_endian, nanoseconds) = match magic {
-        0xa1b2_c3d4 => (true, false),
-        0xa1b2_3c4d => (true, true),
-        0xd4c3_b2a1 => (false, false),
-        0x4d3c_b2a1 => (false, true),
-        other => panic!("not a classic pcap stream (magic {other:#x})"),
-    };
-    let number = |bytes: &[u8]| {
-        let bytes: [u8; 4] = bytes.try_into().unwrap();
-        if little_endian {
-            u32::from_le_bytes(bytes)
-        } else {
-            u32::from_be_bytes(bytes)
-        }
-    };
-    assert_eq!(number(&header[20..24]), 1, "loopback captures are Ethernet");
-    let mut record = [0u8; 16];
-    while stream.read_exact(&mut record).is_ok() {
-        let seconds = number(&record[..4]);
-        let fraction = number(&record[4..8]);
-        let mut frame = vec![0u8; number(&record[8..12]) as usize];
-        if stream.read_exact(&mut frame).is_err() {
-            return;
-        }
-        let at = Duration::from_secs(u64::from(seconds))
-            + if nanoseconds {
-                Duration::from_nanos(u64::from(fraction))
-            } else {
-                Duration::from_micros(u64::from(fraction))
-            };
-        if let Some(datagram) = parse_udp_frame(at, &frame) {
-            if datagrams.send(datagram).is_err() {
-                return;
-            }
-        }
-    }
-}
-
-fn parse_udp_frame(at: Duration, frame: &[u8]) -> Option<Datagram> {
-    let ip = frame.get(14..)?;
-    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 || *ip.get(9)? != 17 {
-        return None;
-    }
-    let header_len = usize::from(ip[0] & 0x0f) * 4;
-    let udp = ip.get(header_len..)?;
-    let address = |bytes: &[u8]| Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]);
-    let port = |offset: usize| u16::from_be_bytes([udp[offset], udp[offset + 1]]);
-    let udp_len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
-    Some(Datagram {
-        at,
-        src: SocketAddrV4::new(address(ip.get(12..16)?), port(0)),
-        dst: SocketAddrV4::new(address(ip.get(16..20)?), port(2)),
-        payload: udp.get(8..udp_len)?.to_vec(),
-    })
 }
