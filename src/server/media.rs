@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use rand::Rng;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -169,7 +170,13 @@ impl MediaDriver {
                 return;
             }
         };
-        let receive_socket = match UdpSocket::from_std(receive_socket) {
+        // Readable only: the pacer sends on this socket, and a writable interest would wake a
+        // tokio worker on every packet sent (bench/README.md, "What dominates").
+        // SAFETY: the AsyncFd owns this UdpSocket, so its descriptor stays open and the same
+        // socket for as long as the registration lives.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(receive_socket, Interest::READABLE) };
+        let receive_socket = match registered.map_err(|error| error.into_parts().1) {
             Ok(socket) => socket,
             Err(error) => {
                 let reason = format!("registering RTP port {addr}: {error}");
@@ -320,6 +327,7 @@ impl Phases {
 /// The pacing loop: every 5 ms one phase's calls each send their next 20 ms frame, in one pass
 /// over a dense vector, so every call sends once per 20 ms on an absolute clock.
 fn pace(commands: std_mpsc::Receiver<PacerCommand>, events: mpsc::Sender<DriverInput>) {
+    raise_pacer_priority();
     let mut calls = Phases::default();
     let mut packet = [0u8; PACKET_LEN];
     let mut next_tick = Instant::now();
@@ -379,7 +387,7 @@ fn pace(commands: std_mpsc::Receiver<PacerCommand>, events: mpsc::Sender<DriverI
 /// One call's receive side.
 struct Receiver {
     call: CallRef,
-    socket: UdpSocket,
+    socket: AsyncFd<std::net::UdpSocket>,
     shared: Arc<Shared>,
     updates: watch::Receiver<Option<MediaSession>>,
     forwards: watch::Receiver<Option<Forward>>,
@@ -410,7 +418,7 @@ impl Receiver {
                 }
             };
             tokio::select! {
-                received = self.socket.recv_from(&mut buffer) => {
+                received = receive_from(&self.socket, &mut buffer) => {
                     let (len, from) = match received {
                         Ok(ok) => ok,
                         Err(error) => {
@@ -452,6 +460,35 @@ impl Receiver {
         }
         let stats = inbound.stats();
         info!(call = %self.call, packets = stats.packets, lost = stats.lost(), jitter_ms = stats.jitter_ms(), "RTP received");
+    }
+}
+
+/// One datagram from a socket registered for readability only.
+async fn receive_from(
+    socket: &AsyncFd<std::net::UdpSocket>,
+    buffer: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    loop {
+        let mut ready = socket.readable().await?;
+        if let Ok(result) = ready.try_io(|inner| inner.get_ref().recv_from(buffer)) {
+            return result;
+        }
+    }
+}
+
+/// Real-time priority for the pacer where the service may have it (root or CAP_SYS_NICE): on a
+/// busy machine a preempted pass delays every call behind it. Without it the pacer still runs.
+fn raise_pacer_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: plain syscall on the calling thread with a valid parameter struct.
+        let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        if result == 0 {
+            info!("RTP pacer runs with real-time priority (SCHED_FIFO 10)");
+        } else {
+            warn!(error = %std::io::Error::last_os_error(), "RTP pacer keeps normal priority");
+        }
     }
 }
 
