@@ -480,16 +480,7 @@ async fn assert_redelivery_is_idempotent(store: &CdrStore) {
         .call_ended(record.clone(), events.clone())
         .await
         .unwrap();
-    let all = store
-        .calls(
-            &CallFilter::default(),
-            Page {
-                limit: 100,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let all = all_calls(store).await;
     assert_eq!(all, vec![record]);
     assert_eq!(store.events("c01").await.unwrap(), events);
 }
@@ -507,16 +498,7 @@ async fn assert_retention(store: &CdrStore) {
             .unwrap(),
         1
     );
-    let all = store
-        .calls(
-            &CallFilter::default(),
-            Page {
-                limit: 100,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let all = all_calls(store).await;
     let old = all.iter().find(|r| r.call_id == "c00").unwrap();
     assert_eq!(old.caller, None);
     assert!(all
@@ -528,16 +510,7 @@ async fn assert_retention(store: &CdrStore) {
         store.purge_before(cutoff, PurgeMode::Delete).await.unwrap(),
         1
     );
-    let all = store
-        .calls(
-            &CallFilter::default(),
-            Page {
-                limit: 100,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let all = all_calls(store).await;
     assert_eq!(all.len(), 11);
     assert!(all.iter().all(|r| r.call_id != "c00"));
     assert!(store.events("c00").await.unwrap().is_empty());
@@ -653,16 +626,7 @@ async fn caller_numbers_are_pseudonymised_when_keyed() {
     );
     let (record, events) = record_of(call);
     store.call_ended(record, events).await.unwrap();
-    let stored = store
-        .calls(
-            &CallFilter::default(),
-            Page {
-                limit: 1,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let stored = all_calls(&store).await;
     assert_eq!(
         stored[0].caller.as_deref(),
         Some(pseudonymise(b"s3cret", "+370601").as_str())
@@ -764,16 +728,7 @@ async fn postgres_outage_spools_and_replays_in_order_exactly_once() {
     let (start, _, _) = numbered_call(50);
     assert_eq!(store.call_started(start).await.unwrap(), Delivery::Stored);
 
-    let mut listed = store
-        .calls(
-            &CallFilter::default(),
-            Page {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let mut listed = all_calls(&store).await;
     listed.reverse(); // oldest first
     let expected: Vec<CallRecord> = (0..50).map(|n| numbered_call(n).1).collect();
     assert_eq!(listed, expected);
@@ -805,16 +760,7 @@ async fn spool_left_by_a_previous_run_is_replayed_at_connect() {
     server.start_again();
     let store = CdrStore::connect(&url, &spool_path).await.unwrap();
     assert_eq!(store.spooled().await, 0);
-    let listed = store
-        .calls(
-            &CallFilter::default(),
-            Page {
-                limit: 10,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let listed = all_calls(&store).await;
     assert_eq!(listed.len(), 3);
 }
 
@@ -845,16 +791,7 @@ async fn slow_sqlite_write_goes_to_the_spool() {
 
     let report = store.flush_spool().await.unwrap();
     assert_eq!((report.written, report.remaining), (2, 0));
-    let listed = store
-        .calls(
-            &CallFilter::default(),
-            Page {
-                limit: 10,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let listed = all_calls(&store).await;
     assert_eq!(listed, vec![record]);
 }
 
@@ -870,16 +807,7 @@ async fn writer_task_delivers_everything_in_order() {
     }
     drop(writer);
     task.await.unwrap();
-    let mut listed = store
-        .calls(
-            &CallFilter::default(),
-            Page {
-                limit: 100,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let mut listed = all_calls(&store).await;
     listed.reverse();
     assert_eq!(
         listed,
@@ -919,4 +847,13 @@ async fn settings_apply_key_timeout_and_retention() {
         live[0].caller.as_deref(),
         Some(pseudonymise(b"k", "+37060000000").as_str())
     );
+}
+
+/// Every stored record, newest first (the scripted sets are far below the limit).
+async fn all_calls(store: &CdrStore) -> Vec<CallRecord> {
+    let page = Page {
+        limit: 1000,
+        offset: 0,
+    };
+    store.calls(&CallFilter::default(), page).await.unwrap()
 }
