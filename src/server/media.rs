@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use super::DriverInput;
 use crate::media::g711;
 use crate::media::prompts::Prompt;
 use crate::media::stream::{
-    IdleAudio, Inbound, Outbound, Received, StreamStart, PACKET_LEN, RTP_HEADER_LEN,
+    IdleAudio, Inbound, Outbound, ReceiveStats, Received, StreamStart, PACKET_LEN, RTP_HEADER_LEN,
 };
 use crate::sdp::Codec;
 use crate::sip::endpoint::{CallRef, MediaCommand, MediaEvent, MediaSession};
@@ -38,6 +38,43 @@ struct Shared {
     remote: ArcSwapOption<SocketAddr>,
     /// Bridged: the relay sends this leg's audio, the pacer stays quiet.
     relayed: AtomicBool,
+    /// The receive task's latest statistics, so the call record has them the moment the call
+    /// ends (the task itself stops a little later).
+    received: ReceivedCounters,
+}
+
+/// RTP receive statistics published by the receive task: relaxed stores, no lock per packet.
+#[derive(Default)]
+struct ReceivedCounters {
+    packets: AtomicU64,
+    lost: AtomicU64,
+    jitter_us: AtomicU64,
+}
+
+impl ReceivedCounters {
+    fn publish(&self, stats: &ReceiveStats) {
+        self.packets.store(stats.packets, Ordering::Relaxed);
+        self.lost.store(stats.lost(), Ordering::Relaxed);
+        // Whole microseconds are ample for a jitter figure kept to 0.001 ms.
+        let jitter_us = (stats.jitter_ms() * 1000.0).round() as u64;
+        self.jitter_us.store(jitter_us, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> RtpReceived {
+        RtpReceived {
+            packets: self.packets.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            jitter_ms: self.jitter_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        }
+    }
+}
+
+/// What one leg received, as the call record keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(super) struct RtpReceived {
+    pub(super) packets: u64,
+    pub(super) lost: u64,
+    pub(super) jitter_ms: f64,
 }
 
 /// The other leg of a bridge, as seen by one receive task.
@@ -107,7 +144,8 @@ impl MediaDriver {
         })
     }
 
-    pub(super) fn handle(&mut self, command: MediaCommand) {
+    /// Carries out one command; stopping a leg returns what that leg received.
+    pub(super) fn handle(&mut self, command: MediaCommand) -> Option<RtpReceived> {
         match command {
             MediaCommand::Start {
                 call,
@@ -136,17 +174,20 @@ impl MediaDriver {
             MediaCommand::StopPlayback { call } => self.send(PacerCommand::StopPlayback { call }),
             MediaCommand::Bridge { caller, agent } => self.bridge(caller, agent),
             MediaCommand::Stop { call } => {
-                if let Some(session) = self.sessions.remove(&call) {
+                let received = self.sessions.remove(&call).map(|session| {
                     let _ = session.updates.send(None);
                     if let Some(partner) = session.partner.and_then(|p| self.sessions.get_mut(&p)) {
                         partner.partner = None;
                         partner.shared.relayed.store(false, Ordering::Relaxed);
                         let _ = partner.forward.send(None);
                     }
-                }
+                    session.shared.received.snapshot()
+                });
                 self.send(PacerCommand::Remove { call });
+                return received;
             }
         }
+        None
     }
 
     fn send(&self, command: PacerCommand) {
@@ -197,6 +238,7 @@ impl MediaDriver {
             socket: send_socket,
             remote: ArcSwapOption::new(session.remote.map(Arc::new)),
             relayed: AtomicBool::new(false),
+            received: ReceivedCounters::default(),
         });
         let outbound = Outbound::new(start, session.codec, session.payload_type, self.idle);
         self.send(PacerCommand::Add {
@@ -427,6 +469,7 @@ impl Receiver {
                         }
                     };
                     let (what, latched) = inbound.on_packet(Instant::now(), from, &buffer[..len]);
+                    self.shared.received.publish(&inbound.stats());
                     if latched {
                         self.shared.remote.store(Some(Arc::new(from)));
                     }

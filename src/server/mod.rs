@@ -22,7 +22,7 @@ use crate::http::live::{LiveSnapshot, OutcomeCount, ReloadRequest};
 use crate::media::prompts::PromptLibrary;
 use crate::media::stream::IdleAudio;
 use crate::settings::Settings;
-use crate::sip::endpoint::{Endpoint, EndpointConfig, MediaEvent, Output};
+use crate::sip::endpoint::{CallRef, Endpoint, EndpointConfig, MediaCommand, MediaEvent, Output};
 use crate::sip::registrar::Credentials;
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{Peer, TransportKind};
@@ -198,6 +198,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut media = media::MediaDriver::new(local.ip(), input_tx.clone(), IdleAudio::Silence)
         .context("starting the RTP pacer thread")?;
     let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    // Receive statistics of legs stopped during one drain of the endpoint's outputs.
+    let mut stopped_legs: HashMap<CallRef, media::RtpReceived> = HashMap::new();
 
     info!(%local, %public_ip, "SIP listening on UDP and TCP");
     // The one line test harnesses and operators wait for.
@@ -292,14 +294,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                         None => debug!(peer = %to.addr, "no TCP connection for message; dropped"),
                     },
                 },
-                Output::Media(command) => media.handle(command),
+                Output::Media(command) => {
+                    let stopped = match &command {
+                        MediaCommand::Stop { call } => Some(*call),
+                        _ => None,
+                    };
+                    if let (Some(call), Some(received)) = (stopped, media.handle(command)) {
+                        stopped_legs.insert(call, received);
+                    }
+                }
                 Output::CallEnded { .. } => {}
                 Output::CallStarted(start) => {
                     if records.call_started(start).is_err() {
                         error!("call-record writer stopped: record lost");
                     }
                 }
-                Output::CallRecorded(record, events) => {
+                Output::CallRecorded {
+                    call,
+                    mut record,
+                    events,
+                } => {
+                    // The endpoint stops a call's media just before recording it.
+                    if let Some(received) = call.and_then(|call| stopped_legs.get(&call)) {
+                        record.rtp_packets = received.packets;
+                        record.rtp_lost = received.lost;
+                        record.rtp_jitter_ms = received.jitter_ms;
+                    }
                     totals.count(&record);
                     if records.call_ended(*record, events).is_err() {
                         error!("call-record writer stopped: record lost");
@@ -307,6 +327,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 }
             }
         }
+        stopped_legs.clear();
     }
 }
 

@@ -169,8 +169,13 @@ pub enum Output {
     },
     /// A call arrived: the record's first row, so live calls are visible.
     CallStarted(crate::cdr::CallStart),
-    /// A call ended (or was refused): its complete record and audit steps.
-    CallRecorded(Box<crate::cdr::CallRecord>, Vec<crate::cdr::CallEvent>),
+    /// A call ended (or was refused): its complete record and audit steps. `call` is set when
+    /// the call had media, whose receive statistics the driver adds to the record.
+    CallRecorded {
+        call: Option<CallRef>,
+        record: Box<crate::cdr::CallRecord>,
+        events: Vec<crate::cdr::CallEvent>,
+    },
 }
 
 /// Counts for leak checks and the debug endpoint.
@@ -1109,7 +1114,7 @@ impl Endpoint {
         self.by_refer_tx.retain(|_, owner| *owner != id);
         self.ports.release(call.rtp_port);
         let reason = call.end_reason.unwrap_or(EndReason::CallerHungUp);
-        self.record_end(now, &call, reason);
+        self.record_end(now, id, &call, reason);
         call.span.record("outcome", reason.as_str());
         let dtmf = call.dtmf_source.map(DtmfSource::as_str).unwrap_or("none");
         call.span

@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use super::{Call, EndReason, Endpoint, Output};
+use super::{Call, CallRef, EndReason, Endpoint, Output};
 use crate::cdr::{CallEvent, CallRecord, CallStart, DtmfMode, Outcome, TransferMode};
 use crate::ivr::{FlowEnding, FlowSummary};
 use crate::media::dtmf::DtmfSource;
@@ -22,6 +22,8 @@ pub(super) struct CallFacts {
     pub(super) agent_answered: Option<SystemTime>,
     pub(super) agent: Option<String>,
     pub(super) transfer_mode: Option<TransferMode>,
+    /// When the ACD sent the call on to its group's overflow group, and which.
+    pub(super) overflowed_to: Option<(SystemTime, String)>,
 }
 
 impl CallFacts {
@@ -101,26 +103,34 @@ impl Endpoint {
             kind: "rejected".to_owned(),
             detail: format!("answered {status} before the call was set up"),
         };
-        self.outputs
-            .push_back(Output::CallRecorded(Box::new(record), vec![event]));
+        self.outputs.push_back(Output::CallRecorded {
+            call: None,
+            record: Box::new(record),
+            events: vec![event],
+        });
     }
 
-    pub(super) fn record_end(&mut self, now: Instant, call: &Call, reason: EndReason) {
+    pub(super) fn record_end(&mut self, now: Instant, id: CallRef, call: &Call, reason: EndReason) {
         let summary = call.flow.summary();
         let facts = &call.facts;
         let outcome = outcome(reason, facts, &summary);
         let ended = self.wall(now);
         let call_id = call.dialog.key.call_id.clone();
-        let events = summary
-            .steps
-            .iter()
+        let overflow_step = facts
+            .overflowed_to
+            .as_ref()
+            .map(|(at, group)| (*at, "overflowed".to_owned(), format!("to group {group}")));
+        let mut steps: Vec<_> = summary.steps.iter().cloned().chain(overflow_step).collect();
+        steps.sort_by_key(|(at, _, _)| *at);
+        let events = steps
+            .into_iter()
             .enumerate()
             .map(|(seq, (at, kind, detail))| CallEvent {
                 call_id: call_id.clone(),
                 seq: u32::try_from(seq).unwrap_or(u32::MAX),
-                at: utc(*at),
-                kind: kind.clone(),
-                detail: detail.clone(),
+                at: utc(at),
+                kind,
+                detail,
             })
             .collect();
         let record = CallRecord {
@@ -146,12 +156,16 @@ impl Endpoint {
             agent: facts.agent.clone(),
             transfer_mode: facts.transfer_mode,
             outcome,
+            // Measured by the media driver, which fills them in from `call`.
             rtp_packets: 0,
             rtp_lost: 0,
             rtp_jitter_ms: 0.0,
         };
-        self.outputs
-            .push_back(Output::CallRecorded(Box::new(record), events));
+        self.outputs.push_back(Output::CallRecorded {
+            call: Some(id),
+            record: Box::new(record),
+            events,
+        });
     }
 }
 
@@ -162,6 +176,8 @@ fn outcome(reason: EndReason, facts: &CallFacts, summary: &FlowSummary) -> Outco
     }
     match reason {
         EndReason::Transferred => return Outcome::Transferred,
+        // Sent on to the overflow group, and no agent there answered either.
+        _ if facts.overflowed_to.is_some() => return Outcome::Overflowed,
         EndReason::Rejected(_) => return Outcome::Rejected,
         EndReason::MediaFailed | EndReason::AckTimeout => return Outcome::Error,
         _ => {}

@@ -159,7 +159,7 @@ impl Harness {
                     call_id, reason, ..
                 } => self.ended.push((call_id, reason)),
                 Output::CallStarted(start) => self.started.push(start.call_id),
-                Output::CallRecorded(record, _) => self.records.push(*record),
+                Output::CallRecorded { record, .. } => self.records.push(*record),
             }
         }
     }
