@@ -85,10 +85,12 @@ impl Endpoint {
                 }
                 AcdOutput::Overflow { call, to } | AcdOutput::QueueFull { call, to } => match to {
                     Some(group) => {
-                        if let Some(caller) = self.calls.get(&CallRef(call.0)) {
+                        let wall = self.wall(now);
+                        if let Some(caller) = self.calls.get_mut(&CallRef(call.0)) {
                             caller
                                 .span
                                 .in_scope(|| info!(%group, "overflowed to another group"));
+                            caller.facts.overflowed_to = Some((wall, group.to_string()));
                         }
                     }
                     None => self.flow_event(now, CallRef(call.0), FlowEvent::QueueGaveUp),
