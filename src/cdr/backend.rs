@@ -42,27 +42,35 @@ impl FromStr for DatabaseUrl {
 /// How long to wait for a pooled connection before treating the database as down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Opens the pool; for SQLite first creates the folder and the file and switches it to WAL
-/// (a persistent property of the file, so later `Any` connections inherit it).
-pub(crate) async fn open_pool(url: &DatabaseUrl) -> Result<AnyPool, CdrError> {
+/// The pool, without touching the database yet: connections are made on first use, so the
+/// service can start (and spool) while the database is away.
+pub(crate) fn lazy_pool(url: &DatabaseUrl) -> Result<AnyPool, CdrError> {
     sqlx::any::install_default_drivers();
-    let any_url = match url {
-        DatabaseUrl::Postgres(url) => url.clone(),
-        DatabaseUrl::Sqlite(path) => {
-            prepare_sqlite_file(path).await?;
-            format!("sqlite://{}", percent_encode_path(path))
-        }
-    };
-    let max_connections = match url {
+    let (any_url, max_connections) = match url {
+        DatabaseUrl::Postgres(url) => (url.clone(), 4),
         // One writer at a time is all SQLite allows; more connections only contend for the lock.
-        DatabaseUrl::Sqlite(_) => 1,
-        DatabaseUrl::Postgres(_) => 4,
+        DatabaseUrl::Sqlite(path) => (format!("sqlite://{}", percent_encode_path(path)), 1),
     };
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect(&any_url)
+        .connect_lazy(&any_url)
+        .map_err(|source| CdrError::Database {
+            context: "reading the database URL",
+            source,
+        })
+}
+
+/// Makes the database usable: for SQLite creates the folder and the file and switches it to
+/// WAL (a persistent property of the file, so the pool's connections inherit it); then checks
+/// that a connection can be made.
+pub(crate) async fn prepare(url: &DatabaseUrl, pool: &AnyPool) -> Result<(), CdrError> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        prepare_sqlite_file(path).await?;
+    }
+    pool.acquire()
         .await
+        .map(drop)
         .map_err(|source| CdrError::Database {
             context: "connecting",
             source,

@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
-use super::backend::{open_pool, DatabaseUrl};
+use super::backend::{lazy_pool, prepare, DatabaseUrl};
 use super::model::{
     pseudonymise, CallEvent, CallRecord, CallStart, DtmfMode, Outcome, TransferMode,
 };
@@ -66,7 +66,10 @@ pub struct Page {
 }
 
 pub struct CdrStore {
+    database: DatabaseUrl,
     pool: AnyPool,
+    /// Set once the database was reached and migrated; until then every use retries that.
+    ready: OnceCell<()>,
     spool: Mutex<Spool>,
     pseudonymise_key: Option<Vec<u8>>,
     write_timeout: Duration,
@@ -103,18 +106,48 @@ const RECORD_COLUMNS: &str = "call_id, caller, trunk, arrived_ms, ivr_answered_m
 
 impl CdrStore {
     /// Opens the database (`postgres://…`, else an SQLite file created on first use), applies
-    /// the migrations and replays whatever a previous run left in the spool.
+    /// the migrations and replays whatever a previous run left in the spool. Fails when the
+    /// database cannot be reached: for readers such as `hotline stats`.
     pub async fn connect(url: &str, spool_path: &Path) -> Result<Self, CdrError> {
+        let store = CdrStore::unconnected(url, spool_path).await?;
+        store.pool().await?;
+        store.replay_at_start().await?;
+        Ok(store)
+    }
+
+    /// For the service, which must take calls whatever the database does: like `connect` with
+    /// the `[cdr]` settings applied, but a database that cannot be reached now only means the
+    /// records are spooled until it can. Fails only on a bad URL or an unusable spool file.
+    pub async fn open(settings: &CdrSettings) -> Result<Self, CdrError> {
+        let store = CdrStore::unconnected(&settings.database, &settings.spool_path)
+            .await?
+            .with_pseudonymise_key(settings.pseudonymise_key.as_deref())
+            .with_write_timeout(settings.write_timeout);
+        match store.pool().await {
+            Ok(_) => store.replay_at_start().await?,
+            Err(error) => tracing::warn!(
+                %error,
+                spool = %settings.spool_path.display(),
+                "CDR database unreachable at start: records are spooled until it is back"
+            ),
+        }
+        Ok(store)
+    }
+
+    async fn unconnected(url: &str, spool_path: &Path) -> Result<Self, CdrError> {
         let database: DatabaseUrl = url.parse()?;
-        let pool = open_pool(&database).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        let store = CdrStore {
-            pool,
+        Ok(CdrStore {
+            pool: lazy_pool(&database)?,
+            database,
+            ready: OnceCell::new(),
             spool: Mutex::new(Spool::open(spool_path).await?),
             pseudonymise_key: None,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
-        };
-        let report = store.flush_spool().await?;
+        })
+    }
+
+    async fn replay_at_start(&self) -> Result<(), CdrError> {
+        let report = self.flush_spool().await?;
         if report.written > 0 || report.remaining > 0 {
             tracing::info!(
                 written = report.written,
@@ -122,15 +155,25 @@ impl CdrStore {
                 "replayed CDR spool at start"
             );
         }
-        Ok(store)
+        Ok(())
     }
 
-    /// `connect` with the `[cdr]` settings applied (pseudonymisation key, write timeout).
-    pub async fn open(settings: &CdrSettings) -> Result<Self, CdrError> {
-        Ok(CdrStore::connect(&settings.database, &settings.spool_path)
-            .await?
-            .with_pseudonymise_key(settings.pseudonymise_key.as_deref())
-            .with_write_timeout(settings.write_timeout))
+    /// The pool, once the database has been reached and migrated (tried again on every call
+    /// until it succeeds).
+    async fn pool(&self) -> Result<&AnyPool, CdrError> {
+        self.ready
+            .get_or_try_init(|| async {
+                prepare(&self.database, &self.pool).await?;
+                sqlx::migrate!("./migrations").run(&self.pool).await?;
+                Ok::<(), CdrError>(())
+            })
+            .await?;
+        Ok(&self.pool)
+    }
+
+    /// Whether the database has been reached since start (it may have gone away since).
+    pub fn reached(&self) -> bool {
+        self.ready.initialized()
     }
 
     /// Applies the retention settings; returns the number of calls affected (0 when retention
@@ -217,7 +260,7 @@ impl CdrStore {
         let rows = sqlx::query(&sql)
             .bind(query.from.timestamp_millis())
             .bind(query.to.timestamp_millis())
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool().await?)
             .await
             .map_err(|source| CdrError::Database {
                 context: "reading calls for statistics",
@@ -278,7 +321,7 @@ impl CdrStore {
         let rows = query
             .bind(i64::from(page.limit))
             .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool().await?)
             .await
             .map_err(|source| CdrError::Database {
                 context: "listing calls",
@@ -293,7 +336,7 @@ impl CdrStore {
             "SELECT call_id, caller, trunk, arrived_ms FROM calls WHERE ended_ms IS NULL \
              ORDER BY arrived_ms, call_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool().await?)
         .await
         .map_err(|source| CdrError::Database {
             context: "listing live calls",
@@ -319,7 +362,7 @@ impl CdrStore {
              ORDER BY seq",
         )
         .bind(call_id.to_owned())
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool().await?)
         .await
         .map_err(|source| CdrError::Database {
             context: "reading call events",
@@ -357,7 +400,7 @@ impl CdrStore {
             context: "purging old calls",
             source,
         };
-        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let mut tx = self.pool().await?.begin().await.map_err(database_error)?;
         let affected = match mode {
             PurgeMode::Delete => {
                 sqlx::query(
@@ -423,7 +466,7 @@ impl CdrStore {
                 .bind(start.caller.clone())
                 .bind(start.trunk.clone())
                 .bind(start.arrived.timestamp_millis())
-                .execute(&self.pool)
+                .execute(self.pool().await?)
                 .await
                 .map(drop)
                 .map_err(|source| CdrError::Database {
@@ -440,7 +483,7 @@ impl CdrStore {
             source,
         };
         let millis = |time: Option<DateTime<Utc>>| time.map(|t| t.timestamp_millis());
-        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        let mut tx = self.pool().await?.begin().await.map_err(database_error)?;
         sqlx::query(UPSERT_RECORD)
             .bind(record.call_id.clone())
             .bind(record.caller.clone())

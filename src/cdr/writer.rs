@@ -77,8 +77,14 @@ async fn run(
             }
             _ = retry.tick() => {
                 if store.spooled().await > 0 {
-                    if let Err(error) = store.flush_spool().await {
-                        tracing::error!(%error, "CDR spool replay failed");
+                    match store.flush_spool().await {
+                        Ok(report) if report.written > 0 => tracing::info!(
+                            written = report.written,
+                            remaining = report.remaining,
+                            "CDR spool replayed"
+                        ),
+                        Ok(_) => {}
+                        Err(error) => tracing::error!(%error, "CDR spool replay failed"),
                     }
                 }
             }
