@@ -433,6 +433,9 @@ impl MenuFlow {
             return self.say(prompts, next);
         }
         self.place = Place::Leaving;
+        // The caller's wait starts at the choice, before the connecting prompt.
+        self.summary.group = Some(group_name.to_owned());
+        self.summary.group_chosen.get_or_insert(self.wall);
         if group.transfer == Transfer::Bridge {
             // The agents' phones show the caller sorted: language and the English group name.
             let name = group
@@ -552,6 +555,8 @@ impl CallFlow for MenuFlow {
                     self.say(prompts, Next::AwaitDigit)
                 } else {
                     // One language: no language menu; the welcome leads into the start menu.
+                    // The caller is served in it, although they did not choose it.
+                    self.summary.language = Some(self.language.clone());
                     let start = self.routing.hotline.start.value.clone();
                     self.place = Place::Menus(vec![start]);
                     prompts.extend(self.menu_prompt());

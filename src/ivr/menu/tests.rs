@@ -422,3 +422,43 @@ fn bridge_groups_queue_the_caller_with_what_agents_see_then_hold_announce_and_gi
         "language en > main:2 > queue heating > queue gave up"
     );
 }
+
+#[test]
+fn the_wait_starts_at_the_choice_not_after_the_connecting_prompt() {
+    let choice = weekday_morning();
+    let later = |seconds| FlowClock {
+        now: choice.now + Duration::from_secs(seconds),
+        wall: choice.wall + Duration::from_secs(seconds),
+    };
+    let mut flow = MenuFlow::new(shipped_as_is());
+    flow.handle(choice, FlowEvent::Started);
+    flow.handle(choice, FlowEvent::Digit('2'));
+    flow.handle(choice, FlowEvent::Digit('2'));
+    let summary = flow.summary();
+    assert_eq!(summary.group.as_deref(), Some("heating"));
+    assert_eq!(summary.group_chosen, Some(choice.wall));
+    assert_eq!(
+        summary.queue_entered, None,
+        "still hearing the connecting prompt"
+    );
+    flow.handle(later(2), FlowEvent::PlaybackFinished);
+    let summary = flow.summary();
+    assert_eq!(summary.group_chosen, Some(choice.wall));
+    assert_eq!(summary.queue_entered, Some(later(2).wall));
+    assert_eq!(summary.language.as_deref(), Some("en"));
+    assert_eq!(summary.language_chosen, Some(choice.wall));
+}
+
+#[test]
+fn a_one_language_hotline_records_that_language_without_a_choice() {
+    let routing = crate::routing::parse(
+        include_str!("../../../tests/fixtures/routing/short_en.toml"),
+        "short_en.toml",
+    )
+    .unwrap();
+    let mut flow = MenuFlow::new(Arc::new(routing));
+    flow.handle(weekday_morning(), FlowEvent::Started);
+    let summary = flow.summary();
+    assert_eq!(summary.language.as_deref(), Some("en"));
+    assert_eq!(summary.language_chosen, None);
+}
