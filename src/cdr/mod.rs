@@ -29,7 +29,8 @@ pub use stats::{compute_stats, Dimension, StatsQuery, StatsRow};
 pub use store::{CallFilter, CdrStore, Delivery, FlushReport, Page, PurgeMode};
 pub use writer::{CdrWriter, WriterStopped};
 
-/// The definitions of every statistic, shown by `hotline stats --help` and the README.
+/// The definitions of every statistic, shown by `hotline stats --help` and in the README (a
+/// test keeps the README's copy identical).
 pub const DEFINITIONS: &str = "\
 Call statistics: definitions
 Population: completed calls (end recorded) whose arrival time is in [from, to). Live calls are
@@ -55,9 +56,16 @@ max_wait_s      the longest wait of any offered call, whatever its outcome.
 <outcome>       one count per outcome (connected, transferred, abandoned_menu, abandoned_queue,
                 queue_timeout, overflowed, closed, no_input, info_only, transfer_failed, rejected,
                 error) over all calls; every call has exactly one outcome.
+enterprise      the group the caller chose. A call its group sent on to the overflow group
+                (max_wait or max_queue) keeps that enterprise: `connected` if an agent of the
+                overflow group answered, else `overflowed`.
 menu_node       grouping key: the last step of the call's menu path, i.e. where the caller left
                 the menus; `calls` per menu_node shows where callers drop off.
 Means are rounded to the millisecond. `(none)` is the key of calls without that value.
+Columns: CSV and JSON rows carry the --by keys under their own names (enterprise, language,
+outcome, hour, day, menu_node), then the figures under the names above, then one count per
+outcome. In CSV and JSON service_level is a fraction 0-1 and seconds have millisecond
+precision; in JSON an undefined figure is null, in CSV empty, in the table `-`.
 ";
 
 /// Settings of the `[cdr]` section.
@@ -108,4 +116,16 @@ pub enum CdrError {
         column: &'static str,
         value: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_readme_carries_the_definitions_word_for_word() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(super::DEFINITIONS),
+            "README.md must contain cdr::DEFINITIONS verbatim (copy it from `hotline stats --help`)"
+        );
+    }
 }
