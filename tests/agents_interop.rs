@@ -22,7 +22,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::capture::{Capture, Datagram, Prompts, RtpPacket, PCMU, SILENCE};
-use common::{free_port, Service, Sipp, SippPorts, SippRun, SippStats, Transport};
+use common::{
+    free_port, log_field as field, wait_for_count, Service, Sipp, SippPorts, SippRun, SippStats,
+    SippUas, Transport,
+};
 
 /// Registration, ringing, answering: each well within this on loopback.
 const SIGNALLING_DEADLINE: Duration = Duration::from_secs(15);
@@ -460,44 +463,12 @@ fn flows(datagrams: &[Datagram]) -> String {
 
 // ---- the service's log ----------------------------------------------------------------------
 
-/// A `name=value` field of a log line (span or event), quotes trimmed.
-fn field(line: &str, name: &str) -> Option<String> {
-    let key = format!("{name}=");
-    let start = line
-        .match_indices(&key)
-        .find(|(at, _)| *at == 0 || !line.as_bytes()[at - 1].is_ascii_alphanumeric())?
-        .0
-        + key.len();
-    let value: String = line[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != '}')
-        .collect();
-    Some(value.trim_matches('"').to_string())
-}
-
 /// Whether `line` is a `state` line with these counters.
 fn state_is(line: &str, wanted: &[(&str, u64)]) -> bool {
     line.contains(" state ")
         && wanted
             .iter()
             .all(|(name, value)| field(line, name).and_then(|v| v.parse().ok()) == Some(*value))
-}
-
-/// Waits until the service has logged `count` lines containing `text`. The harness shows the
-/// predicate each line once, in order, while it holds the log's lock (so no `log_lines` here).
-fn wait_for_count(service: &Service, text: &str, count: usize, timeout: Duration) -> bool {
-    let seen = std::cell::Cell::new(0);
-    service
-        .wait_for_log_line(
-            |line| {
-                if line.contains(text) {
-                    seen.set(seen.get() + 1);
-                }
-                seen.get() >= count
-            },
-            timeout,
-        )
-        .is_some()
 }
 
 /// The RFC 3339 timestamp that starts each line (fixed width, so it compares as text).
@@ -754,55 +725,6 @@ impl Drop for Baresip {
                 self.user
             );
         }
-    }
-}
-
-// ---- SIPp as the static agents --------------------------------------------------------------
-
-/// SIPp's built-in UAS scenario: answers every INVITE (SDP with PCMU), waits for the BYE.
-struct SippUas {
-    port: u16,
-    child: Child,
-}
-
-impl SippUas {
-    fn start() -> SippUas {
-        let port = free_port(false, false);
-        let media = free_port(false, true);
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("agents-uas-{port}"));
-        fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("sipp")
-            .args(["-sn", "uas", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-p", &port.to_string(), "-mp", &media.to_string()])
-            .args(["-t", "u1", "-max_socket", "512", "-nostdin"])
-            .arg("-trace_err")
-            .arg("-error_file")
-            .arg(dir.join("errors.log"))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting the SIPp UAS: {error}"));
-        // SIPp binds its port at start-up, before answering anything; it is ready when the
-        // kernel lists the port as bound (looked up without binding it, so no race).
-        let bound = format!("0100007F:{port:04X} ");
-        let deadline = Instant::now() + SIGNALLING_DEADLINE;
-        while !fs::read_to_string("/proc/net/udp")
-            .unwrap_or_default()
-            .contains(&bound)
-        {
-            assert!(Instant::now() < deadline, "the SIPp UAS never bound {port}");
-            thread::sleep(Duration::from_millis(20));
-        }
-        SippUas { port, child }
-    }
-}
-
-impl Drop for SippUas {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -40,7 +40,8 @@ pub struct Service {
     sip_addr: SocketAddr,
     log: Arc<ServiceLog>,
     /// Each output reader sends once here when its pipe closes.
-    readers_done: mpsc::Receiver<()>,
+    /// In a mutex only so that `&Service` can be shared with SIPp threads (`Sync`).
+    readers_done: Mutex<mpsc::Receiver<()>>,
     dir: PathBuf,
     sipp_runs: AtomicU32,
 }
@@ -78,6 +79,7 @@ impl Service {
             .env("HOTLINE__RTP__PORT_MIN", rtp_min.to_string())
             .env("HOTLINE__RTP__PORT_MAX", rtp_max.to_string())
             .env("HOTLINE__DATABASE__URL", &database_url)
+            .env("HOTLINE__DATABASE__SPOOL", dir.join("cdr-spool.jsonl"))
             .env("HOTLINE__PID_FILE", dir.join("hotline.pid"));
         for (key, value) in extra_env {
             command.env(key, value);
@@ -111,7 +113,7 @@ impl Service {
             child,
             sip_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             log,
-            readers_done,
+            readers_done: Mutex::new(readers_done),
             dir,
             sipp_runs: AtomicU32::new(0),
         };
@@ -230,9 +232,13 @@ impl Drop for Service {
         // The pipes close with the process, so the readers finish and the tail is complete;
         // bounded in case a grandchild still holds a pipe open.
         let deadline = Instant::now() + READERS_DEADLINE;
+        let readers_done = self
+            .readers_done
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for _ in 0..2 {
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.readers_done.recv_timeout(left).is_err() {
+            if readers_done.recv_timeout(left).is_err() {
                 break;
             }
         }
@@ -353,6 +359,8 @@ pub struct Sipp {
     calls: u32,
     rate: u32,
     limit: Option<u32>,
+    /// `-d`: how long a scenario's bare `<pause/>` lasts.
+    pause: Option<Duration>,
     ports: Option<SippPorts>,
     /// (file name, contents) written into SIPp's working folder before it starts.
     working_files: Vec<(String, Vec<u8>)>,
@@ -378,6 +386,7 @@ impl Sipp {
             calls: 1,
             rate: 10,
             limit: None,
+            pause: None,
             ports: None,
             working_files: Vec::new(),
         }
@@ -403,6 +412,12 @@ impl Sipp {
     /// Most calls open at once (`-l`).
     pub fn limit(mut self, simultaneous_calls: u32) -> Sipp {
         self.limit = Some(simultaneous_calls);
+        self
+    }
+
+    /// How long the scenario's bare `<pause/>` elements last (`-d`).
+    pub fn pause(mut self, pause: Duration) -> Sipp {
+        self.pause = Some(pause);
         self
     }
 
@@ -493,6 +508,9 @@ impl Sipp {
             .stderr(output_err);
         if let Some(limit) = self.limit {
             command.args(["-l", &limit.to_string()]);
+        }
+        if let Some(pause) = self.pause {
+            command.args(["-d", &pause.as_millis().to_string()]);
         }
         let mut child = match command.spawn() {
             Ok(child) => child,
@@ -639,4 +657,86 @@ pub fn free_port(tcp: bool, with_plus_two: bool) -> u16 {
         }
     }
     panic!("found no free loopback port in 100 tries")
+}
+
+/// How long SIPp's UAS may take to bind its port.
+const UAS_BIND_DEADLINE: Duration = Duration::from_secs(15);
+
+/// SIPp's built-in UAS scenario: answers every INVITE (SDP with PCMU), waits for the BYE.
+pub struct SippUas {
+    pub port: u16,
+    child: Child,
+}
+
+impl SippUas {
+    pub fn start() -> SippUas {
+        let port = free_port(false, false);
+        let media = free_port(false, true);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("agents-uas-{port}"));
+        fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("sipp")
+            .args(["-sn", "uas", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &port.to_string(), "-mp", &media.to_string()])
+            .args(["-t", "u1", "-max_socket", "512", "-nostdin"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(dir.join("errors.log"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting the SIPp UAS: {error}"));
+        // SIPp binds its port at start-up, before answering anything; it is ready when the
+        // kernel lists the port as bound (looked up without binding it, so no race).
+        let bound = format!("0100007F:{port:04X} ");
+        let deadline = Instant::now() + UAS_BIND_DEADLINE;
+        while !fs::read_to_string("/proc/net/udp")
+            .unwrap_or_default()
+            .contains(&bound)
+        {
+            assert!(Instant::now() < deadline, "the SIPp UAS never bound {port}");
+            thread::sleep(Duration::from_millis(20));
+        }
+        SippUas { port, child }
+    }
+}
+
+impl Drop for SippUas {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `name=value` field of a log line (span or event), quotes trimmed.
+pub fn log_field(line: &str, name: &str) -> Option<String> {
+    let key = format!("{name}=");
+    let start = line
+        .match_indices(&key)
+        .find(|(at, _)| *at == 0 || !line.as_bytes()[at - 1].is_ascii_alphanumeric())?
+        .0
+        + key.len();
+    let value: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '}')
+        .collect();
+    Some(value.trim_matches('"').to_string())
+}
+
+/// Waits until the service has logged `count` lines containing `text`. The harness shows the
+/// predicate each line once, in order, while it holds the log's lock (so no `log_lines` here).
+pub fn wait_for_count(service: &Service, text: &str, count: usize, timeout: Duration) -> bool {
+    let seen = std::cell::Cell::new(0);
+    service
+        .wait_for_log_line(
+            |line| {
+                if line.contains(text) {
+                    seen.set(seen.get() + 1);
+                }
+                seen.get() >= count
+            },
+            timeout,
+        )
+        .is_some()
 }
