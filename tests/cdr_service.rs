@@ -479,3 +479,84 @@ fn postgres_outage_during_fifty_calls_loses_and_duplicates_no_record() {
         );
     });
 }
+
+/// A completed call that arrived `days_ago` days ago.
+fn old_call(call_id: &str, days_ago: i64) -> (hotline::cdr::CallStart, CallRecord) {
+    let arrived = Utc::now() - chrono::Duration::days(days_ago);
+    let ended = arrived + chrono::Duration::seconds(30);
+    let start = hotline::cdr::CallStart {
+        call_id: call_id.to_owned(),
+        caller: Some("37060000000".to_owned()),
+        trunk: "udp:127.0.0.1:5060".to_owned(),
+        arrived,
+    };
+    let record = CallRecord {
+        call_id: call_id.to_owned(),
+        caller: start.caller.clone(),
+        trunk: start.trunk.clone(),
+        arrived,
+        ivr_answered: Some(arrived),
+        language_chosen: None,
+        group_chosen: None,
+        queue_entered: None,
+        agent_answered: None,
+        ended,
+        language: Some("en".to_owned()),
+        menu_path: String::new(),
+        dtmf_mode: hotline::cdr::DtmfMode::None,
+        enterprise: None,
+        agent: None,
+        transfer_mode: None,
+        outcome: Outcome::AbandonedMenu,
+        rtp_packets: 0,
+        rtp_lost: 0,
+        rtp_jitter_ms: 0.0,
+    };
+    (start, record)
+}
+
+#[test]
+fn the_service_applies_retention_when_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cdr.db").display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let spool = dir.path().join("seed-spool.jsonl");
+    runtime.block_on(async {
+        let store = CdrStore::connect(&url, &spool).await.unwrap();
+        for (call_id, days_ago) in [("last-year", 400), ("last-week", 7)] {
+            let (start, record) = old_call(call_id, days_ago);
+            store.call_started(start).await.unwrap();
+            store.call_ended(record, Vec::new()).await.unwrap();
+        }
+    });
+    let service = Service::start(&[
+        ("HOTLINE__DATABASE__URL", url.as_str()),
+        ("HOTLINE__DATABASE__RETENTION_DAYS", "30"),
+    ]);
+    let applied = service
+        .wait_for_log_line(
+            |line| line.contains("call-record retention applied"),
+            Duration::from_secs(10),
+        )
+        .expect("retention runs at start");
+    assert_eq!(
+        log_field(&applied, "calls").as_deref(),
+        Some("1"),
+        "{applied}"
+    );
+    runtime.block_on(async {
+        let store = CdrStore::connect(&url, &spool).await.unwrap();
+        let page = Page {
+            limit: 10,
+            offset: 0,
+        };
+        let left: Vec<String> = store
+            .calls(&CallFilter::default(), page)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|record| record.call_id)
+            .collect();
+        assert_eq!(left, vec!["last-week".to_owned()]);
+    });
+}

@@ -141,8 +141,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
             loop {
                 daily.tick().await;
-                if let Err(error) = store.apply_retention(&retention).await {
-                    warn!(%error, "applying the call-record retention");
+                match store.apply_retention(&retention).await {
+                    Ok(calls) => info!(
+                        calls,
+                        days = retention.retention_days,
+                        "call-record retention applied"
+                    ),
+                    Err(error) => warn!(%error, "applying the call-record retention"),
                 }
             }
         });
