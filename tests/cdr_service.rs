@@ -372,6 +372,17 @@ fn sipp_calls_give_exact_statistics_on_postgres() {
     scripted_calls_give_exact_statistics(&postgres.url());
 }
 
+/// `hotline_cdr_spooled_records` from `/metrics`.
+fn spooled_records(addr: SocketAddr) -> u64 {
+    let (status, metrics) = get(addr, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hotline_cdr_spooled_records "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no hotline_cdr_spooled_records in {metrics}"))
+}
+
 /// The Call-IDs SIPp used, from its message trace.
 fn sipp_call_ids(run: &SippRun) -> BTreeSet<String> {
     let trace = fs::read_to_string(run.dir.join("messages.log")).unwrap();
@@ -437,6 +448,11 @@ fn postgres_outage_during_fifty_calls_loses_and_duplicates_no_record() {
         spooled_during_second_outage,
         "the second outage spooled nothing: stopped too late to test anything"
     );
+    let http = http_addr(&service);
+    assert!(
+        spooled_records(http) > 0,
+        "/metrics shows no record waiting while PostgreSQL is down"
+    );
     postgres.start_again();
     assert!(
         wait_for_count(&service, "CDR spool replayed", 2, REPLAY_DEADLINE),
@@ -449,6 +465,7 @@ fn postgres_outage_during_fifty_calls_loses_and_duplicates_no_record() {
         .find(|line| line.contains("CDR spool replayed"))
         .unwrap();
     assert_eq!(log_field(last_replay, "remaining").as_deref(), Some("0"));
+    assert_eq!(spooled_records(http), 0);
 
     // Exactly SIPp's calls, each complete, with its whole audit trail numbered 0..n.
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -4,6 +4,7 @@
 //! listings and retention.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -71,6 +72,9 @@ pub struct CdrStore {
     /// Set once the database was reached and migrated; until then every use retries that.
     ready: OnceCell<()>,
     spool: Mutex<Spool>,
+    /// `spool.pending()` as of the last change, readable without waiting for the spool's lock
+    /// (a replay holds it while the database is slow).
+    spooled_records: AtomicUsize,
     pseudonymise_key: Option<Vec<u8>>,
     write_timeout: Duration,
 }
@@ -136,11 +140,13 @@ impl CdrStore {
 
     async fn unconnected(url: &str, spool_path: &Path) -> Result<Self, CdrError> {
         let database: DatabaseUrl = url.parse()?;
+        let spool = Spool::open(spool_path).await?;
         Ok(CdrStore {
             pool: lazy_pool(&database)?,
             database,
             ready: OnceCell::new(),
-            spool: Mutex::new(Spool::open(spool_path).await?),
+            spooled_records: AtomicUsize::new(spool.pending()),
+            spool: Mutex::new(spool),
             pseudonymise_key: None,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
         })
@@ -224,6 +230,11 @@ impl CdrStore {
         self.spool.lock().await.pending()
     }
 
+    /// Entries waiting in the spool as of the last write or replay, without waiting.
+    pub fn spooled_records(&self) -> usize {
+        self.spooled_records.load(Ordering::Relaxed)
+    }
+
     /// Writes the spooled entries in order; the spool keeps only what was not confirmed.
     pub async fn flush_spool(&self) -> Result<FlushReport, CdrError> {
         let mut spool = self.spool.lock().await;
@@ -244,6 +255,8 @@ impl CdrStore {
         }
         let remaining = entries.get(written..).unwrap_or_default();
         spool.keep_only(remaining).await?;
+        self.spooled_records
+            .store(spool.pending(), Ordering::Relaxed);
         Ok(FlushReport {
             written,
             remaining: remaining.len(),
@@ -449,6 +462,8 @@ impl CdrStore {
             }
         }
         spool.append(&entry).await?;
+        self.spooled_records
+            .store(spool.pending(), Ordering::Relaxed);
         Ok(Delivery::Spooled)
     }
 

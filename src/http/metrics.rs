@@ -22,7 +22,20 @@ const DTMF_MODES: &[&str] = &["rfc4733", "sip-info", "inband", "none"];
 
 pub async fn handler(State(state): State<HttpState>) -> impl IntoResponse {
     let snapshot = state.live.borrow().clone();
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snapshot))
+    let mut text = render(&snapshot);
+    family(
+        &mut text,
+        "hotline_cdr_spooled_records",
+        "gauge",
+        "Call records waiting in the spool for the database (non-zero while it is unreachable).",
+    );
+    sample(
+        &mut text,
+        "hotline_cdr_spooled_records",
+        &[],
+        state.store.spooled_records() as u64,
+    );
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 
 /// The exposition text for one snapshot.
