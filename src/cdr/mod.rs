@@ -58,7 +58,9 @@ max_wait_s      the longest wait of any offered call, whatever its outcome.
                 error) over all calls; every call has exactly one outcome.
 enterprise      the group the caller chose. A call its group sent on to the overflow group
                 (max_wait or max_queue) keeps that enterprise: `connected` if an agent of the
-                overflow group answered, else `overflowed`.
+                overflow group answered, else `overflowed`. A closed group's `when_closed`
+                group takes the call over (the wait still runs from the caller's choice); after
+                `when_closed = back` the caller's next choice starts a new wait.
 menu_node       grouping key: the last step of the call's menu path, i.e. where the caller left
                 the menus; `calls` per menu_node shows where callers drop off.
 Means are rounded to the millisecond. `(none)` is the key of calls without that value.

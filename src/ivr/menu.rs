@@ -93,6 +93,8 @@ pub struct MenuFlow {
     attempts: u32,
     /// Groups tried in this routing attempt, so `when_closed` chains cannot loop.
     routed: Vec<String>,
+    /// Sent back to the menu by a closed group: the caller's next choice starts a new wait.
+    choosing_again: bool,
     steps: Vec<Step>,
     summary: FlowSummary,
     /// Wall time of the event being handled (opening hours are decided at the moment of choice).
@@ -109,6 +111,7 @@ impl MenuFlow {
             next: Next::Nothing,
             attempts: 0,
             routed: Vec::new(),
+            choosing_again: false,
             steps: Vec::new(),
             summary: FlowSummary::default(),
             wall: SystemTime::UNIX_EPOCH,
@@ -387,6 +390,9 @@ impl MenuFlow {
         let Some(group) = self.routing.groups.get(group_name).cloned() else {
             return self.hang_up();
         };
+        if std::mem::take(&mut self.choosing_again) {
+            self.summary.group_chosen = None;
+        }
         let now: DateTime<Utc> = DateTime::from(self.wall);
         let schedule = group
             .hours
@@ -418,6 +424,7 @@ impl MenuFlow {
                 // Back to the menu the choice was made in; the caller may pick another service.
                 WhenClosed::Back if matches!(self.place, Place::Menus(_)) => {
                     self.routed.clear();
+                    self.choosing_again = true;
                     Next::ReplayMenu
                 }
                 WhenClosed::Back => {
@@ -433,9 +440,14 @@ impl MenuFlow {
             return self.say(prompts, next);
         }
         self.place = Place::Leaving;
-        // The caller's wait starts at the choice, before the connecting prompt.
+        // The caller's wait starts at the choice, before the connecting prompt; a closed group
+        // that sent the caller here (`when_closed`) no longer decides the outcome, and the call
+        // is this group's.
         self.summary.group = Some(group_name.to_owned());
         self.summary.group_chosen.get_or_insert(self.wall);
+        if self.summary.ending == Some(FlowEnding::Closed) {
+            self.summary.ending = None;
+        }
         if group.transfer == Transfer::Bridge {
             // The agents' phones show the caller sorted: language and the English group name.
             let name = group

@@ -462,3 +462,59 @@ fn a_one_language_hotline_records_that_language_without_a_choice() {
     assert_eq!(summary.language.as_deref(), Some("en"));
     assert_eq!(summary.language_chosen, None);
 }
+
+/// The flow-test hotline (tests/fixtures/routing/stats.toml), its registry closed at 10:00 and
+/// sending callers on as `when_closed` says.
+fn registry_closed(when_closed: &str) -> Arc<Routing> {
+    let text = include_str!("../../../tests/fixtures/routing/stats.toml").replace(
+        "when_closed = \"hangup\"",
+        &format!("when_closed = \"{when_closed}\""),
+    );
+    Arc::new(crate::routing::parse(&text, "stats.toml").unwrap())
+}
+
+fn after(clock: FlowClock, seconds: u64) -> FlowClock {
+    FlowClock {
+        now: clock.now + Duration::from_secs(seconds),
+        wall: clock.wall + Duration::from_secs(seconds),
+    }
+}
+
+#[test]
+fn back_from_a_closed_group_starts_a_new_wait_at_the_next_choice() {
+    let t0 = weekday_morning();
+    let mut flow = MenuFlow::new(registry_closed("back"));
+    flow.handle(t0, FlowEvent::Started);
+    flow.handle(t0, FlowEvent::Digit('2'));
+    flow.handle(after(t0, 2), FlowEvent::Digit('4'));
+    let summary = flow.summary();
+    assert_eq!(summary.ending, Some(FlowEnding::Closed));
+    assert_eq!(summary.group.as_deref(), Some("registry"));
+    // Back in the menu after the closed message; the caller picks water 14 s later.
+    flow.handle(after(t0, 10), FlowEvent::PlaybackFinished);
+    flow.handle(after(t0, 16), FlowEvent::Digit('1'));
+    let summary = flow.summary();
+    assert_eq!(summary.group.as_deref(), Some("water"));
+    assert_eq!(summary.group_chosen, Some(after(t0, 16).wall));
+    assert_eq!(summary.ending, None, "closed no longer decides the outcome");
+}
+
+#[test]
+fn a_closed_group_sending_callers_on_hands_them_the_call_and_keeps_their_wait() {
+    let t0 = weekday_morning();
+    let mut flow = MenuFlow::new(registry_closed("water"));
+    flow.handle(t0, FlowEvent::Started);
+    flow.handle(t0, FlowEvent::Digit('2'));
+    flow.handle(after(t0, 2), FlowEvent::Digit('4'));
+    // The closed message ends; the flow routes on to water by itself.
+    let routed = flow.handle(after(t0, 9), FlowEvent::PlaybackFinished);
+    assert_eq!(played(&routed), vec![p("en", "transfer_connecting")]);
+    let summary = flow.summary();
+    assert_eq!(summary.group.as_deref(), Some("water"));
+    assert_eq!(
+        summary.group_chosen,
+        Some(after(t0, 2).wall),
+        "the caller has waited since their choice"
+    );
+    assert_eq!(summary.ending, None);
+}
