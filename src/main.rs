@@ -58,12 +58,13 @@ enum Command {
         /// table, csv or json.
         #[arg(long, default_value = "table")]
         format: String,
-        /// Abandons shorter than this many seconds are not counted as abandoned.
-        #[arg(long, default_value_t = 5)]
-        short_abandon: u32,
-        /// Service level threshold in seconds.
-        #[arg(long, default_value_t = 20)]
-        sl_threshold: u32,
+        /// Abandons shorter than this many seconds are not counted as abandoned (default: setting
+        /// stats.short_abandon, 5).
+        #[arg(long)]
+        short_abandon: Option<u32>,
+        /// Service level threshold in seconds (default: setting stats.sl_threshold, 20).
+        #[arg(long)]
+        sl_threshold: Option<u32>,
     },
     /// Ask the running service to reload routing.toml (it validates first and keeps the running
     /// version when the file has problems).
@@ -150,8 +151,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 to,
                 by,
                 format,
-                short_abandon_s: short_abandon,
-                sl_threshold_s: sl_threshold,
+                thresholds: hotline::cdr::Thresholds {
+                    short_abandon_s: short_abandon.unwrap_or(settings.stats.short_abandon),
+                    sl_threshold_s: sl_threshold.unwrap_or(settings.stats.sl_threshold),
+                },
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

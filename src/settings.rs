@@ -34,6 +34,10 @@ retention_mode = "delete"
 
 [http]
 listen = "127.0.0.1:8080"
+
+[stats]
+short_abandon = 5
+sl_threshold = 20
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +53,7 @@ pub struct Settings {
     pub pid_file: PathBuf,
     pub database: DatabaseSettings,
     pub http: HttpSettings,
+    pub stats: StatsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +117,25 @@ pub struct HttpSettings {
     /// Bearer token for everything but /health; without one the API only listens on loopback.
     #[serde(default)]
     pub token: Option<String>,
+}
+
+/// The thresholds of the statistics' definitions (`hotline stats --help`), in seconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsSettings {
+    /// Abandons with a shorter wait are short abandons, left out of abandoned and of the SL.
+    pub short_abandon: u32,
+    /// Answered within this wait counts toward the service level.
+    pub sl_threshold: u32,
+}
+
+impl From<StatsSettings> for crate::cdr::Thresholds {
+    fn from(stats: StatsSettings) -> Self {
+        crate::cdr::Thresholds {
+            short_abandon_s: stats.short_abandon,
+            sl_threshold_s: stats.sl_threshold,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

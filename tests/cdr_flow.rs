@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, TimeZone, Utc};
 use hotline::cdr::{
     CallEvent, CallRecord, CallStart, CdrStore, Delivery, Dimension, Outcome, StatsQuery, StatsRow,
+    Thresholds,
 };
 use hotline::http::live::{LiveSnapshot, ReloadRequest};
 use hotline::http::{serve, HttpState};
@@ -1584,8 +1585,7 @@ async fn cli_stats(database_url: &str, by: Option<Dimension>) -> String {
         to: Some(NEXT_DAY.into()),
         by: by.iter().map(|by| by.as_str().to_owned()).collect(),
         format: "json".into(),
-        short_abandon_s: 5,
-        sl_threshold_s: 20,
+        thresholds: Thresholds::default(),
     })
     .await
     .unwrap()
@@ -1651,6 +1651,7 @@ async fn check_backend(run: &Run, database_url: &str, spool: &Path) {
     let state = HttpState {
         token: Some(TOKEN.into()),
         store: store.clone(),
+        thresholds: Thresholds::default(),
         live: live_rx,
         reload: reload_tx,
     };

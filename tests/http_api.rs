@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use hotline::cdr::{
     CallEvent, CallRecord, CallStart, CdrStore, Dimension, DtmfMode, Outcome, StatsQuery,
-    TransferMode,
+    Thresholds, TransferMode,
 };
 use hotline::http::live::{
     AgentLive, LiveCall, LiveSnapshot, OutcomeCount, QueueLive, ReloadRequest,
@@ -332,6 +332,11 @@ struct Harness {
 /// Starts `serve`; the fake service loop answers the first reload with a hash and every later
 /// one with problems.
 async fn start() -> Harness {
+    start_with(Thresholds::default()).await
+}
+
+/// `start` with the statistics' thresholds the supervisors set.
+async fn start_with(thresholds: Thresholds) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = seeded_store(dir.path()).await;
     let (live_tx, live_rx) = watch::channel(snapshot());
@@ -356,6 +361,7 @@ async fn start() -> Harness {
     let state = HttpState {
         token: Some(TOKEN.into()),
         store: store.clone(),
+        thresholds,
         live: live_rx,
         reload: reload_tx,
     };
@@ -470,8 +476,7 @@ async fn cli_stats(dir: &Path, by: &[&str], format: &str) -> String {
         to: None,
         by: by.iter().map(|key| (*key).to_owned()).collect(),
         format: format.into(),
-        short_abandon_s: 5,
-        sl_threshold_s: 20,
+        thresholds: Thresholds::default(),
     })
     .await
     .unwrap()
@@ -636,6 +641,37 @@ async fn stats_match_the_cli_and_the_definitions() {
         assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
         assert!(!reply.body.trim().is_empty());
     }
+}
+
+#[tokio::test]
+async fn the_supervisors_thresholds_apply_to_the_api_and_the_dashboard() {
+    let thresholds = Thresholds {
+        short_abandon_s: 5,
+        sl_threshold_s: 10,
+    };
+    let server = start_with(thresholds).await;
+    let totals = get(server.addr, &format!("/api/stats?from={DAY}")).await;
+    assert_eq!(totals.status, 200, "{}", totals.body);
+    let mut query = local_day_query(Vec::new());
+    query.sl_threshold_s = 10;
+    let expected = hotline::cdr::format::render(
+        &server.store.stats(&query).await.unwrap(),
+        hotline::cdr::format::OutputFormat::Json,
+    )
+    .unwrap();
+    assert_eq!(totals.body, expected);
+    assert_eq!(
+        totals.json()[0]["answered_in_sl"],
+        3,
+        "two answers took 10-20 s"
+    );
+    let page = get(server.addr, &format!("/?day={DAY}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("SL = answered within 10 s")
+            && page.body.contains("a wait of 5 s or more"),
+        "the dashboard states the thresholds it used"
+    );
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use std::time::Duration;
 pub use backend::DatabaseUrl;
 pub use model::{pseudonymise, CallEvent, CallRecord, CallStart, DtmfMode, Outcome, TransferMode};
 pub use spool::SpoolEntry;
-pub use stats::{compute_stats, Dimension, StatsQuery, StatsRow};
+pub use stats::{compute_stats, Dimension, StatsQuery, StatsRow, Thresholds};
 pub use store::{CallFilter, CdrStore, Delivery, FlushReport, Page, PurgeMode};
 pub use writer::{CdrWriter, WriterStopped};
 

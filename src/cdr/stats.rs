@@ -112,10 +112,36 @@ pub struct StatsQuery {
 impl StatsQuery {
     /// A query with the default thresholds.
     pub fn new(from: DateTime<Utc>, to: DateTime<Utc>, by: Vec<Dimension>) -> Self {
+        StatsQuery::with_thresholds(from, to, by, Thresholds::default())
+    }
+
+    pub fn with_thresholds(
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        by: Vec<Dimension>,
+        thresholds: Thresholds,
+    ) -> Self {
         StatsQuery {
             from,
             to,
             by,
+            short_abandon_s: thresholds.short_abandon_s,
+            sl_threshold_s: thresholds.sl_threshold_s,
+        }
+    }
+}
+
+/// The two thresholds of the definitions, as the supervisors set them (settings `[stats]`);
+/// the CLI's options and the API's parameters override them per query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub short_abandon_s: u32,
+    pub sl_threshold_s: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
             short_abandon_s: DEFAULT_SHORT_ABANDON_S,
             sl_threshold_s: DEFAULT_SL_THRESHOLD_S,
         }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration as Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Vilnius;
 
 use crate::cdr::format::{render, OutputFormat};
-use crate::cdr::{CdrStore, Dimension, StatsQuery};
+use crate::cdr::{CdrStore, Dimension, StatsQuery, Thresholds};
 
 pub struct Options {
     pub database_url: String,
@@ -14,8 +14,7 @@ pub struct Options {
     pub to: Option<String>,
     pub by: Vec<String>,
     pub format: String,
-    pub short_abandon_s: u32,
-    pub sl_threshold_s: u32,
+    pub thresholds: Thresholds,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<String> {
@@ -45,9 +44,7 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
         "json" => OutputFormat::Json,
         other => return Err(anyhow!("--format {other}: expected table, csv or json")),
     };
-    let mut query = StatsQuery::new(midnight(from)?, midnight(to)?, by);
-    query.short_abandon_s = options.short_abandon_s;
-    query.sl_threshold_s = options.sl_threshold_s;
+    let query = StatsQuery::with_thresholds(midnight(from)?, midnight(to)?, by, options.thresholds);
     // A spool of our own (never written): the service's spool is the service's to replay.
     let private_spool =
         std::env::temp_dir().join(format!("hotline-stats-{}.jsonl", std::process::id()));

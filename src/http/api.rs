@@ -16,8 +16,7 @@ use tokio::sync::oneshot;
 use super::live::ReloadRequest;
 use super::server::{text_error, HttpState};
 use crate::cdr::format::{render, OutputFormat};
-use crate::cdr::stats::{DEFAULT_SHORT_ABANDON_S, DEFAULT_SL_THRESHOLD_S};
-use crate::cdr::{CallFilter, Dimension, Outcome, Page, StatsQuery};
+use crate::cdr::{CallFilter, Dimension, Outcome, Page, StatsQuery, Thresholds};
 
 /// `/api/calls` page size when `limit` is not given, and the largest one allowed.
 pub const DEFAULT_CALLS_LIMIT: u32 = 100;
@@ -29,10 +28,11 @@ pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// (Europe/Vilnius) `YYYY-MM-DD`, `to` exclusive, default today; `by` repeats or takes a comma
 /// list; `format` is `json` (default), `csv` or `table`.
 pub async fn stats(State(state): State<HttpState>, uri: Uri) -> Response {
-    let (query, format) = match query_pairs(&uri).and_then(|pairs| stats_request(&pairs)) {
-        Ok(request) => request,
-        Err(message) => return text_error(StatusCode::BAD_REQUEST, message),
-    };
+    let (query, format) =
+        match query_pairs(&uri).and_then(|pairs| stats_request(&pairs, state.thresholds)) {
+            Ok(request) => request,
+            Err(message) => return text_error(StatusCode::BAD_REQUEST, message),
+        };
     let rows = match state.store.stats(&query).await {
         Ok(rows) => rows,
         Err(error) => return internal_error("computing statistics", &error),
@@ -134,12 +134,12 @@ pub(crate) fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, String> {
 /// Parses the statistics parameters exactly as `hotline stats` reads its options.
 pub(crate) fn stats_request(
     pairs: &[(String, String)],
+    defaults: Thresholds,
 ) -> Result<(StatsQuery, OutputFormat), String> {
     let mut from = None;
     let mut to = None;
     let mut by = Vec::new();
-    let mut short_abandon_s = DEFAULT_SHORT_ABANDON_S;
-    let mut sl_threshold_s = DEFAULT_SL_THRESHOLD_S;
+    let mut thresholds = defaults;
     let mut format = OutputFormat::Json;
     for (name, value) in pairs {
         match name.as_str() {
@@ -157,8 +157,8 @@ pub(crate) fn stats_request(
                     );
                 }
             }
-            "short_abandon" => short_abandon_s = seconds(name, value)?,
-            "sl_threshold" => sl_threshold_s = seconds(name, value)?,
+            "short_abandon" => thresholds.short_abandon_s = seconds(name, value)?,
+            "sl_threshold" => thresholds.sl_threshold_s = seconds(name, value)?,
             "format" => {
                 format = match value.as_str() {
                     "json" => OutputFormat::Json,
@@ -180,9 +180,8 @@ pub(crate) fn stats_request(
         Some(to) => to,
         None => next_day(from)?,
     };
-    let mut query = StatsQuery::new(local_midnight(from)?, local_midnight(to)?, by);
-    query.short_abandon_s = short_abandon_s;
-    query.sl_threshold_s = sl_threshold_s;
+    let query =
+        StatsQuery::with_thresholds(local_midnight(from)?, local_midnight(to)?, by, thresholds);
     Ok((query, format))
 }
 
@@ -284,12 +283,19 @@ mod tests {
 
     #[test]
     fn stats_parameters_follow_the_cli() {
-        let (query, format) = stats_request(&pairs(&[
-            ("from", "2026-03-02"),
-            ("by", "enterprise,hour"),
-            ("by", "language"),
-            ("sl_threshold", "30"),
-        ]))
+        let settings = Thresholds {
+            short_abandon_s: 8,
+            sl_threshold_s: 15,
+        };
+        let (query, format) = stats_request(
+            &pairs(&[
+                ("from", "2026-03-02"),
+                ("by", "enterprise,hour"),
+                ("by", "language"),
+                ("sl_threshold", "30"),
+            ]),
+            settings,
+        )
         .unwrap();
         assert_eq!(format, OutputFormat::Json);
         assert_eq!(
@@ -304,7 +310,11 @@ mod tests {
             query.by,
             vec![Dimension::Enterprise, Dimension::Hour, Dimension::Language]
         );
-        assert_eq!((query.sl_threshold_s, query.short_abandon_s), (30, 5));
+        assert_eq!(
+            (query.sl_threshold_s, query.short_abandon_s),
+            (30, 8),
+            "the request's threshold, else the settings'"
+        );
         for bad in [
             ("from", "2026-13-01"),
             ("by", "weekday"),
@@ -312,7 +322,7 @@ mod tests {
             ("format", "xml"),
             ("colour", "red"),
         ] {
-            assert!(stats_request(&pairs(&[bad])).is_err(), "{bad:?}");
+            assert!(stats_request(&pairs(&[bad]), settings).is_err(), "{bad:?}");
         }
     }
 

@@ -17,7 +17,7 @@ use chrono_tz::Europe::Vilnius;
 use super::api::{local_date, local_midnight, next_day, query_pairs, today};
 use super::live::LiveSnapshot;
 use super::server::{text_error, token_cookie, HttpState};
-use crate::cdr::{Dimension, StatsQuery, StatsRow};
+use crate::cdr::{Dimension, StatsQuery, StatsRow, Thresholds};
 
 /// Seconds between automatic reloads of the page.
 pub const REFRESH_S: u32 = 10;
@@ -35,6 +35,8 @@ pub struct DayStats {
     pub by_outcome: Vec<StatsRow>,
     pub by_enterprise: Vec<StatsRow>,
     pub by_language: Vec<StatsRow>,
+    /// The thresholds these figures were computed with.
+    pub thresholds: Thresholds,
 }
 
 pub async fn page(State(state): State<HttpState>, uri: Uri) -> Response {
@@ -94,7 +96,7 @@ fn redirect_storing_token(day: Option<NaiveDate>, token: Option<&str>) -> Respon
 async fn day_stats(state: &HttpState, day: NaiveDate) -> Result<DayStats, String> {
     let from = local_midnight(day)?;
     let to = local_midnight(next_day(day)?)?;
-    let query = |by: Vec<Dimension>| StatsQuery::new(from, to, by);
+    let query = |by: Vec<Dimension>| StatsQuery::with_thresholds(from, to, by, state.thresholds);
     let enterprise_hour = query(vec![Dimension::Enterprise, Dimension::Hour]);
     let outcome = query(vec![Dimension::Outcome]);
     let enterprise = query(vec![Dimension::Enterprise]);
@@ -111,6 +113,7 @@ async fn day_stats(state: &HttpState, day: NaiveDate) -> Result<DayStats, String
         by_outcome,
         by_enterprise,
         by_language,
+        thresholds: state.thresholds,
     })
 }
 
@@ -176,11 +179,16 @@ svg text {{ font-family: system-ui, sans-serif; }}
         "language",
         &stats.by_language,
     );
-    html.push_str(
-        "</div>\n<p class=\"sub\">SL = answered within 20 s / (answered + abandoned); \
-         abandoned = hung up after choosing a group with a wait of 5 s or more; abandonment = \
-         abandoned / offered. Definitions: <code>hotline stats --help</code>.</p>\n</body></html>\n",
-    );
+    let Thresholds {
+        short_abandon_s,
+        sl_threshold_s,
+    } = stats.thresholds;
+    html.push_str(&format!(
+        "</div>\n<p class=\"sub\">SL = answered within {sl_threshold_s} s / (answered + \
+         abandoned); abandoned = hung up after choosing a group with a wait of {short_abandon_s} s \
+         or more; abandonment = abandoned / offered. Definitions: <code>hotline stats --help</code>.\
+         </p>\n</body></html>\n",
+    ));
     html
 }
 

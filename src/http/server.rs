@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::live::{LiveSnapshot, ReloadRequest};
 use super::{api, dashboard, metrics};
-use crate::cdr::CdrStore;
+use crate::cdr::{CdrStore, Thresholds};
 
 /// Name of the dashboard's cookie; its value is the token in hex, so any token text is a
 /// valid cookie value.
@@ -34,6 +34,8 @@ pub const TOKEN_COOKIE: &str = "hotline_token";
 pub struct HttpState {
     pub token: Option<String>,
     pub store: Arc<CdrStore>,
+    /// The statistics' thresholds unless a request names its own.
+    pub thresholds: Thresholds,
     pub live: watch::Receiver<LiveSnapshot>,
     pub reload: mpsc::Sender<ReloadRequest>,
 }

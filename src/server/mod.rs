@@ -184,6 +184,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let http_state = crate::http::HttpState {
         token: settings.http.token.clone(),
         store: store.clone(),
+        thresholds: settings.stats.into(),
         live: live_readers,
         reload: reload_requests,
     };
