@@ -177,11 +177,6 @@ impl CdrStore {
         Ok(&self.pool)
     }
 
-    /// Whether the database has been reached since start (it may have gone away since).
-    pub fn reached(&self) -> bool {
-        self.ready.initialized()
-    }
-
     /// Applies the retention settings; returns the number of calls affected (0 when retention
     /// is off).
     pub async fn apply_retention(&self, settings: &CdrSettings) -> Result<u64, CdrError> {
