@@ -39,7 +39,7 @@ impl CallFlow for EchoFlow {
             FlowEvent::PlaybackFinished
             | FlowEvent::Timer(_)
             | FlowEvent::TransferFailed(_)
-            | FlowEvent::QueuePosition(_)
+            | FlowEvent::QueuePosition { .. }
             | FlowEvent::QueueGaveUp => vec![],
         }
     }

@@ -4,13 +4,14 @@
 //! Pure: the routing snapshot a call starts with stays its routing to the end.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc, Weekday};
 
 use super::{
     CallFlow, FlowAction, FlowClock, FlowEnding, FlowEvent, FlowSummary, PromptRef, QueueCall,
 };
+use crate::routing::check::{ANNOUNCED_QUEUE_POSITIONS, ANNOUNCED_WAIT_MINUTES};
 use crate::routing::model::{Action, AfterPlay, AgentTarget, Transfer, WhenClosed};
 use crate::routing::{RelativeDay, Routing};
 
@@ -494,6 +495,19 @@ impl MenuFlow {
         }
     }
 
+    /// "The expected waiting time is about N minutes", rounded up so callers are not promised
+    /// less than the estimate; past the longest phrase recorded, "more than ... minutes".
+    fn expected_wait(&self, wait: Duration) -> Vec<PromptRef> {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        match u32::try_from(minutes) {
+            Ok(minutes) if minutes <= ANNOUNCED_WAIT_MINUTES => vec![
+                self.prompt("queue_wait_prefix"),
+                self.prompt(&format!("wait_minutes_{minutes}")),
+            ],
+            _ => vec![self.prompt("queue_wait_long")],
+        }
+    }
+
     fn transfer_failed(&mut self, group: &str, status: u16) -> Vec<FlowAction> {
         self.step(Step::TransferFailed {
             group: group.to_owned(),
@@ -583,17 +597,25 @@ impl CallFlow for MenuFlow {
                 self.retry("no_input")
             }
             FlowEvent::Timer(_) => vec![],
-            FlowEvent::QueuePosition(position) if self.next == Next::Hold => {
-                let mut prompts = vec![self.prompt("queue_position_prefix")];
-                if (1..=20).contains(&position) {
-                    prompts.push(self.prompt(&format!("number_{position}")));
-                    prompts.push(self.prompt("queue_position_suffix"));
+            FlowEvent::QueuePosition {
+                position,
+                estimated_wait,
+            } if self.next == Next::Hold => {
+                let mut prompts = if (1..=ANNOUNCED_QUEUE_POSITIONS).contains(&position) {
+                    vec![
+                        self.prompt("queue_position_prefix"),
+                        self.prompt(&format!("number_{position}")),
+                        self.prompt("queue_position_suffix"),
+                    ]
                 } else {
-                    prompts = vec![self.prompt("queue_hold")];
+                    vec![self.prompt("queue_hold")]
+                };
+                if let Some(wait) = estimated_wait {
+                    prompts.extend(self.expected_wait(wait));
                 }
                 self.say(prompts, Next::Hold)
             }
-            FlowEvent::QueuePosition(_) => vec![],
+            FlowEvent::QueuePosition { .. } => vec![],
             FlowEvent::QueueGaveUp => {
                 self.step(Step::QueueGaveUp);
                 let prompts = vec![self.prompt("call_later"), self.prompt("goodbye")];

@@ -41,8 +41,12 @@ pub enum FlowEvent {
     Timer(u32),
     /// The transfer the flow asked for failed (SIP status, or 408 when nobody answered).
     TransferFailed(u16),
-    /// In the queue at this place (announced on entry and periodically).
-    QueuePosition(u32),
+    /// In the queue at this place (announced on entry and periodically), with the expected wait
+    /// when the ACD has enough recent calls to estimate it.
+    QueuePosition {
+        position: u32,
+        estimated_wait: Option<Duration>,
+    },
     /// The queue gave up (max_wait or max_queue with no overflow group): "please call later".
     QueueGaveUp,
 }

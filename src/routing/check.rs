@@ -29,6 +29,8 @@ const FLOW_PROMPTS: &[&str] = &[
     "queue_position_prefix",
     "queue_position_suffix",
     "queue_hold",
+    "queue_wait_prefix",
+    "queue_wait_long",
     "call_later",
     "closed_prefix",
     "today",
@@ -44,7 +46,10 @@ const FLOW_PROMPTS: &[&str] = &[
 ];
 
 /// Queue positions the flow can announce (`number_1` ..= this); beyond it plays `queue_hold`.
-const ANNOUNCED_QUEUE_POSITIONS: u32 = 20;
+pub const ANNOUNCED_QUEUE_POSITIONS: u32 = 20;
+/// Expected waits the flow can announce (`wait_minutes_1` ..= this); beyond it plays
+/// `queue_wait_long`.
+pub const ANNOUNCED_WAIT_MINUTES: u32 = 15;
 
 const MAX_LANGUAGES: usize = 9;
 
@@ -162,6 +167,9 @@ impl Checker<'_> {
         }
         for position in 1..=ANNOUNCED_QUEUE_POSITIONS {
             self.use_prompt(&format!("number_{position}"), &at);
+        }
+        for minutes in 1..=ANNOUNCED_WAIT_MINUTES {
+            self.use_prompt(&format!("wait_minutes_{minutes}"), &at);
         }
     }
 

@@ -391,7 +391,13 @@ fn bridge_groups_queue_the_caller_with_what_agents_see_then_hold_announce_and_gi
         vec![p("en", "queue_hold")],
         "nobody waits in silence"
     );
-    let announced = flow.handle(clock, FlowEvent::QueuePosition(2));
+    let announced = flow.handle(
+        clock,
+        FlowEvent::QueuePosition {
+            position: 2,
+            estimated_wait: None,
+        },
+    );
     assert_eq!(
         played(&announced),
         vec![
@@ -405,7 +411,13 @@ fn bridge_groups_queue_the_caller_with_what_agents_see_then_hold_announce_and_gi
         vec![p("en", "queue_hold")]
     );
     assert_eq!(
-        played(&flow.handle(clock, FlowEvent::QueuePosition(25))),
+        played(&flow.handle(
+            clock,
+            FlowEvent::QueuePosition {
+                position: 25,
+                estimated_wait: None,
+            }
+        )),
         vec![p("en", "queue_hold")]
     );
     let gave_up = flow.handle(clock, FlowEvent::QueueGaveUp);
@@ -517,4 +529,48 @@ fn a_closed_group_sending_callers_on_hands_them_the_call_and_keeps_their_wait() 
         "the caller has waited since their choice"
     );
     assert_eq!(summary.ending, None);
+}
+
+#[test]
+fn a_confident_estimate_is_announced_in_whole_minutes_rounded_up() {
+    let clock = weekday_morning();
+    let mut flow = MenuFlow::new(shipped_as_is());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('3'));
+    flow.handle(clock, FlowEvent::Digit('2'));
+    flow.handle(clock, FlowEvent::PlaybackFinished);
+    let mut announce = |position, seconds| {
+        let event = FlowEvent::QueuePosition {
+            position,
+            estimated_wait: Some(Duration::from_secs(seconds)),
+        };
+        let prompts = played(&flow.handle(clock, event));
+        flow.handle(clock, FlowEvent::PlaybackFinished);
+        prompts
+    };
+    assert_eq!(
+        announce(3, 121),
+        vec![
+            p("ru", "queue_position_prefix"),
+            p("ru", "number_3"),
+            p("ru", "queue_position_suffix"),
+            p("ru", "queue_wait_prefix"),
+            p("ru", "wait_minutes_3"),
+        ],
+        "2 min 1 s is announced as about three minutes, never less than the estimate"
+    );
+    assert_eq!(
+        announce(1, 20)[3..],
+        [p("ru", "queue_wait_prefix"), p("ru", "wait_minutes_1")]
+    );
+    assert_eq!(
+        announce(2, 900)[3..],
+        [p("ru", "queue_wait_prefix"), p("ru", "wait_minutes_15")]
+    );
+    assert_eq!(announce(2, 901)[3..], [p("ru", "queue_wait_long")]);
+    assert_eq!(
+        announce(30, 3000),
+        vec![p("ru", "queue_hold"), p("ru", "queue_wait_long")],
+        "past the positions recorded: hold prompt, then the wait"
+    );
 }

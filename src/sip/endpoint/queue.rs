@@ -80,8 +80,16 @@ impl Endpoint {
                         caller.span.in_scope(|| info!(%agent, "connected to agent"));
                     }
                 }
-                AcdOutput::Announce { call, position, .. } => {
-                    self.flow_event(now, CallRef(call.0), FlowEvent::QueuePosition(position));
+                AcdOutput::Announce {
+                    call,
+                    position,
+                    estimated_wait,
+                } => {
+                    let event = FlowEvent::QueuePosition {
+                        position,
+                        estimated_wait,
+                    };
+                    self.flow_event(now, CallRef(call.0), event);
                 }
                 AcdOutput::Overflow { call, to } | AcdOutput::QueueFull { call, to } => match to {
                     Some(group) => {
