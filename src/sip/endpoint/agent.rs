@@ -2,6 +2,7 @@
 //! answers the media engine relays RTP between caller and agent. BYE on either side ends both;
 //! a caller who hangs up while the agent rings gets the agent's INVITE cancelled.
 
+use std::cmp::Reverse;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -10,7 +11,8 @@ use rsip::headers::UntypedHeader;
 use tracing::{debug, info, warn};
 
 use super::{
-    CallRef, CallState, EndReason, Endpoint, MediaCommand, MediaSession, Output, USER_AGENT,
+    cseq_number, CallRef, CallState, EndReason, Endpoint, MediaCommand, MediaSession, Output,
+    Pending2xx, TimerKind, USER_AGENT,
 };
 use crate::acd::{AcdInput, AgentId, CallId, FailReason};
 use crate::sdp::{self, Codec, SessionDescription};
@@ -50,6 +52,8 @@ pub(super) struct AgentLeg {
     /// The ACK we sent for the 2xx, resent when the 2xx is retransmitted.
     ack: Option<Bytes>,
     pub(super) media_started: bool,
+    /// Our 2xx to the agent's re-INVITE (hold, resume), resent over UDP until the ACK.
+    pending_2xx: Option<Pending2xx>,
 }
 
 impl Endpoint {
@@ -154,6 +158,7 @@ impl Endpoint {
                         rtp_port,
                         ack: None,
                         media_started: false,
+                        pending_2xx: None,
                     },
                 );
                 if let Some(call) = self.calls.get_mut(&caller) {
@@ -395,6 +400,19 @@ impl Endpoint {
                             "application/sdp",
                             body.into_bytes(),
                         );
+                        if let Some(leg) = self.legs.get_mut(&id) {
+                            leg.pending_2xx = Some(Pending2xx {
+                                bytes: Bytes::from(response.to_string()),
+                                cseq: cseq_number(request).unwrap_or(0),
+                                interval: self.config.timers.t1,
+                                give_up_at: now + self.config.timers.t1 * 64,
+                                awaiting_answer: false,
+                            });
+                            self.timers.push(Reverse((
+                                now + self.config.timers.t1,
+                                TimerKind::LegRetransmit2xx(id),
+                            )));
+                        }
                         self.respond(now, &key, response);
                     }
                     None => {
@@ -408,6 +426,44 @@ impl Endpoint {
                 self.respond(now, &key, response);
             }
         }
+    }
+
+    /// The agent's ACK for our 2xx to its re-INVITE: no more resends.
+    pub(super) fn leg_ack(&mut self, id: CallRef, cseq: u32) {
+        if let Some(leg) = self.legs.get_mut(&id) {
+            if leg.pending_2xx.as_ref().is_some_and(|p| p.cseq == cseq) {
+                leg.pending_2xx = None;
+            }
+        }
+    }
+
+    /// Resends our 2xx to the agent's re-INVITE (UDP: T1 doubling to T2); no ACK after 64·T1
+    /// means the agent's phone is gone, and the call ends as if the caller hung up.
+    pub(super) fn leg_retransmit_2xx(&mut self, now: Instant, id: CallRef) {
+        let t2 = self.config.timers.t2;
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let Some(pending) = leg.pending_2xx.as_mut() else {
+            return;
+        };
+        if now >= pending.give_up_at {
+            leg.pending_2xx = None;
+            leg.span
+                .in_scope(|| warn!("no ACK for our 2xx to the agent's re-INVITE: hanging up"));
+            let caller = leg.caller;
+            return self.hang_up(now, caller, EndReason::AckTimeout);
+        }
+        if !leg.peer.transport.is_reliable() {
+            self.outputs.push_back(Output::Transmit {
+                to: leg.peer,
+                bytes: pending.bytes.clone(),
+            });
+        }
+        pending.interval = (pending.interval * 2).min(t2);
+        let next = (now + pending.interval).min(pending.give_up_at);
+        self.timers
+            .push(Reverse((next, TimerKind::LegRetransmit2xx(id))));
     }
 
     /// Ends the agent side: CANCEL while it rings, BYE once answered.

@@ -253,6 +253,8 @@ struct Call {
 enum TimerKind {
     Answer(CallRef),
     Retransmit2xx(CallRef),
+    /// Our 2xx to an agent leg's re-INVITE awaits the agent's ACK.
+    LegRetransmit2xx(CallRef),
     MaxDuration(CallRef),
     /// A flow timer: call, timer id, generation.
     Flow(CallRef, u32, u64),
@@ -901,11 +903,15 @@ impl Endpoint {
             return;
         };
         let (call_id, local_tag) = (call_id.to_owned(), local_tag.to_owned());
-        let Some(&id) = self.by_dialog.get(&DialogKey { call_id, local_tag }) else {
-            debug!("ACK for no dialog dropped");
+        let key = DialogKey { call_id, local_tag };
+        let cseq = cseq_number(ack).unwrap_or(0);
+        let Some(&id) = self.by_dialog.get(&key) else {
+            match self.by_leg_dialog.get(&key) {
+                Some(&leg) => self.leg_ack(leg, cseq),
+                None => debug!("ACK for no dialog dropped"),
+            }
             return;
         };
-        let cseq = cseq_number(ack).unwrap_or(0);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1048,6 +1054,7 @@ impl Endpoint {
             }
             TimerKind::Flow(id, timer, generation) => self.flow_timer(now, id, timer, generation),
             TimerKind::TransferWait(id) => self.transfer_wait_expired(now, id),
+            TimerKind::LegRetransmit2xx(id) => self.leg_retransmit_2xx(now, id),
             TimerKind::MaxDuration(id) => {
                 if self.calls.contains_key(&id) {
                     self.hang_up(now, id, EndReason::MaxDuration);
@@ -1079,7 +1086,14 @@ impl Endpoint {
         let flow = call.dialog.flow;
         call.span
             .in_scope(|| info!(reason = reason.as_str(), "hanging up"));
+        let legs = call.agent_legs.clone();
         self.stop_media(id);
+        // The agent and the queue need not wait for the caller to answer our BYE (a dead
+        // caller never does, and Timer F is 32 s).
+        for leg in legs {
+            self.hang_up_leg(now, leg);
+        }
+        self.report_to_acd(now, AcdInput::CallerLeft { call: CallId(id.0) });
         match self.transactions.send_request(now, bye, flow) {
             Ok(key) => {
                 self.by_bye_tx.insert(key, id);

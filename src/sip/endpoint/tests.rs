@@ -993,3 +993,97 @@ fn a_bridged_call_is_recorded_as_connected_with_its_agent_and_group() {
     assert_eq!(record.transfer_mode, Some(TransferMode::Bridge));
     assert!(record.agent_answered.is_some());
 }
+
+/// A request from the agent inside the leg's dialog (our INVITE's From/To swapped).
+fn agent_request(invite: &str, method: &str, cseq: u32, branch: &str, sdp: &str) -> String {
+    let content_type = if sdp.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\nContact: <sip:heating-2@127.0.0.1:5312>\r\n".to_owned()
+    };
+    format!(
+        "{method} sip:19118@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5312;branch={branch}\r\n\
+         From: {};tag=ag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {}\r\nMax-Forwards: 70\r\n\
+         {content_type}Content-Length: {}\r\n\r\n{sdp}",
+        header(invite, "To").unwrap(),
+        header(invite, "From").unwrap(),
+        header(invite, "Call-ID").unwrap(),
+        if method == "ACK" { "ACK" } else { method },
+        sdp.len()
+    )
+}
+
+const AGENT_HOLD_OFFER: &str = "v=0\r\no=agent 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 7010 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
+
+/// A bridged call whose agent then puts the caller on hold; returns our INVITE to the agent.
+fn agent_puts_caller_on_hold(h: &mut Harness, call_id: &str) -> String {
+    let (tag, invite) = answered_and_agent_invite(h, call_id);
+    h.receive(
+        udp(),
+        &in_dialog("ACK", call_id, &tag, 1, "z9hG4bK-caller-ack", ""),
+    );
+    h.receive(agent(), &agent_response(&invite, "200 OK", "ag"));
+    h.take_sent();
+    h.receive(
+        agent(),
+        &agent_request(&invite, "INVITE", 2, "z9hG4bK-hold", AGENT_HOLD_OFFER),
+    );
+    invite
+}
+
+fn oks_to_agent(sent: &[(Duration, Peer, String)]) -> Vec<u128> {
+    sent.iter()
+        .filter(|(_, to, t)| *to == agent() && t.starts_with("SIP/2.0 200"))
+        .map(|(at, _, _)| at.as_millis())
+        .collect()
+}
+
+#[test]
+fn our_2xx_to_the_agents_reinvite_is_resent_until_the_ack() {
+    let mut h = bridging_harness();
+    let invite = agent_puts_caller_on_hold(&mut h, "hold-1");
+    let first = h.take_sent();
+    let ok = &first
+        .iter()
+        .find(|(_, to, t)| *to == agent() && t.starts_with("SIP/2.0 200"))
+        .expect("200 to the re-INVITE")
+        .2;
+    assert!(ok.contains("a=recvonly"), "hold answered recvonly: {ok}");
+    h.advance_to(Duration::from_millis(2000));
+    assert_eq!(oks_to_agent(&h.take_sent()), vec![500, 1500]);
+    h.receive(
+        agent(),
+        &agent_request(&invite, "ACK", 2, "z9hG4bK-hold-ack", ""),
+    );
+    h.advance_to(Duration::from_secs(40));
+    assert!(
+        oks_to_agent(&h.take_sent()).is_empty(),
+        "no resend after the ACK"
+    );
+    assert_eq!(h.endpoint.stats().agent_legs, 1, "the call goes on");
+}
+
+#[test]
+fn an_agent_who_never_acks_our_2xx_ends_the_call_after_64_t1() {
+    let mut h = bridging_harness();
+    agent_puts_caller_on_hold(&mut h, "hold-2");
+    h.take_sent();
+    h.advance_to(Duration::from_millis(31_900));
+    assert_eq!(
+        oks_to_agent(&h.take_sent()),
+        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    assert!(h.ended.is_empty());
+    h.advance_to(Duration::from_secs(33));
+    let sent = h.take_sent();
+    assert!(
+        sent.iter()
+            .any(|(at, to, t)| *to == agent() && t.starts_with("BYE ") && at.as_secs() == 32),
+        "the agent's phone is hung up at once, not after the caller's BYE transaction"
+    );
+    assert!(sent
+        .iter()
+        .any(|(_, to, t)| *to == udp() && t.starts_with("BYE ")));
+    assert_eq!(h.endpoint.stats().agent_legs, 0);
+}
