@@ -364,6 +364,82 @@ fn russian_caller_rings_only_the_russian_speaking_agent() {
     assert_eq!(agents.by_log_line(answered).user, "anna");
 }
 
+/// Agents whose URI says `transport=tcp` are rung over a TCP connection the service opens; an
+/// agent whose phone refuses the connection is skipped at once for the next one.
+#[test]
+fn static_agents_over_tcp_take_calls_and_a_refused_connection_is_skipped_at_once() {
+    const CALLS: u64 = 3;
+    let uas = SippUas::start_on(Transport::TcpSingleConnection);
+    let closed_port = free_port(true, false);
+    // agent1 (first in round-robin order) refuses connections; the others are the TCP UAS.
+    let routing = fs::read_to_string(fixture("load.toml"))
+        .unwrap()
+        .replacen(
+            "127.0.0.1:5601\"",
+            &format!("127.0.0.1:{closed_port};transport=tcp\""),
+            1,
+        )
+        .replace(
+            "127.0.0.1:5601\"",
+            &format!("127.0.0.1:{};transport=tcp\"", uas.port),
+        );
+    let routing_file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "agents-tcp-{}-{}.toml",
+        std::process::id(),
+        uas.port
+    ));
+    fs::write(&routing_file, routing).unwrap();
+    let service = Service::start(&[("HOTLINE__ROUTING", routing_file.to_str().unwrap())]);
+
+    let run = Sipp::new("agents_load.xml")
+        .calls(CALLS as u32)
+        .rate(1)
+        .run(&service);
+    all_calls_succeeded(&run, CALLS);
+    assert!(
+        wait_for_count(
+            &service,
+            "media bridged",
+            CALLS as usize,
+            SIGNALLING_DEADLINE
+        ),
+        "every call bridged to a TCP agent"
+    );
+    let log = service.log_lines();
+    let refused = log
+        .iter()
+        .find(|l| l.contains("TCP connection to a peer failed"))
+        .expect("the refused connection is reported");
+    assert!(
+        refused.contains(&format!("127.0.0.1:{closed_port}")),
+        "{refused}"
+    );
+    let skipped = log
+        .iter()
+        .find(|l| l.contains("agent did not take the call"))
+        .expect("the unreachable agent is given up");
+    assert_eq!(
+        field(skipped, "status").as_deref(),
+        Some("503"),
+        "{skipped}"
+    );
+    // Given up on the failed connect, not after Timer B (32 s): every call was answered while
+    // SIPp ran (4.5 s per call), so the first caller waited for the next agent only briefly.
+    let answered = log
+        .iter()
+        .filter(|l| l.contains("agent answered: bridging"))
+        .count();
+    assert_eq!(answered, CALLS as usize);
+    let first_answer = log
+        .iter()
+        .find(|l| l.contains("agent answered: bridging"))
+        .unwrap();
+    assert!(
+        seconds(first_answer) - seconds(skipped) < 1.0,
+        "the next agent was rung right after the failed connect:\n{skipped}\n{first_answer}"
+    );
+}
+
 /// 200 short bridged calls (SIPp callers, a SIPp UAS as 30 static agents) leave nothing behind.
 #[test]
 fn two_hundred_bridged_calls_leave_no_leak() {

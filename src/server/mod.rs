@@ -41,6 +41,10 @@ pub(crate) enum DriverInput {
     TcpClosed {
         peer: SocketAddr,
     },
+    /// A connection we opened to send to `peer` could not be made.
+    TcpConnectFailed {
+        peer: SocketAddr,
+    },
     Media(MediaEvent),
 }
 
@@ -234,6 +238,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             Some(input) = inputs.recv() => match input {
                 DriverInput::TcpOpened { peer, writer } => { tcp_writers.insert(peer, writer); }
                 DriverInput::TcpClosed { peer } => { tcp_writers.remove(&peer); }
+                DriverInput::TcpConnectFailed { peer } => {
+                    let peer = Peer { transport: TransportKind::Tcp, addr: peer };
+                    endpoint.handle_transport_error(Instant::now(), peer);
+                }
                 DriverInput::TcpMessage { peer, bytes } => {
                     let from = Peer { transport: TransportKind::Tcp, addr: peer };
                     endpoint.handle_message(Instant::now(), from, &bytes);
@@ -291,14 +299,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                             debug!(%error, peer = %to.addr, "UDP send failed");
                         }
                     }
-                    TransportKind::Tcp => match tcp_writers.get(&to.addr) {
-                        Some(writer) => {
-                            if writer.try_send(bytes).is_err() {
-                                warn!(peer = %to.addr, "TCP connection backed up or closed; message dropped");
-                            }
+                    TransportKind::Tcp => {
+                        // Requests to an agent reached over TCP open the connection; responses
+                        // go back on the connection the request came in on.
+                        let writer = tcp_writers.entry(to.addr).or_insert_with(|| {
+                            tcp::connect(to.addr, input_tx.clone(), settings.sip.max_message_size)
+                        });
+                        if writer.try_send(bytes).is_err() {
+                            warn!(peer = %to.addr, "TCP connection backed up or closed; message dropped");
                         }
-                        None => debug!(peer = %to.addr, "no TCP connection for message; dropped"),
-                    },
+                    }
                 },
                 Output::Media(command) => {
                     let stopped = match &command {

@@ -1,7 +1,9 @@
-//! SIP over TCP: one task per connection, framing by Content-Length (the pure framer in
-//! `sip::framing`), keep-alive pings answered with a pong, writes through a channel.
+//! SIP over TCP: one task per connection (accepted, or opened to reach an agent whose URI says
+//! `transport=tcp`), framing by Content-Length (the pure framer in `sip::framing`), keep-alive
+//! pings answered with a pong, writes through a channel.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,6 +17,8 @@ use crate::sip::message;
 
 /// Messages queued for one connection before it counts as stuck.
 const WRITE_QUEUE: usize = 256;
+/// An agent's phone that does not accept a connection within this is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(super) async fn accept_loop(
     listener: TcpListener,
@@ -36,14 +40,43 @@ pub(super) async fn accept_loop(
     }
 }
 
+/// Opens a connection to `peer` for messages the driver has to send there. The returned
+/// writer queues them at once; they go out once connected. A failed connect is reported as
+/// `TcpConnectFailed` (then `TcpClosed`), so the endpoint can give up on that peer now.
+pub(super) fn connect(
+    peer: SocketAddr,
+    inputs: mpsc::Sender<DriverInput>,
+    max_message: usize,
+) -> mpsc::Sender<Bytes> {
+    let (write_tx, write_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = write_tx.clone();
+    tokio::spawn(async move {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                serve(stream, peer, inputs, max_message, write_tx, write_rx).await;
+            }
+            failed => {
+                let reason = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => format!("no answer within {CONNECT_TIMEOUT:?}"),
+                };
+                warn!(%peer, %reason, "TCP connection to a peer failed");
+                let _ = inputs.send(DriverInput::TcpConnectFailed { peer }).await;
+                let _ = inputs.send(DriverInput::TcpClosed { peer }).await;
+            }
+        }
+    });
+    writer
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     inputs: mpsc::Sender<DriverInput>,
     max_message: usize,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
-    let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let (write_tx, write_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     if inputs
         .send(DriverInput::TcpOpened {
             peer,
@@ -54,6 +87,19 @@ async fn connection(
     {
         return;
     }
+    serve(stream, peer, inputs, max_message, write_tx, write_rx).await;
+}
+
+/// Reads and writes one connection until either side closes it.
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    inputs: mpsc::Sender<DriverInput>,
+    max_message: usize,
+    write_tx: mpsc::Sender<Bytes>,
+    mut write_rx: mpsc::Receiver<Bytes>,
+) {
+    let (mut reader, mut writer) = stream.into_split();
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = write_rx.recv().await {
             if writer.write_all(&bytes).await.is_err() {

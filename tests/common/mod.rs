@@ -669,15 +669,28 @@ pub struct SippUas {
 }
 
 impl SippUas {
+    /// Over UDP.
     pub fn start() -> SippUas {
-        let port = free_port(false, false);
+        SippUas::start_on(Transport::Udp)
+    }
+
+    /// Over UDP, or listening for TCP connections (one per peer, `-t t1`).
+    pub fn start_on(transport: Transport) -> SippUas {
+        let tcp = transport != Transport::Udp;
+        let port = free_port(tcp, false);
         let media = free_port(false, true);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("agents-uas-{port}"));
         fs::create_dir_all(&dir).unwrap();
         let child = Command::new("sipp")
             .args(["-sn", "uas", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-p", &port.to_string(), "-mp", &media.to_string()])
-            .args(["-t", "u1", "-max_socket", "512", "-nostdin"])
+            .args([
+                "-t",
+                transport.sipp_flag(),
+                "-max_socket",
+                "512",
+                "-nostdin",
+            ])
             .arg("-trace_err")
             .arg("-error_file")
             .arg(dir.join("errors.log"))
@@ -688,10 +701,18 @@ impl SippUas {
             .spawn()
             .unwrap_or_else(|error| panic!("starting the SIPp UAS: {error}"));
         // SIPp binds its port at start-up, before answering anything; it is ready when the
-        // kernel lists the port as bound (looked up without binding it, so no race).
-        let bound = format!("0100007F:{port:04X} ");
+        // kernel lists the port as bound (looked up without binding it, so no race). A TCP
+        // listener shows state 0A (LISTEN).
+        let (table, bound) = if tcp {
+            (
+                "/proc/net/tcp",
+                format!("0100007F:{port:04X} 00000000:0000 0A"),
+            )
+        } else {
+            ("/proc/net/udp", format!("0100007F:{port:04X} "))
+        };
         let deadline = Instant::now() + UAS_BIND_DEADLINE;
-        while !fs::read_to_string("/proc/net/udp")
+        while !fs::read_to_string(table)
             .unwrap_or_default()
             .contains(&bound)
         {

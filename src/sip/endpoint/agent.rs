@@ -337,6 +337,37 @@ impl Endpoint {
         );
     }
 
+    /// The transport could not reach `peer` (a TCP connect failed): agents being rung there
+    /// are unreachable now, not after Timer B, and a caller there will not answer our BYE
+    /// (RFC 3261 §17.1.1.2: a transport error counts as a 503 / timeout).
+    pub fn handle_transport_error(&mut self, now: Instant, peer: Peer) {
+        let ringing: Vec<CallRef> = self
+            .legs
+            .iter()
+            .filter(|(_, leg)| leg.peer == peer && leg.state == LegState::Calling)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ringing {
+            self.by_leg_invite_tx.retain(|_, owner| *owner != id);
+            self.leg_failed(now, id, 503);
+        }
+        // Our BYE to a caller whose connection is gone will not be answered either.
+        let unreachable: Vec<CallRef> = self
+            .by_bye_tx
+            .values()
+            .copied()
+            .filter(|id| {
+                self.calls
+                    .get(id)
+                    .is_some_and(|call| call.dialog.flow == peer)
+            })
+            .collect();
+        for id in unreachable {
+            self.by_bye_tx.retain(|_, owner| *owner != id);
+            self.finish(now, id);
+        }
+    }
+
     /// Timer B on the agent's INVITE: nobody there.
     pub(super) fn leg_timeout(&mut self, now: Instant, key: &TxKey) -> bool {
         match self.by_leg_invite_tx.remove(key) {

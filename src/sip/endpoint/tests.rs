@@ -1087,3 +1087,41 @@ fn an_agent_who_never_acks_our_2xx_ends_the_call_after_64_t1() {
         .any(|(_, to, t)| *to == udp() && t.starts_with("BYE ")));
     assert_eq!(h.endpoint.stats().agent_legs, 0);
 }
+
+#[test]
+fn an_agent_uri_with_transport_tcp_is_rung_over_tcp_and_a_failed_connect_frees_the_caller() {
+    let mut h = Harness::new(config());
+    h.endpoint
+        .set_flow_factory(Box::new(|_| Box::new(StraightToAgent)));
+    let text = include_str!("../../../routing.toml").replace(
+        "sip:heating-2@127.0.0.1:5312\"",
+        "sip:heating-2@127.0.0.1:5312;transport=tcp\"",
+    );
+    let routing = crate::routing::parse(&text, "routing.toml").unwrap();
+    h.endpoint.set_routing(h.now, Arc::new(routing));
+    h.receive(udp(), &invite("tcp-agent-1"));
+    let tcp_agent = Peer {
+        transport: TransportKind::Tcp,
+        addr: "127.0.0.1:5312".parse().unwrap(),
+    };
+    let sent = h.take_sent();
+    let invite = &sent
+        .iter()
+        .find(|(_, to, t)| *to == tcp_agent && t.starts_with("INVITE "))
+        .expect("the agent is rung over TCP")
+        .2;
+    assert!(
+        header(invite, "Via").unwrap().starts_with("SIP/2.0/TCP "),
+        "{invite}"
+    );
+    assert_eq!(h.endpoint.stats().agent_legs, 1);
+    h.advance_to(Duration::from_millis(10));
+    h.endpoint.handle_transport_error(h.now, tcp_agent);
+    h.collect();
+    assert_eq!(
+        h.endpoint.stats().agent_legs,
+        0,
+        "unreachable at once, not after Timer B (32 s)"
+    );
+    assert!(h.ended.is_empty(), "the caller waits on for another agent");
+}
