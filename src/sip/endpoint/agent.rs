@@ -432,13 +432,12 @@ impl Endpoint {
                             body.into_bytes(),
                         );
                         if let Some(leg) = self.legs.get_mut(&id) {
-                            leg.pending_2xx = Some(Pending2xx {
-                                bytes: Bytes::from(response.to_string()),
-                                cseq: cseq_number(request).unwrap_or(0),
-                                interval: self.config.timers.t1,
-                                give_up_at: now + self.config.timers.t1 * 64,
-                                awaiting_answer: false,
-                            });
+                            leg.pending_2xx = Some(Pending2xx::new(
+                                Bytes::from(response.to_string()),
+                                cseq_number(request).unwrap_or(0),
+                                now,
+                                &self.config.timers,
+                            ));
                             self.timers.push(Reverse((
                                 now + self.config.timers.t1,
                                 TimerKind::LegRetransmit2xx(id),
@@ -491,8 +490,7 @@ impl Endpoint {
                 bytes: pending.bytes.clone(),
             });
         }
-        pending.interval = (pending.interval * 2).min(t2);
-        let next = (now + pending.interval).min(pending.give_up_at);
+        let next = pending.next_resend(now, t2);
         self.timers
             .push(Reverse((next, TimerKind::LegRetransmit2xx(id))));
     }

@@ -214,6 +214,25 @@ struct Pending2xx {
     awaiting_answer: bool,
 }
 
+impl Pending2xx {
+    /// A 2xx just sent: resent after T1, given up after 64·T1 (RFC 3261 §13.3.1.4).
+    fn new(bytes: Bytes, cseq: u32, now: Instant, timers: &TimerConfig) -> Self {
+        Pending2xx {
+            bytes,
+            cseq,
+            interval: timers.t1,
+            give_up_at: now + timers.t1 * 64,
+            awaiting_answer: false,
+        }
+    }
+
+    /// After a resend: when the next one is due (the interval doubles up to T2).
+    fn next_resend(&mut self, now: Instant, t2: Duration) -> Instant {
+        self.interval = (self.interval * 2).min(t2);
+        (now + self.interval).min(self.give_up_at)
+    }
+}
+
 #[derive(Debug)]
 struct Call {
     span: tracing::Span,
@@ -717,11 +736,8 @@ impl Endpoint {
         call.state = CallState::AwaitingAck;
         let bytes = Bytes::from(response.to_string());
         call.pending_2xx = Some(Pending2xx {
-            bytes,
-            cseq,
-            interval: self.config.timers.t1,
-            give_up_at: now + self.config.timers.t1 * 64,
             awaiting_answer,
+            ..Pending2xx::new(bytes, cseq, now, &self.config.timers)
         });
         self.timers.push(Reverse((
             now + self.config.timers.t1,
@@ -881,11 +897,8 @@ impl Endpoint {
                 call.our_offer = Some(body);
             }
             call.pending_2xx = Some(Pending2xx {
-                bytes,
-                cseq,
-                interval: self.config.timers.t1,
-                give_up_at: now + self.config.timers.t1 * 64,
                 awaiting_answer,
+                ..Pending2xx::new(bytes, cseq, now, &self.config.timers)
             });
         }
         self.timers.push(Reverse((
@@ -1047,8 +1060,7 @@ impl Endpoint {
                         bytes,
                     });
                 }
-                pending.interval = (pending.interval * 2).min(t2);
-                let next = (now + pending.interval).min(pending.give_up_at);
+                let next = pending.next_resend(now, t2);
                 self.timers
                     .push(Reverse((next, TimerKind::Retransmit2xx(id))));
             }
