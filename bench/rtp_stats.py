@@ -23,6 +23,12 @@ LINKTYPE_LINUX_SLL2 = 276
 
 def read_pcap(path):
     """Yields (time_seconds, udp_src_port, udp_payload) for each IPv4/UDP frame."""
+    for when, src_port, _dst_port, payload in read_udp(path):
+        yield when, src_port, payload
+
+
+def read_udp(path):
+    """Yields (time_seconds, udp_src_port, udp_dst_port, udp_payload) for each IPv4/UDP frame."""
     with open(path, "rb") as handle:
         data = handle.read()
     if len(data) < 24:
@@ -63,7 +69,8 @@ def read_pcap(path):
         if len(frame) < udp + 8:
             continue
         src_port = (frame[udp] << 8) | frame[udp + 1]
-        yield seconds + fractional * fraction, src_port, frame[udp + 8 :]
+        dst_port = (frame[udp + 2] << 8) | frame[udp + 3]
+        yield seconds + fractional * fraction, src_port, dst_port, frame[udp + 8 :]
 
 
 def percentile(sorted_values, fraction):
