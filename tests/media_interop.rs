@@ -804,3 +804,33 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
     let folded = (sum & 0xffff) + (sum >> 16);
     !((folded & 0xffff) + (folded >> 16)) as u16
 }
+
+/// A caller whose line goes dead is hung up once no RTP came for `sip.rtp_timeout`, and not
+/// while it still streams (SIPp fails the call on a BYE during its 3 s of audio).
+#[test]
+fn a_caller_who_goes_silent_is_hung_up_after_the_rtp_timeout() {
+    let service = Service::start(&[
+        ("HOTLINE__ROUTING", "builtin:echo"),
+        ("HOTLINE__SIP__RTP_TIMEOUT", "1s"),
+    ]);
+    // One second of A-law silence, looped by SIPp's rtp_stream in 20 ms packets.
+    let silence = vec![0xD5_u8; 8000];
+    let run = Sipp::new("media_caller_goes_silent.xml")
+        .working_file("silence.al", silence)
+        .run(&service);
+    one_call_succeeded(&run);
+    let hang_up = service
+        .wait_for_log_line(|l| l.contains("hanging up"), Duration::from_secs(5))
+        .expect("the service hung up");
+    assert!(hang_up.contains("reason=\"rtp_timeout\""), "{hang_up}");
+    let received = service
+        .wait_for_log_line(|l| l.contains("RTP received"), Duration::from_secs(5))
+        .expect("the receive task reports what it got");
+    let packets: u64 = common::log_field(&received, "packets")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (140..=160).contains(&packets),
+        "about 3 s of 20 ms packets before the line went dead: {received}"
+    );
+}
