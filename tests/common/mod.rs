@@ -5,6 +5,7 @@
 
 pub mod capture;
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -325,7 +326,7 @@ impl Transport {
 }
 
 /// Final SIPp call counters (the cumulative `(C)` columns of its statistics file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SippStats {
     pub successful: u64,
     pub failed: u64,
@@ -373,6 +374,8 @@ const DIALLED_NUMBER: &str = "19118";
 const SIPP_GLOBAL_TIMEOUT_S: u64 = 60;
 /// A single expected message that does not arrive within this fails that call.
 const SIPP_RECV_TIMEOUT_S: u64 = 10;
+/// Runs of one scenario when SIPp finds a port taken at start.
+const BIND_ATTEMPTS: u32 = 3;
 /// Our own backstop in case SIPp ignores its timeout.
 const SIPP_WALL_DEADLINE: Duration = Duration::from_secs(SIPP_GLOBAL_TIMEOUT_S + 30);
 
@@ -448,7 +451,24 @@ impl Sipp {
         );
         let run_number = service.sipp_runs.fetch_add(1, Ordering::Relaxed);
         let stem = self.scenario.trim_end_matches(".xml");
-        let dir = service.dir().join(format!("sipp-{run_number}-{stem}"));
+        // Another process may take a port between our probe and SIPp's bind; SIPp then stops
+        // before placing any call, and the run is repeated on fresh ports (when ours to pick).
+        for attempt in 0..BIND_ATTEMPTS {
+            let dir = service
+                .dir()
+                .join(format!("sipp-{run_number}-{stem}-{attempt}"));
+            let run = self.attempt(service, &scenario, dir);
+            let lost_a_port = fs::read_to_string(run.dir.join("errors.log"))
+                .is_ok_and(|errors| errors.contains("Address already in use"));
+            if !(lost_a_port && self.ports.is_none() && run.stats == SippStats::default()) {
+                return run;
+            }
+            eprintln!("SIPp lost a port to another process; running again on fresh ports");
+        }
+        panic!("SIPp could not bind its ports in {BIND_ATTEMPTS} attempts")
+    }
+
+    fn attempt(&self, service: &Service, scenario: &Path, dir: PathBuf) -> SippRun {
         fs::create_dir_all(&dir)
             .unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
 
@@ -472,7 +492,7 @@ impl Sipp {
         command
             .arg(service.sip_addr().to_string())
             .arg("-sf")
-            .arg(&scenario)
+            .arg(scenario)
             .args(["-s", DIALLED_NUMBER])
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-p", &signalling_port.to_string()])
@@ -641,18 +661,31 @@ fn read_stats(path: &Path) -> Result<SippStats, String> {
 }
 
 /// A loopback port that is free for UDP right now (and for TCP too when `tcp`, and with
-/// `port + 2` free for UDP when `with_plus_two`). It is released before returning, so a
-/// concurrent test could in principle take it; the kernel's choice makes that unlikely.
+/// `port + 2` free for UDP when `with_plus_two`), and not handed out before by this process.
+/// It is released before returning, so another process could in principle take it; the
+/// kernel's random choice of ports makes that unlikely.
 pub fn free_port(tcp: bool, with_plus_two: bool) -> u16 {
+    // Tests run in parallel threads, each starting SIPp with ports from here: a port handed
+    // out once (with its `+ 2`) is never handed out again by this process, so two SIPp runs
+    // cannot be given the same port between our probe and their bind.
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     for _ in 0..100 {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("binding a UDP probe socket");
         let port = udp.local_addr().expect("probe socket address").port();
         let tcp_free = !tcp || TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let plus_two = port.checked_add(2);
         let plus_two_free = !with_plus_two
-            || port
-                .checked_add(2)
-                .is_some_and(|above| UdpSocket::bind(("127.0.0.1", above)).is_ok());
-        if tcp_free && plus_two_free {
+            || plus_two.is_some_and(|above| {
+                !handed_out.contains(&above) && UdpSocket::bind(("127.0.0.1", above)).is_ok()
+            });
+        if tcp_free && plus_two_free && !handed_out.contains(&port) {
+            handed_out.insert(port);
+            if let (true, Some(above)) = (with_plus_two, plus_two) {
+                handed_out.insert(above);
+            }
             return port;
         }
     }
