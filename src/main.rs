@@ -102,6 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_start(hotline::server::raise_worker_priority)
                 .build()?;
             runtime.block_on(hotline::server::run(settings))?;
             Ok(ExitCode::SUCCESS)

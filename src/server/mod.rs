@@ -347,6 +347,33 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 }
 
+/// Nice level asked for the runtime's threads, which relay bridged calls' RTP.
+const WORKER_NICE: i32 = -10;
+
+/// Runs on each tokio thread as it starts: a raised priority (where the service may have it:
+/// root or CAP_SYS_NICE) so relayed packets do not wait behind other processes for a CPU;
+/// on a busy machine that wait is most of the relay's delay (bench/README.md, "Bridged
+/// calls"). Without the privilege the threads keep normal priority.
+pub fn raise_worker_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        static REPORTED: std::sync::Once = std::sync::Once::new();
+        // SAFETY: plain syscalls on the calling thread (gettid names it for setpriority).
+        let result = unsafe {
+            let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, WORKER_NICE)
+        };
+        let error = (result != 0).then(std::io::Error::last_os_error);
+        REPORTED.call_once(|| match error {
+            None => info!(
+                nice = WORKER_NICE,
+                "runtime threads run with raised priority"
+            ),
+            Some(error) => warn!(%error, "runtime threads keep normal priority"),
+        });
+    }
+}
+
 /// Without `sip.public_addr` and with a wildcard listen address, the address of the interface
 /// that routes outward is the best guess for SDP (UDP connect sends no packet).
 fn default_public_ip(listen: IpAddr) -> IpAddr {
