@@ -961,7 +961,7 @@ impl Sim {
                     self.played(index, names);
                 }
             }
-            MediaCommand::StopPlayback { call } | MediaCommand::Stop { call } => {
+            MediaCommand::StopPlayback { call } | MediaCommand::Stop { call, .. } => {
                 self.playing.remove(&call);
             }
             MediaCommand::Update { .. } | MediaCommand::Bridge { .. } => {}

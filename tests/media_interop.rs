@@ -12,7 +12,7 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::capture::{Capture, Datagram, Frame, Prompts, RtpPacket, FRAME_LEN, PCMU, SILENCE};
 use common::{Service, Sipp, SippPorts, SippRun, SippStats, Transport};
@@ -832,5 +832,35 @@ fn a_caller_who_goes_silent_is_hung_up_after_the_rtp_timeout() {
     assert!(
         (140..=160).contains(&packets),
         "about 3 s of 20 ms packets before the line went dead: {received}"
+    );
+    // The call's record (written once the caller answered our BYE) keeps what was received.
+    let database = format!("sqlite://{}", service.dir().join("hotline.db").display());
+    let reader_spool = service.dir().join("reader-spool.jsonl");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let record = runtime.block_on(async {
+        let store = hotline::cdr::CdrStore::connect(&database, &reader_spool)
+            .await
+            .unwrap();
+        let page = hotline::cdr::Page {
+            limit: 10,
+            offset: 0,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let calls = store
+                .calls(&hotline::cdr::CallFilter::default(), page)
+                .await
+                .unwrap();
+            if let Some(record) = calls.into_iter().next() {
+                return record;
+            }
+            assert!(Instant::now() < deadline, "no call record written");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(
+        (record.rtp_packets, record.rtp_lost),
+        (packets, 0),
+        "{record:#?}"
     );
 }

@@ -173,7 +173,7 @@ impl MediaDriver {
             }),
             MediaCommand::StopPlayback { call } => self.send(PacerCommand::StopPlayback { call }),
             MediaCommand::Bridge { caller, agent } => self.bridge(caller, agent),
-            MediaCommand::Stop { call } => {
+            MediaCommand::Stop { call, .. } => {
                 let received = self.sessions.remove(&call).map(|session| {
                     let _ = session.updates.send(None);
                     if let Some(partner) = session.partner.and_then(|p| self.sessions.get_mut(&p)) {

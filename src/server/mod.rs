@@ -1,5 +1,7 @@
 //! The tokio driver around the pure SIP endpoint: owns the UDP socket, the TCP listener and
-//! connections, the timer, and hands media commands to the media driver. No SIP logic here.
+//! connections (opening one when a request must go to a peer over TCP), the timer, the call
+//! records' writer (adding the caller's RTP statistics the media driver measured), the HTTP
+//! API, and hands media commands to the media driver. No SIP logic here.
 
 mod media;
 mod routing;
@@ -208,8 +210,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut media = media::MediaDriver::new(local.ip(), input_tx.clone(), IdleAudio::Silence)
         .context("starting the RTP pacer thread")?;
     let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
-    // Receive statistics of legs stopped during one drain of the endpoint's outputs.
-    let mut stopped_legs: HashMap<CallRef, media::RtpReceived> = HashMap::new();
+    // Receive statistics of callers' media, from its stop until the call's record (at once
+    // when the caller hung up; after our BYE is answered when we did).
+    let mut stopped_callers: HashMap<CallRef, media::RtpReceived> = HashMap::new();
 
     info!(%local, %public_ip, "SIP listening on UDP and TCP");
     // The one line test harnesses and operators wait for.
@@ -239,6 +242,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 DriverInput::TcpOpened { peer, writer } => { tcp_writers.insert(peer, writer); }
                 DriverInput::TcpClosed { peer } => { tcp_writers.remove(&peer); }
                 DriverInput::TcpConnectFailed { peer } => {
+                    // Gone before the endpoint reacts, which may send to the same address.
+                    tcp_writers.remove(&peer);
                     let peer = Peer { transport: TransportKind::Tcp, addr: peer };
                     endpoint.handle_transport_error(Instant::now(), peer);
                 }
@@ -300,23 +305,45 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                         }
                     }
                     TransportKind::Tcp => {
-                        // Requests to an agent reached over TCP open the connection; responses
-                        // go back on the connection the request came in on.
-                        let writer = tcp_writers.entry(to.addr).or_insert_with(|| {
-                            tcp::connect(to.addr, input_tx.clone(), settings.sip.max_message_size)
-                        });
-                        if writer.try_send(bytes).is_err() {
-                            warn!(peer = %to.addr, "TCP connection backed up or closed; message dropped");
+                        // A request opens a connection when there is none (an agent reached
+                        // over TCP; a caller whose connection closed, which then fails fast and
+                        // ends the call); a response only goes back on the request's connection.
+                        let is_request = !bytes.starts_with(b"SIP/2.0 ");
+                        let writer = match tcp_writers.entry(to.addr) {
+                            std::collections::hash_map::Entry::Occupied(open) => {
+                                Some(open.into_mut())
+                            }
+                            std::collections::hash_map::Entry::Vacant(none) if is_request => {
+                                Some(none.insert(tcp::connect(
+                                    to.addr,
+                                    input_tx.clone(),
+                                    settings.sip.max_message_size,
+                                )))
+                            }
+                            std::collections::hash_map::Entry::Vacant(_) => None,
+                        };
+                        match writer {
+                            Some(writer) => {
+                                if writer.try_send(bytes).is_err() {
+                                    warn!(peer = %to.addr, "TCP connection backed up or closed; message dropped");
+                                }
+                            }
+                            None => {
+                                debug!(peer = %to.addr, "no TCP connection for a response; dropped")
+                            }
                         }
                     }
                 },
                 Output::Media(command) => {
-                    let stopped = match &command {
-                        MediaCommand::Stop { call } => Some(*call),
+                    let recorded = match &command {
+                        MediaCommand::Stop {
+                            call,
+                            recorded: true,
+                        } => Some(*call),
                         _ => None,
                     };
-                    if let (Some(call), Some(received)) = (stopped, media.handle(command)) {
-                        stopped_legs.insert(call, received);
+                    if let (Some(call), Some(received)) = (recorded, media.handle(command)) {
+                        stopped_callers.insert(call, received);
                     }
                 }
                 Output::CallEnded { .. } => {}
@@ -330,8 +357,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     mut record,
                     events,
                 } => {
-                    // The endpoint stops a call's media just before recording it.
-                    if let Some(received) = call.and_then(|call| stopped_legs.get(&call)) {
+                    if let Some(received) = call.and_then(|call| stopped_callers.remove(&call)) {
                         record.rtp_packets = received.packets;
                         record.rtp_lost = received.lost;
                         record.rtp_jitter_ms = received.jitter_ms;
@@ -343,7 +369,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 }
             }
         }
-        stopped_legs.clear();
     }
 }
 
@@ -355,6 +380,8 @@ const WORKER_NICE: i32 = -10;
 /// on a busy machine that wait is most of the relay's delay (bench/README.md, "Bridged
 /// calls"). Without the privilege the threads keep normal priority.
 pub fn raise_worker_priority() {
+    // Also called on the main thread, which runs the SIP loop (`block_on`); the pacer has
+    // SCHED_FIFO, above any nice level.
     #[cfg(target_os = "linux")]
     {
         static REPORTED: std::sync::Once = std::sync::Once::new();

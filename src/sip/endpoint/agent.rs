@@ -468,7 +468,7 @@ impl Endpoint {
     }
 
     /// Resends our 2xx to the agent's re-INVITE (UDP: T1 doubling to T2); no ACK after 64·T1
-    /// means the agent's phone is gone, and the call ends as if the caller hung up.
+    /// means the agent's phone is gone, and we end the call (caller and agent).
     pub(super) fn leg_retransmit_2xx(&mut self, now: Instant, id: CallRef) {
         let t2 = self.config.timers.t2;
         let Some(leg) = self.legs.get_mut(&id) else {
@@ -543,8 +543,10 @@ impl Endpoint {
         self.by_leg_invite_tx.retain(|_, owner| *owner != id);
         self.by_leg_dialog.retain(|_, owner| *owner != id);
         if leg.media_started {
-            self.outputs
-                .push_back(Output::Media(MediaCommand::Stop { call: id }));
+            self.outputs.push_back(Output::Media(MediaCommand::Stop {
+                call: id,
+                recorded: false,
+            }));
         }
         self.ports.release(leg.rtp_port);
         if let Some(call) = self.calls.get_mut(&leg.caller) {

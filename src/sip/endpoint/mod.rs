@@ -80,16 +80,14 @@ pub enum MediaCommand {
         generation: u64,
     },
     /// Relay RTP between a caller and the agent leg that answered (B2BUA).
-    Bridge {
-        caller: CallRef,
-        agent: CallRef,
-    },
+    Bridge { caller: CallRef, agent: CallRef },
     /// Cut the current prompt at the next frame and drop the queue (barge-in).
-    StopPlayback {
-        call: CallRef,
-    },
+    StopPlayback { call: CallRef },
     Stop {
         call: CallRef,
+        /// A caller's leg: its receive statistics go into the call's record, which follows
+        /// (at once, or once our BYE is answered). Agent legs have no record of their own.
+        recorded: bool,
     },
 }
 
@@ -169,8 +167,9 @@ pub enum Output {
     },
     /// A call arrived: the record's first row, so live calls are visible.
     CallStarted(crate::cdr::CallStart),
-    /// A call ended (or was refused): its complete record and audit steps. `call` is set when
-    /// the call had media, whose receive statistics the driver adds to the record.
+    /// A call ended (or was refused): its complete record and audit steps. `call` names the
+    /// answered call, whose media driver adds the caller's RTP receive statistics (taken when
+    /// its media stopped, `MediaCommand::Stop { recorded: true }`); refused calls have none.
     CallRecorded {
         call: Option<CallRef>,
         record: Box<crate::cdr::CallRecord>,
@@ -1207,8 +1206,10 @@ impl Endpoint {
             return;
         };
         if std::mem::take(&mut call.media_started) {
-            self.outputs
-                .push_back(Output::Media(MediaCommand::Stop { call: id }));
+            self.outputs.push_back(Output::Media(MediaCommand::Stop {
+                call: id,
+                recorded: true,
+            }));
         }
     }
 
