@@ -104,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .on_thread_start(hotline::server::raise_worker_priority)
                 .build()?;
+            hotline::server::raise_worker_priority();
             runtime.block_on(hotline::server::run(settings))?;
             Ok(ExitCode::SUCCESS)
         }
