@@ -1,6 +1,7 @@
 //! Everything that differs between SQLite and PostgreSQL lives here: reading the configured URL,
-//! creating the SQLite file (and its folder) in WAL mode, and opening the shared `AnyPool`.
-//! All queries elsewhere are portable SQL.
+//! the shared `AnyPool` (lazy: it connects on first use), and preparing the database, which
+//! for SQLite means creating the file (and its folder) in WAL mode. All queries elsewhere are
+//! portable SQL.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -43,9 +43,11 @@ talk            seconds from agent answer to the end of the call, for `connected
 calls           number of calls in the population.
 offered         calls offered to a group = calls in which a group (enterprise) was chosen.
 answered        offered calls whose outcome is `connected` or `transferred`.
-answered_in_sl  answered calls whose wait <= sl_threshold (default 20 s).
+answered_in_sl  answered calls whose wait <= sl_threshold (setting stats.sl_threshold, 20 s
+                unless changed; --sl-threshold overrides it).
 abandoned       offered calls whose outcome is `abandoned_queue` or `abandoned_menu` (caller hung
-                up after choosing the group) and whose wait >= short_abandon (default 5 s).
+                up after choosing the group) and whose wait >= short_abandon (setting
+                stats.short_abandon, 5 s unless changed; --short-abandon overrides it).
 short_abandoned the same abandons with wait < short_abandon; excluded from abandoned and from
                 the service level.
 service_level   answered_in_sl / (answered + abandoned); empty when that is 0/0. Calls ending as

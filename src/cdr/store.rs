@@ -22,6 +22,9 @@ use super::{CdrError, CdrSettings};
 
 /// Default limit for one database write before the record goes to the spool instead.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Limit for reaching the database and applying the migrations: longer than a write, so a
+/// slow migration is not cut off (and retried) forever; an unreachable server fails at once.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where a submitted record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,14 +170,15 @@ impl CdrStore {
     /// The pool, once the database has been reached and migrated (tried again on every call
     /// until it succeeds).
     async fn pool(&self) -> Result<&AnyPool, CdrError> {
-        self.ready
-            .get_or_try_init(|| async {
-                prepare(&self.database, &self.pool).await?;
-                sqlx::migrate!("./migrations").run(&self.pool).await?;
-                Ok::<(), CdrError>(())
-            })
-            .await?;
-        Ok(&self.pool)
+        let setup = self.ready.get_or_try_init(|| async {
+            prepare(&self.database, &self.pool).await?;
+            sqlx::migrate!("./migrations").run(&self.pool).await?;
+            Ok::<(), CdrError>(())
+        });
+        match tokio::time::timeout(READY_TIMEOUT, setup).await {
+            Ok(result) => result.map(|()| &self.pool),
+            Err(_) => Err(CdrError::Timeout(READY_TIMEOUT)),
+        }
     }
 
     /// Applies the retention settings; returns the number of calls affected (0 when retention
@@ -463,6 +467,8 @@ impl CdrStore {
     }
 
     async fn write_with_timeout(&self, entry: &SpoolEntry) -> Result<(), CdrError> {
+        // Reaching the database (and migrating it, the first time) has its own, longer limit.
+        self.pool().await?;
         match tokio::time::timeout(self.write_timeout, self.write(entry)).await {
             Ok(result) => result,
             Err(_) => Err(CdrError::Timeout(self.write_timeout)),

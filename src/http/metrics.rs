@@ -1,6 +1,6 @@
-//! `GET /metrics`: the live snapshot in the Prometheus text exposition format 0.0.4. Counters
-//! count since the service started (Prometheus handles the reset at restart); gauges are the
-//! state at the snapshot's time.
+//! `GET /metrics`: the live snapshot, and the call-record spool's length, in the Prometheus
+//! text exposition format 0.0.4. Counters count since the service started (Prometheus handles
+//! the reset at restart); gauges are the state at the snapshot's time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -27,7 +27,7 @@ pub async fn handler(State(state): State<HttpState>) -> impl IntoResponse {
         &mut text,
         "hotline_cdr_spooled_records",
         "gauge",
-        "Call records waiting in the spool for the database (non-zero while it is unreachable).",
+        "Call-record entries (a call's start, its end) waiting in the spool for the database.",
     );
     sample(
         &mut text,

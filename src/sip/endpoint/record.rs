@@ -176,10 +176,10 @@ fn outcome(reason: EndReason, facts: &CallFacts, summary: &FlowSummary) -> Outco
     }
     match reason {
         EndReason::Transferred => return Outcome::Transferred,
-        // Sent on to the overflow group, and no agent there answered either.
-        _ if facts.overflowed_to.is_some() => return Outcome::Overflowed,
         EndReason::Rejected(_) => return Outcome::Rejected,
         EndReason::MediaFailed | EndReason::AckTimeout => return Outcome::Error,
+        // Sent on to the overflow group, and no agent there answered either.
+        _ if facts.overflowed_to.is_some() => return Outcome::Overflowed,
         _ => {}
     }
     match summary.ending {
