@@ -21,7 +21,6 @@ Prints one JSON object (or a short text report with --text). Standard library on
 """
 
 import argparse
-import json
 import struct
 import sys
 
@@ -216,15 +215,7 @@ def main():
     except (OSError, ValueError) as error:
         print(f"bridge_stats: {error}", file=sys.stderr)
         return 1
-    if args.text:
-        for key, value in result.items():
-            if isinstance(value, dict):
-                for inner, detail in value.items():
-                    print(f"{key + '.' + inner:32} {detail}")
-            else:
-                print(f"{key:32} {value}")
-    else:
-        print(json.dumps(result))
+    rtp_stats.print_result(result, args.text, 32)
     return 0
 
 

@@ -232,16 +232,21 @@ def main():
     except (OSError, ValueError) as error:
         print(f"rtp_stats: {error}", file=sys.stderr)
         return 1
-    if args.text:
-        for key, value in result.items():
-            if isinstance(value, dict):
-                for inner, detail in value.items():
-                    print(f"{key + '.' + inner:24} {detail}")
-            else:
-                print(f"{key:24} {value}")
-    else:
-        print(json.dumps(result))
+    print_result(result, args.text, 24)
     return 0
+
+
+def print_result(result, as_text, key_width):
+    """JSON on one line, or `key value` lines (nested keys as `outer.inner`) for people."""
+    if not as_text:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        if isinstance(value, dict):
+            for inner, detail in value.items():
+                print(f"{key + '.' + inner:{key_width}} {detail}")
+        else:
+            print(f"{key:{key_width}} {value}")
 
 
 if __name__ == "__main__":
