@@ -309,20 +309,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                         // over TCP; a caller whose connection closed, which then fails fast and
                         // ends the call); a response only goes back on the request's connection.
                         let is_request = !bytes.starts_with(b"SIP/2.0 ");
-                        let writer = match tcp_writers.entry(to.addr) {
-                            std::collections::hash_map::Entry::Occupied(open) => {
-                                Some(open.into_mut())
-                            }
-                            std::collections::hash_map::Entry::Vacant(none) if is_request => {
-                                Some(none.insert(tcp::connect(
-                                    to.addr,
-                                    input_tx.clone(),
-                                    settings.sip.max_message_size,
-                                )))
-                            }
-                            std::collections::hash_map::Entry::Vacant(_) => None,
-                        };
-                        match writer {
+                        if is_request && !tcp_writers.contains_key(&to.addr) {
+                            let writer = tcp::connect(
+                                to.addr,
+                                input_tx.clone(),
+                                settings.sip.max_message_size,
+                            );
+                            tcp_writers.insert(to.addr, writer);
+                        }
+                        match tcp_writers.get(&to.addr) {
                             Some(writer) => {
                                 if writer.try_send(bytes).is_err() {
                                     warn!(peer = %to.addr, "TCP connection backed up or closed; message dropped");

@@ -1097,14 +1097,9 @@ impl Endpoint {
         let flow = call.dialog.flow;
         call.span
             .in_scope(|| info!(reason = reason.as_str(), "hanging up"));
-        let legs = call.agent_legs.clone();
-        self.stop_media(id);
         // The agent and the queue need not wait for the caller to answer our BYE (a dead
         // caller never does, and Timer F is 32 s).
-        for leg in legs {
-            self.hang_up_leg(now, leg);
-        }
-        self.report_to_acd(now, AcdInput::CallerLeft { call: CallId(id.0) });
+        self.release_media_and_agents(now, id);
         match self.transactions.send_request(now, bye, flow) {
             Ok(key) => {
                 self.by_bye_tx.insert(key, id);
@@ -1116,8 +1111,10 @@ impl Endpoint {
         }
     }
 
-    /// Forgets the call: media stopped, port returned, outcome logged.
-    fn finish(&mut self, now: Instant, id: CallRef) {
+    /// Stops the caller's media, hangs up its agent legs and takes it out of the ACD. After our
+    /// own hang-up `finish` repeats it, which changes nothing (the ACD ignores the second
+    /// report).
+    fn release_media_and_agents(&mut self, now: Instant, id: CallRef) {
         self.stop_media(id);
         let legs = self
             .calls
@@ -1128,6 +1125,11 @@ impl Endpoint {
             self.hang_up_leg(now, leg);
         }
         self.report_to_acd(now, AcdInput::CallerLeft { call: CallId(id.0) });
+    }
+
+    /// Forgets the call: media stopped, port returned, outcome logged.
+    fn finish(&mut self, now: Instant, id: CallRef) {
+        self.release_media_and_agents(now, id);
         let Some(call) = self.calls.remove(&id) else {
             return;
         };
