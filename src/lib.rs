@@ -4,11 +4,13 @@
 //! tokio drivers that own sockets and timers.
 
 pub mod acd;
+pub mod call;
 pub mod cdr;
 pub mod cli;
 pub mod http;
 pub mod ivr;
 pub mod media;
+pub mod numbers;
 pub mod routing;
 pub mod sdp;
 pub mod server;

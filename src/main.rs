@@ -65,10 +65,20 @@ enum Command {
         /// Service level threshold in seconds (default: setting stats.sl_threshold, 20).
         #[arg(long)]
         sl_threshold: Option<u32>,
+        /// Accept a missing database (it is created empty and every figure is zero); without
+        /// it a missing SQLite file is an error naming the URL tried.
+        #[arg(long)]
+        allow_empty: bool,
     },
-    /// Ask the running service to reload routing.toml (it validates first and keeps the running
-    /// version when the file has problems).
-    Reload,
+    /// Ask the running service to reload routing.toml through its HTTP API (POST /api/reload).
+    /// Prints the new version's hash; exit 1 with every problem when the service refused the
+    /// file (the running version stays) or could not be reached.
+    Reload {
+        /// Put the version applied before the current one back into the routing file (the
+        /// replaced file is kept as FILE.before-rollback) and apply it.
+        #[arg(long)]
+        rollback: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             at,
             digits,
         } => {
-            let keys: Vec<char> = digits.iter().flat_map(|word| word.chars()).collect();
+            let keys = hotline::cli::simulate::parse_keys(&digits)?;
             let keys = if keys.is_empty() {
                 hotline::cli::simulate::Keys::Interactive
             } else {
@@ -146,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             short_abandon,
             sl_threshold,
+            allow_empty,
         } => {
             let options = hotline::cli::stats::Options {
                 database_url: settings.database.url,
@@ -158,15 +169,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     sl_threshold_s: sl_threshold.unwrap_or(settings.stats.sl_threshold),
                 },
             };
+            hotline::cli::stats::refuse_missing_database(&options.database_url, allow_empty)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             print!("{}", runtime.block_on(hotline::cli::stats::run(options))?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reload => {
-            hotline::cli::reload::run(&settings.pid_file)?;
-            Ok(ExitCode::SUCCESS)
+        Command::Reload { rollback } => {
+            use hotline::cli::reload::{self, Answer};
+            let options = reload::Options {
+                pid_file: &settings.pid_file,
+                listen: settings.http.listen,
+                token: settings.http.token.as_deref(),
+            };
+            let answer = if rollback {
+                let (version, answer) = reload::rollback(&options, &settings.routing)?;
+                println!(
+                    "{}: restored version {} (applied {})",
+                    settings.routing.display(),
+                    version.hash,
+                    version.applied
+                );
+                answer
+            } else {
+                reload::run(&options)?
+            };
+            match answer {
+                Answer::Applied { hash } => {
+                    println!("routing reloaded: version {hash} is active for new calls");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Answer::Refused { problems } => {
+                    for problem in &problems {
+                        println!("{problem}");
+                    }
+                    eprintln!(
+                        "hotline: the service refused the routing file ({} problem(s)); the \
+                         running version stays",
+                        problems.len()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

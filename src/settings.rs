@@ -1,15 +1,23 @@
 //! Service settings: built-in defaults, then `hotline.toml` (or `--config FILE`), then
 //! environment variables `HOTLINE__SECTION__KEY`. Supervisor routing lives in `routing.toml`, not here.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod trunk;
+pub use trunk::{
+    in_any, split_host_port, CallerIdHeader, Cidr, NumbersSettings, Secret, TrunkSettings,
+    TrunkTransport,
+};
+
 /// Defaults are written as TOML so `hotline.toml` can be explained by pointing at this text.
 pub const DEFAULTS: &str = r#"
 routing = "routing.toml"
+routing_settle = "2s"
 prompts = "prompts"
 pid_file = "var/hotline.pid"
 
@@ -22,6 +30,13 @@ max_call_duration = "1h"
 answer_delay = "0s"
 rtp_timeout = "60s"
 max_message_size = 16384
+trusted = ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+server_header = "hotline"
+
+[numbers]
+country_code = "370"
+national_prefix = "8"
+international_prefix = "00"
 
 [rtp]
 port_min = 20000
@@ -38,6 +53,22 @@ listen = "127.0.0.1:8080"
 [stats]
 short_abandon = 5
 sl_threshold = 20
+
+[shutdown]
+grace = "5m"
+
+[tcp]
+max_connections = 2048
+max_per_address = 64
+idle_timeout = "10m"
+message_timeout = "10s"
+
+[security]
+max_auth_failures = 10
+max_auth_failures_per_address = 30
+auth_failure_window = "15m"
+ban_time = "5m"
+nonce_lifetime = "5m"
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +78,10 @@ pub struct Settings {
     pub rtp: RtpSettings,
     /// Path of the supervisors' routing file.
     pub routing: PathBuf,
+    /// A changed routing file goes live once it has stayed unchanged this long (SIGHUP and
+    /// `hotline reload` apply at once).
+    #[serde(deserialize_with = "duration")]
+    pub routing_settle: Duration,
     /// Folder of prompt audio, `<prompts>/<lang>/<name>.<ext>`.
     pub prompts: PathBuf,
     /// Where `serve` writes its process id, for `hotline reload`.
@@ -54,6 +89,65 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub stats: StatsSettings,
+    pub shutdown: ShutdownSettings,
+    pub tcp: TcpSettings,
+    /// `[numbers]`: E.164 rules for caller and dialled numbers.
+    pub numbers: NumbersSettings,
+    /// `[trunks.NAME]`: carriers' SIP trunks, by name.
+    #[serde(default)]
+    pub trunks: BTreeMap<String, TrunkSettings>,
+    pub security: SecuritySettings,
+    /// `[node]`: absent from `DEFAULTS` because its default, the host name, is read at start.
+    #[serde(default)]
+    pub node: NodeSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// This service's name, stamped on every call record; at start it closes only its own
+    /// records left open by a crash. Unique per service sharing one database.
+    #[serde(default = "host_name")]
+    pub name: String,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings { name: host_name() }
+    }
+}
+
+/// The machine's host name (the default `node.name`), else `hotline`.
+pub fn host_name() -> String {
+    let from_proc = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned());
+    from_proc
+        .filter(|name| !name.is_empty())
+        .or_else(gethostname)
+        .unwrap_or_else(|| "hotline".to_owned())
+}
+
+#[cfg(unix)]
+fn gethostname() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; POSIX may leave it unterminated when the name
+    // is cut, which is why the length is taken up to the first NUL or the end.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if result != 0 {
+        return None;
+    }
+    let end = buffer
+        .iter()
+        .position(|byte| *byte == 0)
+        .unwrap_or(buffer.len());
+    let name = String::from_utf8_lossy(&buffer[..end]).trim().to_owned();
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(not(unix))]
+fn gethostname() -> Option<String> {
+    None
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,9 +175,30 @@ pub struct SipSettings {
     pub rtp_timeout: Duration,
     /// Larger SIP messages get 513 (UDP) or close the connection (TCP).
     pub max_message_size: usize,
+    /// Server header of responses and User-Agent of requests; no version by default.
+    pub server_header: String,
     /// Agents' credentials (realm and HA1 per user); without it agents cannot register.
     #[serde(default)]
     pub credentials: Option<PathBuf>,
+    /// Besides trunks, who may send INVITE or REGISTER (agents' networks); others get 403.
+    pub trusted: Vec<Cidr>,
+}
+
+/// Limits on SIP over TCP, so idle or trickling connections cannot exhaust the service.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSettings {
+    /// Accepted connections at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Accepted connections at once from one address.
+    pub max_per_address: usize,
+    /// A connection that carries nothing for this long is closed.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// A message must be complete this long after its first byte, and a new connection must
+    /// bring its first message within it (slow senders cannot hold connections open).
+    #[serde(deserialize_with = "duration")]
+    pub message_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +244,45 @@ pub struct StatsSettings {
     pub sl_threshold: u32,
 }
 
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// After SIGTERM/SIGINT, calls in progress may go on this long before the service hangs
+    /// them up (new calls are refused meanwhile).
+    #[serde(deserialize_with = "duration")]
+    pub grace: Duration,
+}
+
+/// Defences of the public edge: failed logins and bans (`[security]`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// Failed logins of one user name from one address within `auth_failure_window` before
+    /// that user@address is banned for `ban_time`.
+    pub max_auth_failures: u32,
+    /// Failed logins from one address (any user names) before the address is banned.
+    pub max_auth_failures_per_address: u32,
+    #[serde(deserialize_with = "duration")]
+    pub auth_failure_window: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub ban_time: Duration,
+    /// A digest nonce is usable this long, then answered with `stale=true`.
+    #[serde(deserialize_with = "duration")]
+    pub nonce_lifetime: Duration,
+}
+
+impl From<SecuritySettings> for crate::sip::registrar::AuthPolicy {
+    fn from(security: SecuritySettings) -> Self {
+        crate::sip::registrar::AuthPolicy {
+            max_failures: security.max_auth_failures,
+            max_failures_per_address: security.max_auth_failures_per_address,
+            failure_window: security.auth_failure_window,
+            ban_time: security.ban_time,
+            nonce_lifetime: security.nonce_lifetime,
+        }
+    }
+}
+
 impl From<StatsSettings> for crate::cdr::Thresholds {
     fn from(stats: StatsSettings) -> Self {
         crate::cdr::Thresholds {
@@ -148,6 +302,8 @@ pub enum SettingsError {
     RtpRange { min: u16, max: u16 },
     #[error("settings: sip.t1 must be > 0 and sip.t2 >= sip.t1")]
     Timers,
+    #[error("settings: node.name must not be empty")]
+    NodeName,
 }
 
 impl Settings {
@@ -166,7 +322,10 @@ impl Settings {
             .add_source(
                 Environment::with_prefix("HOTLINE")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    // `HOTLINE__SIP__TRUSTED=127.0.0.1/32,10.20.0.0/16`
+                    .list_separator(",")
+                    .with_list_parse_key("sip.trusted"),
             )
             .build()?;
         // The config crate drops the key from custom errors (bad address, bad duration):
@@ -190,7 +349,10 @@ impl Settings {
         if self.sip.t1.is_zero() || self.sip.t2 < self.sip.t1 {
             return Err(SettingsError::Timers);
         }
-        Ok(())
+        if self.node.name.trim().is_empty() {
+            return Err(SettingsError::NodeName);
+        }
+        trunk::validate(&self.trunks, &self.numbers)
     }
 }
 
@@ -259,15 +421,158 @@ mod tests {
         let settings = Settings::load(Some(&good)).unwrap();
         assert_eq!(settings.rtp.port_min, 30000);
         assert_eq!(settings.sip.t1, Duration::from_millis(500));
+        assert_eq!(settings.shutdown.grace, Duration::from_secs(300));
+        let policy = crate::sip::registrar::AuthPolicy::from(settings.security);
+        assert_eq!(policy, crate::sip::registrar::AuthPolicy::default());
+        assert_eq!(settings.sip.server_header, crate::sip::ua::DEFAULT_PRODUCT);
+        assert_eq!(settings.routing_settle, Duration::from_secs(2));
+
+        let grace = dir.join("grace.toml");
+        std::fs::write(&grace, "[shutdown]\ngrace = \"90s\"\n").unwrap();
+        let settings = Settings::load(Some(&grace)).unwrap();
+        assert_eq!(settings.shutdown.grace, Duration::from_secs(90));
+        std::fs::write(&grace, "[shutdown]\ngrace = \"soon\"\n").unwrap();
+        let message = Settings::load(Some(&grace)).unwrap_err().to_string();
+        assert!(message.contains("shutdown.grace"), "{message}");
 
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "[sip]\nlisten = \"not an address\"\n").unwrap();
         let message = Settings::load(Some(&bad)).unwrap_err().to_string();
         assert!(message.contains("sip.listen"), "{message}");
 
+        assert_eq!(settings.node.name, host_name());
+        assert!(!settings.node.name.is_empty());
+        let named = dir.join("named.toml");
+        std::fs::write(&named, "[node]\nname = \"hotline-b\"\n").unwrap();
+        assert_eq!(Settings::load(Some(&named)).unwrap().node.name, "hotline-b");
+        let unnamed = dir.join("unnamed.toml");
+        std::fs::write(&unnamed, "[node]\nname = \" \"\n").unwrap();
+        assert!(matches!(
+            Settings::load(Some(&unnamed)),
+            Err(SettingsError::NodeName)
+        ));
+
         let typo = dir.join("typo.toml");
         std::fs::write(&typo, "[sip]\nlisen = \"127.0.0.1:5060\"\n").unwrap();
         let message = Settings::load(Some(&typo)).unwrap_err().to_string();
         assert!(message.contains("lisen"), "{message}");
+    }
+
+    #[test]
+    fn trunks_numbers_and_trusted_load_and_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::load(Some(&write(&dir, "empty.toml", ""))).unwrap();
+        assert!(settings.trunks.is_empty());
+        assert_eq!(settings.numbers.country_code, "370");
+        let trusted = &settings.sip.trusted;
+        for inside in ["127.0.0.1", "::1", "10.1.2.3", "172.31.0.1", "192.168.1.1"] {
+            assert!(in_any(trusted, inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["203.0.113.9", "172.32.0.1", "2001:db8::1"] {
+            assert!(!in_any(trusted, outside.parse().unwrap()), "{outside}");
+        }
+
+        let good = r#"
+[sip]
+trusted = ["127.0.0.1/32", "10.20.0.0/16"]
+[numbers]
+country_code = "370"
+national_prefix = "8"
+international_prefix = "00"
+[trunks.carrier]
+host = "sip.carrier.example:5060"
+backup_host = "sip2.carrier.example"
+transport = "udp"
+register = true
+username = "hotline19118"
+password = "hunter2"
+expires = "600s"
+numbers = ["19118", "+37019118"]
+inbound = ["192.0.2.0/28"]
+caller_id = "pai"
+max_calls = 120
+options_interval = "30s"
+[trunks.second]
+host = "192.0.2.50"
+transport = "tcp"
+register = true
+username = "u"
+auth_username = "auth-u"
+password_file = "PASSWORD_FILE"
+numbers = ["852123456"]
+caller_id = "rpid"
+"#;
+        let password_file = write(&dir, "secret", "from-a-file\n");
+        let good = good.replace("PASSWORD_FILE", &password_file.display().to_string());
+        let settings = Settings::load(Some(&write(&dir, "good.toml", &good))).unwrap();
+        assert_eq!(settings.sip.trusted.len(), 2);
+        let carrier = &settings.trunks["carrier"];
+        assert_eq!(carrier.expires, Duration::from_secs(600));
+        assert_eq!(carrier.max_calls, Some(120));
+        assert_eq!(carrier.transport, TrunkTransport::Udp);
+        assert!(carrier.inbound[0].contains("192.0.2.15".parse().unwrap()));
+        assert!(!carrier.inbound[0].contains("192.0.2.16".parse().unwrap()));
+        assert_eq!(carrier.auth_user(), Some("hotline19118"));
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("hunter2"),
+            "the password leaks through Debug"
+        );
+        let second = &settings.trunks["second"];
+        assert_eq!(second.auth_user(), Some("auth-u"));
+        assert_eq!(second.caller_id, CallerIdHeader::Rpid);
+        assert_eq!(second.options_interval, Duration::from_secs(30));
+        let password = second.resolve_password().unwrap().unwrap();
+        assert_eq!(password.expose(), "from-a-file");
+
+        let cases = [
+            ("[sip]\ntrusted = [\"10.0.0.0/33\"]\n", "sip.trusted"),
+            (
+                "[trunks.c]\nhost = \"h\"\ninbound = [\"nonsense\"]\n",
+                "trunks.c.inbound",
+            ),
+            ("[trunks.c]\nhost = \"h\"\nhots = \"typo\"\n", "hots"),
+            (
+                "[trunks.c]\nhost = \"h\"\ntransport = \"sctp\"\n",
+                "trunks.c.transport",
+            ),
+            (
+                "[trunks.c]\nhost = \"h\"\ncaller_id = \"name\"\n",
+                "trunks.c.caller_id",
+            ),
+            ("[trunks.c]\nhost = \"not a host\"\n", "trunks.c.host"),
+            (
+                "[trunks.c]\nhost = \"h\"\nregister = true\npassword = \"p\"\n",
+                "trunks.c.username",
+            ),
+            (
+                "[trunks.c]\nhost = \"h\"\nregister = true\nusername = \"u\"\n",
+                "trunks.c.password",
+            ),
+            (
+                "[trunks.a]\nhost = \"h\"\nnumbers = [\"+37052123456\"]\n\
+                 [trunks.b]\nhost = \"h\"\nnumbers = [\"852123456\"]\n",
+                "trunks.b.numbers[0]",
+            ),
+            (
+                "[numbers]\ncountry_code = \"+370\"\n",
+                "numbers.country_code",
+            ),
+            (
+                "[trunks.c]\nhost = \"h\"\npassword_file = \"/nonexistent/secret\"\n",
+                "trunks.c.password_file",
+            ),
+        ];
+        for (index, (text, key)) in cases.iter().enumerate() {
+            let path = write(&dir, &format!("bad{index}.toml"), text);
+            let message = Settings::load(Some(&path)).unwrap_err().to_string();
+            assert!(message.contains(key), "{text}: {message}");
+        }
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
     }
 }

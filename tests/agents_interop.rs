@@ -101,7 +101,7 @@ fn caller_hears_the_registered_agent_and_bye_ends_both_legs() {
         .unwrap_or_else(|| panic!("no INVITE to {} captured", agent.user));
     let from = header(&invite, "From").unwrap_or_default();
     assert!(
-        from.starts_with("\"[LT] Vilniaus šilumos tinklai\" <sip:19118@"),
+        from.starts_with("\"[LT] Vilniaus šilumos tinklai\" <sip:sipp@"),
         "From: {from}"
     );
     assert_eq!(header(&invite, "X-Hotline-Language").as_deref(), Some("lt"));
@@ -298,6 +298,7 @@ fn third_caller_waits_hears_the_position_and_gets_the_freed_agent() {
             "digit_3",
             "transfer_connecting",
             "queue_hold",
+            "all_agents_busy",
             "queue_position_prefix",
             "number_1",
             "queue_position_suffix",

@@ -1,7 +1,7 @@
 //! Supervisor statistics are exact for calls driven through the real call flow. Seventeen scripted
 //! callers of known outcome walk the menus of `tests/fixtures/routing/stats.toml` through the SIP
-//! endpoint (`Endpoint` running `MenuFlow`, the ACD and the bundled prompts) in simulated time:
-//! a simulated media engine ends each prompt after its real length, callers press keys at fixed
+//! switchboard (`Switchboard` running `MenuFlow`, the ACD and the bundled prompts) in simulated
+//! time (`call::sim::Simulator`, whose media driver ends each prompt after its real length), callers press keys at fixed
 //! offsets and hang up on cue, and fake agents' phones answer after a set time, refuse with 486
 //! or ring until cancelled. The call records must carry the scripted outcome, language,
 //! enterprise, agent, wait and talk (to the millisecond) at the simulated instants; stored in
@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, TimeZone, Utc};
+use hotline::call::sim::Simulator;
+use hotline::call::{IncomingCall, Input, Output, Record, Switchboard, SwitchboardConfig};
 use hotline::cdr::{
     CallEvent, CallRecord, CallStart, CdrStore, Delivery, Dimension, Outcome, StatsQuery, StatsRow,
     Thresholds,
@@ -29,12 +31,11 @@ use hotline::http::{serve, HttpState};
 use hotline::ivr::menu::MenuFlow;
 use hotline::ivr::CallFlow;
 use hotline::media::dtmf::DtmfSource;
+use hotline::media::leg::{LegId, MediaCommand, MediaEvent};
 use hotline::media::prompts::PromptLibrary;
-use hotline::sip::endpoint::{
-    CallRef, Endpoint, EndpointConfig, IncomingCall, MediaCommand, MediaEvent, Output,
-};
 use hotline::sip::transaction::TimerConfig;
 use hotline::sip::transport::{Peer, TransportKind};
+use hotline::sip::ua::UaConfig;
 use pg_server::TestPostgres;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -557,7 +558,7 @@ enum Step {
 /// What a caller saw and did, with the simulated instants.
 #[derive(Debug, Default)]
 struct CallerLog {
-    call: Option<CallRef>,
+    call: Option<LegId>,
     to_tag: Option<String>,
     /// Every Play command: (instant, prompt names).
     plays: Vec<(Instant, Vec<String>)>,
@@ -589,42 +590,41 @@ struct AgentLeg {
 }
 
 struct Sim {
-    endpoint: Endpoint,
-    t0: Instant,
-    now: Instant,
+    sim: Simulator,
     callers: Vec<Caller>,
     logs: Vec<CallerLog>,
     by_call_id: HashMap<String, usize>,
     by_number: HashMap<String, usize>,
-    /// The caller whose INVITE is being handled: its media Start names its CallRef.
+    /// The caller whose INVITE is being handled: its media Start names its LegId.
     arriving: Option<usize>,
-    by_ref: HashMap<CallRef, usize>,
-    /// Playlist end per call: (instant, generation).
-    playing: HashMap<CallRef, (Instant, u64)>,
+    by_ref: HashMap<LegId, usize>,
     agenda: BTreeMap<(Instant, u64), Step>,
     next_seq: u64,
     legs: Vec<AgentLeg>,
     leg_by_call_id: HashMap<String, usize>,
     starts: Vec<CallStart>,
     records: Vec<(CallRecord, Vec<CallEvent>)>,
+    /// Every SIP message the switchboard sent, with its simulated time: a replay must match.
+    transcript: String,
 }
 
-fn config() -> EndpointConfig {
-    EndpointConfig {
-        local: "127.0.0.1:5060".parse().unwrap(),
-        public_ip: "127.0.0.1".parse().unwrap(),
-        timers: TimerConfig {
-            t1: Duration::from_millis(500),
-            t2: secs(4),
-            t4: secs(5),
+fn config() -> SwitchboardConfig {
+    SwitchboardConfig {
+        sip: UaConfig {
+            local: "127.0.0.1:5060".parse().unwrap(),
+            public_ip: "127.0.0.1".parse().unwrap(),
+            timers: TimerConfig {
+                t1: Duration::from_millis(500),
+                t2: secs(4),
+                t4: secs(5),
+            },
+            max_message_size: 16384,
         },
         max_call_duration: secs(3600),
         answer_delay: Duration::ZERO,
         rtp_timeout: secs(30),
-        max_message_size: 16384,
         rtp_port_min: 30000,
         rtp_port_max: 30100,
-        default_language: "lt".to_owned(),
     }
 }
 
@@ -641,7 +641,7 @@ impl Sim {
             .unwrap_or_else(|problems| panic!("{problems:?}"))
             .routing;
         let for_flows = routing.clone();
-        let mut endpoint = Endpoint::new(
+        let switchboard = Switchboard::new(
             config(),
             prompts,
             Box::new(move |_: &IncomingCall| -> Box<dyn CallFlow> {
@@ -649,9 +649,10 @@ impl Sim {
             }),
             11,
         );
-        let t0 = Instant::now();
-        endpoint.set_wall_clock(t0, SystemTime::from(start_wall()));
-        endpoint.set_routing(t0, routing);
+        let wall = SystemTime::from(start_wall());
+        let mut sim = Simulator::new(switchboard, Instant::now(), wall, true);
+        let t0 = sim.t0;
+        sim.switchboard.set_routing(t0, routing);
         let logs = callers
             .iter()
             .map(|caller| CallerLog {
@@ -668,22 +669,20 @@ impl Sim {
             .map(|index| (caller_number(index), index))
             .collect();
         Sim {
-            endpoint,
-            t0,
-            now: t0,
+            sim,
             callers,
             logs,
             by_call_id,
             by_number,
             arriving: None,
             by_ref: HashMap::new(),
-            playing: HashMap::new(),
             agenda: BTreeMap::new(),
             next_seq: 0,
             legs: Vec::new(),
             leg_by_call_id: HashMap::new(),
             starts: Vec::new(),
             records: Vec::new(),
+            transcript: String::new(),
         }
     }
 
@@ -692,11 +691,11 @@ impl Sim {
         self.agenda.insert((at, self.next_seq), step);
     }
 
-    /// Runs the script, firing the endpoint's timers, prompt ends and scripted steps in time
+    /// Runs the script, firing the switchboard's timers, prompt ends and scripted steps in time
     /// order, until nothing is left to happen before `t0 + horizon`.
     fn run(&mut self, horizon: Duration) {
         for index in 0..self.callers.len() {
-            let arrive = self.t0 + self.callers[index].arrive;
+            let arrive = self.sim.t0 + self.callers[index].arrive;
             self.schedule(arrive, Step::Arrive(index));
             for &(after_s, key) in self.callers[index].keys {
                 self.schedule(arrive + secs(after_s), Step::Key(index, key));
@@ -705,29 +704,17 @@ impl Sim {
                 self.schedule(arrive + after, Step::CallerBye(index));
             }
         }
-        let end = self.t0 + horizon;
+        let end = self.sim.t0 + horizon;
         for _ in 0..1_000_000 {
-            let timer = self.endpoint.poll_timeout();
-            let playback = self
-                .playing
-                .iter()
-                .map(|(call, (at, generation))| (*at, *call, *generation))
-                .min();
+            let by_itself = self.sim.next_event();
             let step = self.agenda.keys().next().copied();
-            let next = [timer, playback.map(|p| p.0), step.map(|s| s.0)]
-                .into_iter()
-                .flatten()
-                .min();
+            let next = [by_itself, step.map(|s| s.0)].into_iter().flatten().min();
             let Some(next) = next.filter(|next| *next <= end) else {
                 return;
             };
-            self.now = self.now.max(next);
-            if timer.is_some_and(|at| at <= self.now) {
-                self.endpoint.handle_timeout(self.now);
-            } else if let Some((_, call, generation)) = playback.filter(|p| p.0 <= self.now) {
-                self.playing.remove(&call);
-                let finished = MediaEvent::PlaybackFinished { call, generation };
-                self.endpoint.handle_media_event(self.now, finished);
+            self.sim.now = self.sim.now.max(next);
+            if by_itself.is_some_and(|at| at <= self.sim.now) {
+                self.sim.fire_due();
             } else if let Some(key) = step {
                 if let Some(step) = self.agenda.remove(&key) {
                     self.step(step);
@@ -745,19 +732,18 @@ impl Sim {
                 let offer = if caller.g729 { G729_OFFER } else { PCMU_OFFER };
                 let text = invite(caller.id, &caller_number(index), offer);
                 self.arriving = Some(index);
-                self.endpoint
-                    .handle_message(self.now, udp(CALLERS), text.as_bytes());
+                self.input(udp(CALLERS), &text);
                 self.drain();
                 self.arriving = None;
             }
             Step::Key(index, digit) => {
                 if let Some(call) = self.logs[index].call {
                     let event = MediaEvent::Digit {
-                        call,
+                        leg: call,
                         digit,
                         source: DtmfSource::Rfc4733,
                     };
-                    self.endpoint.handle_media_event(self.now, event);
+                    self.sim.input(Input::Media(event));
                 }
             }
             Step::CallerBye(index) => {
@@ -772,11 +758,10 @@ impl Sim {
                 let Some(tag) = log.to_tag.clone() else {
                     return;
                 };
-                log.caller_bye_at = Some(self.now);
+                log.caller_bye_at = Some(self.sim.now);
                 let text =
                     caller_request("BYE", self.callers[index].id, &caller_number(index), &tag);
-                self.endpoint
-                    .handle_message(self.now, udp(CALLERS), text.as_bytes());
+                self.input(udp(CALLERS), &text);
             }
             Step::AgentAnswers(leg) => {
                 let AgentLeg {
@@ -805,13 +790,13 @@ impl Sim {
                     &contact,
                     AGENT_ANSWER,
                 );
-                self.logs[caller].answered_at = Some(self.now);
-                self.endpoint.handle_message(self.now, peer, ok.as_bytes());
+                self.logs[caller].answered_at = Some(self.sim.now);
+                self.input(peer, &ok);
                 let hang_up = match ends {
                     Side::Caller => Step::CallerBye(caller),
                     Side::Agent => Step::AgentBye(leg),
                 };
-                self.schedule(self.now + talk, hang_up);
+                self.schedule(self.sim.now + talk, hang_up);
             }
             Step::AgentBye(leg) => {
                 let AgentLeg {
@@ -830,17 +815,20 @@ impl Sim {
                     header(invite, "From").unwrap(),
                     header(invite, "Call-ID").unwrap(),
                 );
-                self.endpoint.handle_message(self.now, peer, bye.as_bytes());
+                self.input(peer, &bye);
             }
         }
     }
 
-    /// Everything the endpoint produced, including what our answers to it produce.
+    /// Everything the switchboard produced, including what our answers to it produce.
     fn drain(&mut self) {
-        while let Some(output) = self.endpoint.poll_output() {
+        while let Some((_, output)) = self.sim.poll_output() {
             match output {
-                Output::Transmit { to, bytes } => {
-                    let text = String::from_utf8(bytes.to_vec()).unwrap();
+                Output::Transmit(transmit) => {
+                    let to = transmit.to;
+                    let text = String::from_utf8(transmit.bytes.to_vec()).unwrap();
+                    let at = self.sim.elapsed();
+                    self.transcript += &format!("{at:?} {to}\n{text}\n");
                     if to == udp(CALLERS) {
                         self.caller_receives(&text);
                     } else {
@@ -848,14 +836,13 @@ impl Sim {
                     }
                 }
                 Output::Media(command) => self.media(command),
-                Output::CallStarted(start) => self.starts.push(start),
-                Output::CallRecorded { record, events, .. } => {
+                Output::Record(Record::Started(start)) => self.starts.push(start),
+                Output::Record(Record::Ended { record, events, .. }) => {
                     if let Some(&index) = self.by_call_id.get(&record.call_id) {
-                        self.logs[index].recorded_at = Some(self.now);
+                        self.logs[index].recorded_at = Some(self.sim.now);
                     }
                     self.records.push((*record, events));
                 }
-                Output::CallEnded { .. } => {}
             }
         }
     }
@@ -869,13 +856,11 @@ impl Sim {
             let tag = to_tag(text).unwrap();
             self.logs[index].to_tag = Some(tag.clone());
             let ack = caller_request("ACK", call_id, &caller_number(index), &tag);
-            self.endpoint
-                .handle_message(self.now, udp(CALLERS), ack.as_bytes());
+            self.input(udp(CALLERS), &ack);
         } else if text.starts_with("BYE ") {
-            self.logs[index].hotline_bye_at = Some(self.now);
+            self.logs[index].hotline_bye_at = Some(self.sim.now);
             let ok = reply(text, "200 OK", "caller", "", "");
-            self.endpoint
-                .handle_message(self.now, udp(CALLERS), ok.as_bytes());
+            self.input(udp(CALLERS), &ok);
         }
     }
 
@@ -908,18 +893,17 @@ impl Sim {
                 Pickup::Busy => reply(text, "486 Busy Here", &tag, "", ""),
                 Pickup::Ring | Pickup::Answer { .. } => reply(text, "180 Ringing", &tag, "", ""),
             };
-            self.endpoint
-                .handle_message(self.now, peer, response.as_bytes());
+            self.input(peer, &response);
             if let Pickup::Answer { wait, .. } = pickup {
-                let chosen = self.logs[caller].chosen_at.unwrap_or(self.now);
-                self.schedule((chosen + wait).max(self.now), Step::AgentAnswers(leg));
+                let chosen = self.logs[caller].chosen_at.unwrap_or(self.sim.now);
+                self.schedule((chosen + wait).max(self.sim.now), Step::AgentAnswers(leg));
             }
         } else if text.starts_with("CANCEL ") {
             let leg = self.leg_by_call_id[&call_id];
             self.legs[leg].cancelled = true;
             let tag = format!("agent-{leg}");
             let ok = reply(text, "200 OK", &tag, "", "");
-            self.endpoint.handle_message(self.now, peer, ok.as_bytes());
+            self.input(peer, &ok);
             let terminated = reply(
                 &self.legs[leg].invite,
                 "487 Request Terminated",
@@ -927,49 +911,43 @@ impl Sim {
                 "",
                 "",
             );
-            self.endpoint
-                .handle_message(self.now, peer, terminated.as_bytes());
+            self.input(peer, &terminated);
         } else if text.starts_with("BYE ") {
             let ok = reply(text, "200 OK", "agent", "", "");
-            self.endpoint.handle_message(self.now, peer, ok.as_bytes());
+            self.input(peer, &ok);
         }
     }
 
-    /// The media engine, simulated: a playlist ends after its prompts' length; a new Play
-    /// queues after what plays; StopPlayback and Stop drop it.
+    /// What the simulated media driver is told: which leg is whose, and what each caller hears
+    /// (the simulator ends the prompts after their length).
     fn media(&mut self, command: MediaCommand) {
         match command {
-            MediaCommand::Start { call, .. } => {
+            MediaCommand::Start { leg: call, .. } => {
                 if let Some(index) = self.arriving.filter(|_| !self.by_ref.contains_key(&call)) {
                     self.by_ref.insert(call, index);
                     self.logs[index].call = Some(call);
                 }
             }
             MediaCommand::Play {
-                call,
-                prompts,
-                generation,
+                leg: call, prompts, ..
             } => {
-                let length: Duration = prompts.iter().map(|prompt| prompt.duration()).sum();
-                let from = match self.playing.get(&call) {
-                    Some((end, _)) if *end > self.now => *end,
-                    _ => self.now,
-                };
-                self.playing.insert(call, (from + length, generation));
                 if let Some(&index) = self.by_ref.get(&call) {
                     let names: Vec<String> = prompts.iter().map(|p| p.name.clone()).collect();
                     self.played(index, names);
                 }
             }
-            MediaCommand::StopPlayback { call } | MediaCommand::Stop { call, .. } => {
-                self.playing.remove(&call);
-            }
-            MediaCommand::Update { .. } | MediaCommand::Bridge { .. } => {}
+            _ => {}
         }
     }
 
+    /// One SIP message from a caller or an agent.
+    fn input(&mut self, from: Peer, text: &str) {
+        let bytes = text.as_bytes();
+        self.sim.input(Input::Sip { from, bytes });
+    }
+
     fn played(&mut self, index: usize, names: Vec<String>) {
-        let now = self.now;
+        let now = self.sim.now;
         for name in &names {
             if self.logs[index].first_play.contains_key(name) {
                 continue;
@@ -989,7 +967,7 @@ impl Sim {
     }
 
     fn wall(&self, at: Instant) -> DateTime<Utc> {
-        start_wall() + chrono::Duration::from_std(at - self.t0).unwrap()
+        start_wall() + chrono::Duration::from_std(at - self.sim.t0).unwrap()
     }
 }
 
@@ -1144,13 +1122,13 @@ fn check_records(run: &Run) {
         let id = caller.id;
         assert_eq!(
             record.arrived,
-            sim.wall(sim.t0 + caller.arrive),
+            sim.wall(sim.sim.t0 + caller.arrive),
             "{id}: arrived"
         );
         // A call ends with its BYE (ours answered at once); a refused one when it arrived.
         let ended = match (log.caller_bye_at, log.hotline_bye_at) {
             (Some(at), None) | (None, Some(at)) => Some(sim.wall(at)),
-            (None, None) if caller.g729 => Some(sim.wall(sim.t0 + caller.arrive)),
+            (None, None) if caller.g729 => Some(sim.wall(sim.sim.t0 + caller.arrive)),
             _ => None,
         };
         assert_eq!(Some(record.ended), ended, "{id}: ended");
@@ -1167,7 +1145,7 @@ fn check_records(run: &Run) {
         // A group chosen by key is chosen at the key; the fallback when the menu gives up.
         let chosen = match caller.keys.last() {
             Some((after_s, _)) if caller.expected.enterprise.is_some() => {
-                Some(sim.wall(sim.t0 + caller.arrive + secs(*after_s)))
+                Some(sim.wall(sim.sim.t0 + caller.arrive + secs(*after_s)))
             }
             _ => log.chosen_at.map(|at| sim.wall(at)),
         };
@@ -1181,7 +1159,7 @@ fn check_records(run: &Run) {
         }
         let queued = log.queued_at.map(|at| sim.wall(at));
         assert_eq!(record.queue_entered, queued, "{id}: queue_entered");
-        let ivr_answered = (!caller.g729).then(|| sim.wall(sim.t0 + caller.arrive));
+        let ivr_answered = (!caller.g729).then(|| sim.wall(sim.sim.t0 + caller.arrive));
         assert_eq!(record.ivr_answered, ivr_answered, "{id}: ivr_answered");
     }
 
@@ -1192,7 +1170,7 @@ fn check_records(run: &Run) {
         .iter()
         .find(|(_, names)| names.first().map(String::as_str) == Some("closed_prefix"))
         .map(|(at, names)| (sim.wall(*at), names.join(" ")));
-    let key_pressed = sim.wall(sim.t0 + secs(134));
+    let key_pressed = sim.wall(sim.sim.t0 + secs(134));
     assert_eq!(
         message,
         Some((
@@ -1235,7 +1213,7 @@ fn check_records(run: &Run) {
     );
 
     // Nothing is left behind: calls, agent legs, ports, transactions.
-    let stats = sim.endpoint.stats();
+    let stats = sim.sim.switchboard.stats();
     assert_eq!(
         (
             stats.calls,
@@ -1245,6 +1223,22 @@ fn check_records(run: &Run) {
         ),
         (0, 0, 0, 0),
         "{stats:?}"
+    );
+}
+
+#[test]
+fn the_same_seed_replays_the_day_byte_for_byte() {
+    let first = simulate().sim;
+    let second = simulate().sim;
+    assert!(first.transcript.contains("SIP/2.0 200 OK"));
+    assert_eq!(first.transcript, second.transcript);
+    assert_eq!(
+        format!("{:?}", first.records),
+        format!("{:?}", second.records)
+    );
+    assert_eq!(
+        format!("{:?}", first.starts),
+        format!("{:?}", second.starts)
     );
 }
 

@@ -1,6 +1,6 @@
 //! The CDR store end to end on SQLite (temp file) and a real PostgreSQL server: the same
 //! scripted calls must give the same exact figures on both; outage, slow-database, writer,
-//! idempotence and retention behaviour.
+//! idempotence and retention behaviour; closing the records a killed run left open.
 
 mod pg_server;
 
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hotline::cdr::{
-    pseudonymise, CallEvent, CallFilter, CallRecord, CallStart, CdrSettings, CdrStore, CdrWriter,
-    Delivery, Dimension, DtmfMode, Outcome, Page, PurgeMode, StatsQuery, StatsRow, TransferMode,
+    pseudonymise, CallEvent, CallFilter, CallRecord, CallStart, CdrError, CdrSettings, CdrStore,
+    CdrWriter, Delivery, Dimension, DtmfMode, Outcome, Page, PurgeMode, StatsQuery, StatsRow,
+    TransferMode,
 };
 use pg_server::TestPostgres;
 use sqlx::Connection;
@@ -815,6 +816,33 @@ async fn writer_task_delivers_everything_in_order() {
     );
 }
 
+/// `close` returns once every record sent before it is stored, while a clone of the writer is
+/// still alive (the service holds several); sends after it are refused.
+#[tokio::test]
+async fn writer_close_stores_everything_sent_before_and_refuses_later_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(sqlite_store(dir.path()).await);
+    let (writer, task) = CdrWriter::spawn(store.clone(), Duration::from_secs(10));
+    let clone = writer.clone();
+    for n in 0..20 {
+        let (start, record, events) = numbered_call(n);
+        clone.call_started(start).unwrap();
+        clone.call_ended(record, events).unwrap();
+    }
+    writer.close().await.unwrap();
+    assert_eq!(
+        all_calls(&store).await.len(),
+        20,
+        "stored before close returned"
+    );
+    assert!(store.live_calls().await.unwrap().is_empty());
+    let (start, record, events) = numbered_call(20);
+    assert!(clone.call_started(start).is_err());
+    assert!(clone.call_ended(record, events).is_err());
+    assert!(writer.close().await.is_err(), "closed already");
+    task.await.unwrap();
+}
+
 #[tokio::test]
 async fn settings_apply_key_timeout_and_retention() {
     let dir = tempfile::tempdir().unwrap();
@@ -825,6 +853,7 @@ async fn settings_apply_key_timeout_and_retention() {
         retention_days: Some(2),
         retention_mode: PurgeMode::Delete,
         write_timeout: Duration::from_secs(5),
+        node: "node-a".into(),
     };
     let store = CdrStore::open(&settings).await.unwrap();
     let now = Utc::now();
@@ -856,4 +885,223 @@ async fn all_calls(store: &CdrStore) -> Vec<CallRecord> {
         offset: 0,
     };
     store.calls(&CallFilter::default(), page).await.unwrap()
+}
+
+/// A call that arrived `at_s` seconds after `base()`.
+fn call_start(id: &str, at_s: i64) -> CallStart {
+    CallStart {
+        call_id: id.into(),
+        caller: Some("+37060000000".into()),
+        trunk: "127.0.0.1:5080".into(),
+        arrived: base() + ms(at_s * 1000),
+    }
+}
+
+/// Interrupted records of node `node-a` closed by its next run; node `node-b`'s live call, a
+/// row from before the node column, and the new run's own live call stay open.
+async fn assert_close_interrupted(url: &str, dir: &Path) {
+    let run_a = CdrStore::connect(url, &dir.join("a1.jsonl"))
+        .await
+        .unwrap()
+        .with_node("node-a");
+    let node_b = CdrStore::connect(url, &dir.join("b.jsonl"))
+        .await
+        .unwrap()
+        .with_node("node-b");
+    for (id, at_s) in [("a-menu", 0), ("a-queue", 10)] {
+        assert_eq!(
+            run_a.call_started(call_start(id, at_s)).await.unwrap(),
+            Delivery::Stored
+        );
+    }
+    let (start, completed, events) = numbered_call(7);
+    run_a.call_started(start).await.unwrap();
+    run_a.call_ended(completed.clone(), events).await.unwrap();
+    node_b.call_started(call_start("b-live", 20)).await.unwrap();
+    // Steps of a-queue that reached the database before the crash, and a row written before
+    // rows carried their node.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    for (seq, at_s, kind) in [(0_i64, 12_i64, "menu"), (1, 40, "queue_enter")] {
+        sqlx::query(
+            "INSERT INTO call_events (call_id, seq, at_ms, kind, detail) \
+             VALUES ('a-queue', $1, $2, $3, '')",
+        )
+        .bind(seq)
+        .bind((base() + ms(at_s * 1000)).timestamp_millis())
+        .bind(kind)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO calls (call_id, trunk, arrived_ms) VALUES ('legacy', 'x', $1)")
+        .bind((base() + ms(30_000)).timestamp_millis())
+        .execute(&pool)
+        .await
+        .unwrap();
+    drop(run_a); // killed
+
+    let run_a2 = CdrStore::connect(url, &dir.join("a2.jsonl"))
+        .await
+        .unwrap()
+        .with_node("node-a");
+    // Up in the new run before the closing: its own, not interrupted.
+    run_a2.call_started(call_start("a-now", 50)).await.unwrap();
+    assert_eq!(run_a2.close_interrupted("node-a").await.unwrap(), 2);
+    assert_eq!(run_a2.interrupted_closed(), 2);
+
+    let filter = CallFilter {
+        outcome: Some(Outcome::Interrupted),
+        ..CallFilter::default()
+    };
+    let page = Page {
+        limit: 100,
+        offset: 0,
+    };
+    let closed = run_a2.calls(&filter, page).await.unwrap();
+    let summary: Vec<(&str, DateTime<Utc>, DateTime<Utc>)> = closed
+        .iter()
+        .map(|r| (r.call_id.as_str(), r.arrived, r.ended))
+        .collect();
+    // End: the last event when there is one, else the arrival.
+    assert_eq!(
+        summary,
+        vec![
+            ("a-queue", base() + ms(10_000), base() + ms(40_000)),
+            ("a-menu", base(), base()),
+        ]
+    );
+    for record in &closed {
+        assert_eq!(
+            (
+                record.dtmf_mode,
+                record.enterprise.as_deref(),
+                record.wait_seconds()
+            ),
+            (DtmfMode::None, None, None),
+            "{record:#?}"
+        );
+    }
+    let trail = |events: Vec<CallEvent>| -> Vec<(u32, DateTime<Utc>, String)> {
+        events.into_iter().map(|e| (e.seq, e.at, e.kind)).collect()
+    };
+    assert_eq!(
+        trail(run_a2.events("a-menu").await.unwrap()),
+        vec![(0, base(), "interrupted".to_owned())]
+    );
+    assert_eq!(
+        trail(run_a2.events("a-queue").await.unwrap()),
+        vec![
+            (0, base() + ms(12_000), "menu".to_owned()),
+            (1, base() + ms(40_000), "queue_enter".to_owned()),
+            (2, base() + ms(40_000), "interrupted".to_owned()),
+        ]
+    );
+    let mut live: Vec<String> = run_a2
+        .live_calls()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|start| start.call_id)
+        .collect();
+    live.sort();
+    assert_eq!(live, vec!["a-now", "b-live", "legacy"]);
+    // Done once: a second start closes nothing more; the completed call is as it was.
+    assert_eq!(run_a2.close_interrupted("node-a").await.unwrap(), 0);
+    let all = all_calls(&run_a2).await;
+    assert!(all.contains(&completed), "{all:#?}");
+
+    // Every row written names its node.
+    let nodes: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT call_id, node FROM calls ORDER BY call_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let node = |name: &str| Some(name.to_owned());
+    assert_eq!(
+        nodes,
+        vec![
+            ("a-menu".into(), node("node-a")),
+            ("a-now".into(), node("node-a")),
+            ("a-queue".into(), node("node-a")),
+            ("b-live".into(), node("node-b")),
+            ("legacy".into(), None),
+            ("outage-07".into(), node("node-a")),
+        ]
+    );
+
+    let total = run_a2.stats(&day_query(vec![])).await.unwrap();
+    assert_eq!(total[0].outcome_count(Outcome::Interrupted), 2);
+    assert_eq!(total[0].calls, 3);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_close_interrupted_closes_only_this_nodes_records_of_earlier_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("cdr.sqlite").display());
+    assert_close_interrupted(&url, dir.path()).await;
+}
+
+#[tokio::test]
+async fn postgres_close_interrupted_closes_only_this_nodes_records_of_earlier_runs() {
+    let server = TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    assert_close_interrupted(&server.url(), dir.path()).await;
+}
+
+#[tokio::test]
+async fn an_end_waiting_in_the_spool_is_written_not_taken_for_an_interruption() {
+    let server = TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool_path = dir.path().join("cdr.jsonl");
+    let (start_1, ended_1, events_1) = numbered_call(1);
+    let (start_2, _, _) = numbered_call(2);
+    {
+        let run = CdrStore::connect(&server.url(), &spool_path)
+            .await
+            .unwrap()
+            .with_node("node-a")
+            .with_write_timeout(Duration::from_secs(2));
+        assert_eq!(run.call_started(start_1).await.unwrap(), Delivery::Stored);
+        assert_eq!(run.call_started(start_2).await.unwrap(), Delivery::Stored);
+        server.stop();
+        // Call 1 ends during the outage; call 2 is up when the service is killed.
+        assert_eq!(
+            run.call_ended(ended_1.clone(), events_1).await.unwrap(),
+            Delivery::Spooled
+        );
+    }
+    // The next run starts while the database is still down.
+    let settings = CdrSettings {
+        database: server.url(),
+        spool_path: spool_path.clone(),
+        pseudonymise_key: None,
+        retention_days: None,
+        retention_mode: PurgeMode::Delete,
+        write_timeout: Duration::from_secs(2),
+        node: "node-a".into(),
+    };
+    let run = CdrStore::open(&settings).await.unwrap();
+    assert!(matches!(
+        run.close_interrupted("node-a").await,
+        Err(CdrError::SpoolNotReplayed(1))
+    ));
+    assert_eq!(run.spooled().await, 1);
+
+    server.start_again();
+    assert_eq!(run.close_interrupted("node-a").await.unwrap(), 1);
+    assert_eq!(run.spooled().await, 0);
+    let mut listed = all_calls(&run).await;
+    listed.reverse();
+    assert_eq!(listed[0], ended_1);
+    assert_eq!(
+        (
+            listed[1].call_id.as_str(),
+            listed[1].outcome,
+            listed[1].ended
+        ),
+        ("outage-02", Outcome::Interrupted, listed[1].arrived)
+    );
+    assert_eq!(listed.len(), 2);
 }

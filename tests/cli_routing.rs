@@ -92,7 +92,7 @@ fn check_reports_every_value_problem_a_key_typo_a_bad_time_and_an_unknown_strate
         "broken_values.toml",
         &[
             "broken_values.toml:17: groups.desk.anounce: unknown key (expected one of: name, \
-             announce, hours, when_closed, transfer, strategy, ring_timeout, wrap_up, \
+             announce, music, hours, when_closed, transfer, strategy, ring_timeout, wrap_up, \
              language_wait, max_wait, max_queue, overflow, agents)",
             "broken_values.toml:19: groups.desk.strategy: unknown strategy \"random\" (expected \
              ring-all, round-robin, longest-idle or fewest-calls)",
@@ -226,5 +226,102 @@ fn simulate_on_a_saturday_says_heating_is_closed_until_monday_and_hangs_up() {
     assert_eq!(
         printed.lines().last(),
         Some("path: language en > main:2 > heating closed")
+    );
+}
+
+#[test]
+fn simulate_refuses_keys_a_telephone_cannot_send() {
+    let output = hotline(&["simulate", "--lang", "en", "2x"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("key 'x' cannot be pressed on a telephone"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    let output = hotline(&["simulate", "--lang", "en", "2", "#"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// A fresh folder with no database: `hotline stats` run there.
+fn stats_in_empty_folder(extra: &[&str]) -> (Output, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("var/hotline.db");
+    let url = format!("sqlite://{}", database.display());
+    let mut args = vec!["stats", "--from", "2026-03-02"];
+    args.extend_from_slice(extra);
+    let output = hotline(&args, &[("HOTLINE__DATABASE__URL", &url)]);
+    (output, database, dir)
+}
+
+#[test]
+fn stats_where_no_database_exists_is_refused_unless_allowed() {
+    let (output, database, _dir) = stats_in_empty_folder(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "no call-record database at sqlite://{}",
+            database.display()
+        )) && message.contains("--allow-empty"),
+        "{message}"
+    );
+    assert!(!database.exists(), "nothing is created");
+
+    let (output, database, _dir) = stats_in_empty_folder(&["--allow-empty", "--format", "csv"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("calls,"), "{}", stdout(&output));
+    assert!(database.exists());
+}
+
+#[test]
+fn stats_from_after_to_is_an_error() {
+    let (output, _, _dir) = stats_in_empty_folder(&["--to", "2026-03-01", "--allow-empty"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("--from 2026-03-02 is not before --to 2026-03-01"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn simulate_a_silent_caller_on_the_shipped_routing_reaches_a_group_within_60_seconds() {
+    // No keys on the command line and no input: the caller stays silent to the end.
+    let output = hotline(&["simulate", "--at", "2026-12-02 10:00"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let reached = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("reached group municipality after "))
+        .unwrap_or_else(|| panic!("no group reached:\n{printed}"));
+    let seconds: f64 = reached
+        .trim_end_matches("s of simulated time")
+        .parse()
+        .unwrap_or_else(|_| panic!("bad time {reached:?}"));
+    assert!(
+        (30.0..=60.0).contains(&seconds),
+        "a silent caller waits {seconds} s for a person:\n{printed}"
+    );
+    assert_eq!(
+        printed.lines().last(),
+        Some("path: language: no key > language lt > main: no key > fallback > queue municipality")
+    );
+}
+
+#[test]
+fn simulate_the_operator_key_from_the_language_menu() {
+    let output = hotline(&["simulate", "--at", "2026-12-02 10:00", "0"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    assert!(
+        printed.contains("QUEUE for group municipality")
+            && printed.contains("\"[LT] Vilnius City Municipality\""),
+        "{printed}"
+    );
+    assert_eq!(
+        printed.lines().last(),
+        Some("path: language:0 (operator) > queue municipality")
     );
 }

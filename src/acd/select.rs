@@ -1,7 +1,7 @@
 //! Agent selection for one waiting call: eligibility (free, not backing off, language),
 //! priority tiers, then the group's strategy.
 
-use super::{AgentId, AgentRecord, AgentState};
+use super::types::{AgentId, AgentRecord, AgentState};
 use crate::routing::model::{Agent, Group, Strategy};
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -34,10 +34,39 @@ impl FromStr for DatabaseUrl {
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
         if path.is_empty() || path.contains("://") || path.starts_with(":memory:") {
-            return Err(CdrError::Url(url.to_owned()));
+            return Err(CdrError::Url(mask_password(url)));
         }
         Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
     }
+}
+
+/// `url` fit to print: the password of `user:password@` and any `password=` parameter are
+/// replaced by `***`. Every message or log line that names the database URL goes through this.
+pub fn mask_password(url: &str) -> String {
+    let mut masked = url.to_owned();
+    if let Some(scheme_end) = masked.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = masked[authority_start..]
+            .find(['/', '?', '#'])
+            .map_or(masked.len(), |end| authority_start + end);
+        // The last `@` ends the user part (a password may itself hold `@`).
+        if let Some(at) = masked[authority_start..authority_end].rfind('@') {
+            let user_info = authority_start..authority_start + at;
+            if let Some(colon) = masked[user_info.clone()].find(':') {
+                masked.replace_range(user_info.start + colon + 1..user_info.end, "***");
+            }
+        }
+    }
+    let mut searched = 0;
+    while let Some(found) = masked[searched..].to_ascii_lowercase().find("password=") {
+        let value_start = searched + found + "password=".len();
+        let value_end = masked[value_start..]
+            .find(['&', ' ', ';', '#'])
+            .map_or(masked.len(), |end| value_start + end);
+        masked.replace_range(value_start..value_end, "***");
+        searched = value_start + 3;
+    }
+    masked
 }
 
 /// How long to wait for a pooled connection before treating the database as down.
@@ -144,6 +173,40 @@ mod tests {
         );
         assert!("mysql://x".parse::<DatabaseUrl>().is_err());
         assert!("".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        for (url, masked) in [
+            (
+                "postgres://cdr:s3cret@127.0.0.1:5432/cdr",
+                "postgres://cdr:***@127.0.0.1:5432/cdr",
+            ),
+            (
+                "postgresql://cdr:p@ss:w@db.example/cdr?sslmode=require",
+                "postgresql://cdr:***@db.example/cdr?sslmode=require",
+            ),
+            (
+                "postgres://cdr@127.0.0.1/cdr?password=s3cret&sslmode=disable",
+                "postgres://cdr@127.0.0.1/cdr?password=***&sslmode=disable",
+            ),
+            (
+                "postgres://u:a@127.0.0.1/x?PASSWORD=b",
+                "postgres://u:***@127.0.0.1/x?PASSWORD=***",
+            ),
+            (
+                "postgres://cdr@127.0.0.1/cdr",
+                "postgres://cdr@127.0.0.1/cdr",
+            ),
+            ("sqlite://var/hotline.db", "sqlite://var/hotline.db"),
+            ("/var/lib/hotline/cdr.db", "/var/lib/hotline/cdr.db"),
+        ] {
+            assert_eq!(mask_password(url), masked, "{url}");
+        }
+        let error = "mysql://root:s3cret@host/x"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(!error.to_string().contains("s3cret"), "{error}");
     }
 
     #[test]

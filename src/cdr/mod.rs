@@ -1,6 +1,7 @@
 //! Call detail records (CDR) and call statistics: one row per call in SQLite (default) or
 //! PostgreSQL, an audit trail of steps per call, a spool so no record is lost while the database
-//! is away, retention, and statistics with the declared definitions in [`DEFINITIONS`].
+//! is away, retention, closing at start the records a killed run of this node left open
+//! (`interrupted`), and statistics with the declared definitions in [`DEFINITIONS`].
 //!
 //! Backend choice: one `sqlx::AnyPool` rather than an enum over two pools. The schema and every
 //! query are written once in portable SQL (`$N` parameters, `ON CONFLICT … DO UPDATE/NOTHING`,
@@ -13,6 +14,7 @@
 
 mod backend;
 pub mod format;
+pub mod health;
 pub mod model;
 mod spool;
 pub mod stats;
@@ -22,11 +24,13 @@ pub mod writer;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use backend::DatabaseUrl;
+pub use backend::{mask_password, DatabaseUrl};
 pub use model::{pseudonymise, CallEvent, CallRecord, CallStart, DtmfMode, Outcome, TransferMode};
 pub use spool::SpoolEntry;
 pub use stats::{compute_stats, Dimension, StatsQuery, StatsRow, Thresholds};
-pub use store::{CallFilter, CdrStore, Delivery, FlushReport, Page, PurgeMode};
+pub use store::{
+    close_interrupted_at_start, CallFilter, CdrStore, Delivery, FlushReport, Page, PurgeMode,
+};
 pub use writer::{CdrWriter, WriterStopped};
 
 /// The definitions of every statistic, shown by `hotline stats --help` and in the README (a
@@ -51,13 +55,18 @@ abandoned       offered calls whose outcome is `abandoned_queue` or `abandoned_m
 short_abandoned the same abandons with wait < short_abandon; excluded from abandoned and from
                 the service level.
 service_level   answered_in_sl / (answered + abandoned); empty when that is 0/0. Calls ending as
-                queue_timeout, overflowed, closed, transfer_failed, ... are in offered only.
+                queue_timeout, overflowed, closed, transfer_failed, error, interrupted, ... are in
+                offered only.
 asa_s           average speed of answer: mean wait of answered calls.
 avg_talk_s      mean talk of connected calls.
 max_wait_s      the longest wait of any offered call, whatever its outcome.
 <outcome>       one count per outcome (connected, transferred, abandoned_menu, abandoned_queue,
                 queue_timeout, overflowed, closed, no_input, info_only, transfer_failed, rejected,
-                error) over all calls; every call has exactly one outcome.
+                error, interrupted) over all calls; every call has exactly one outcome.
+interrupted     the service stopped or was killed while the call was up: its record is closed at
+                the next start of the same node (setting node.name), its end the last time known
+                for the call (its last step, else its arrival). Counted like error: in calls, and
+                in offered when a group was chosen, never answered or abandoned.
 enterprise      the group the caller chose. A call its group sent on to the overflow group
                 (max_wait or max_queue) keeps that enterprise: `connected` if an agent of the
                 overflow group answered, else `overflowed`. A closed group's `when_closed`
@@ -84,6 +93,9 @@ pub struct CdrSettings {
     pub retention_days: Option<u32>,
     pub retention_mode: PurgeMode,
     pub write_timeout: Duration,
+    /// This service's name (setting `node.name`), stamped on every record it writes; at start
+    /// it closes only its own interrupted records.
+    pub node: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +124,15 @@ pub enum CdrError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error(
+        "{0} CDR spool entries are not in the database yet; open records stay open until they are"
+    )]
+    SpoolNotReplayed(usize),
+    #[error(
+        "call records cannot be stored: the database fails ({database}) and the spool cannot \
+         be written ({spool})"
+    )]
+    Unwritable { database: String, spool: String },
     #[error("CDR database write took longer than {0:?}")]
     Timeout(Duration),
     #[error("call {call_id}: column {column} holds {value:?}, which is not valid")]
@@ -120,6 +141,34 @@ pub enum CdrError {
         column: &'static str,
         value: String,
     },
+}
+
+impl CdrError {
+    /// The database cannot be reached or answer now (down, refusing connections, too slow):
+    /// a passing condition, unlike a bad query or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            CdrError::Timeout(_) | CdrError::CreateFolder { .. } => true,
+            CdrError::Database { source, .. } => {
+                matches!(
+                    source,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || matches!(
+                    source,
+                    // PostgreSQL: connection exceptions (08…) and a server shutting down or
+                    // starting (57P…).
+                    sqlx::Error::Database(error) if error
+                        .code()
+                        .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+                )
+            }
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -83,6 +83,9 @@ text_enum!(
         Rejected => "rejected",
         /// Internal error ended the call.
         Error => "error",
+        /// The service stopped, or was killed, while the call was up: a graceful stop records
+        /// it so itself; a killed run's open records are closed so at the node's next start.
+        Interrupted => "interrupted",
     }
 );
 

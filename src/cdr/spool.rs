@@ -46,6 +46,41 @@ impl Spool {
         &self.path
     }
 
+    /// Checks that entries could be appended now: the folder can be made, a file created in
+    /// it (then removed), and an existing spool opened for appending. Writes no entry.
+    pub(crate) async fn probe(&self) -> Result<(), CdrError> {
+        if let Some(folder) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(folder)
+                .await
+                .map_err(|source| self.io_error(source))?;
+        }
+        let mut probe_name = self.path.as_os_str().to_owned();
+        probe_name.push(".probe");
+        let probe = PathBuf::from(probe_name);
+        let mut file = tokio::fs::File::create(&probe)
+            .await
+            .map_err(|source| self.io_error(source))?;
+        let written = async {
+            file.write_all(b"probe\n").await?;
+            file.sync_data().await
+        }
+        .await;
+        drop(file);
+        let removed = tokio::fs::remove_file(&probe).await;
+        written
+            .and(removed)
+            .map_err(|source| self.io_error(source))?;
+        match tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(self.io_error(source)),
+        }
+    }
+
     pub(crate) async fn append(&mut self, entry: &SpoolEntry) -> Result<(), CdrError> {
         let mut line = serde_json::to_string(entry).map_err(|source| CdrError::SpoolEncode {
             path: self.path.clone(),
@@ -79,7 +114,15 @@ impl Spool {
     pub(crate) async fn read_all(&self) -> Result<Vec<SpoolEntry>, CdrError> {
         let text = match tokio::fs::read_to_string(&self.path).await {
             Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            // No file, or no folder for one (a file in its place): nothing spooled there.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(Vec::new())
+            }
             Err(source) => return Err(self.io_error(source)),
         };
         let mut entries = Vec::new();
@@ -215,5 +258,22 @@ mod tests {
         reopened.keep_only(&[]).await.unwrap();
         assert!(!path.exists());
         assert_eq!(reopened.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_probe_leaves_nothing_and_fails_where_nothing_can_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("var/cdr.jsonl"))
+            .await
+            .unwrap();
+        spool.probe().await.unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("var")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        // A folder that cannot be made (a file is in the way) fails even for root.
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let blocked = Spool::open(&dir.path().join("file/cdr.jsonl"))
+            .await
+            .unwrap();
+        assert!(blocked.probe().await.is_err());
     }
 }

@@ -278,6 +278,8 @@ impl Totals {
                     self.abandoned += 1;
                 }
             }
+            // queue_timeout, overflowed, closed, transfer_failed, error, interrupted, ...:
+            // offered, neither answered nor abandoned.
             _ => {}
         }
     }
@@ -421,5 +423,30 @@ mod tests {
         assert_eq!(rows[0].calls, 0);
         assert_eq!(rows[0].service_level, None);
         assert_eq!(rows[0].asa_s, None);
+    }
+
+    #[test]
+    fn interrupted_calls_count_like_errors() {
+        let records = [
+            record("a", Some(30), Outcome::Interrupted), // offered, wait up to the last time known
+            record("b", None, Outcome::Interrupted),     // closed in the menus: not offered
+            record("c", Some(10), Outcome::Error),
+        ];
+        let from = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        let query = StatsQuery::new(from, from + chrono::Duration::days(1), vec![]);
+        let row = &compute_stats(&records, &query)[0];
+        assert_eq!(
+            (row.calls, row.offered, row.answered, row.abandoned),
+            (3, 2, 0, 0)
+        );
+        assert_eq!(row.short_abandoned, 0);
+        assert_eq!(row.service_level, None);
+        assert_eq!(row.max_wait_s, Some(30.0));
+        assert_eq!(row.outcome_count(Outcome::Interrupted), 2);
+        assert_eq!(row.outcome_count(Outcome::Error), 1);
+        assert!(row
+            .fields()
+            .iter()
+            .any(|(name, value)| *name == "interrupted" && *value == FieldValue::Count(2)));
     }
 }

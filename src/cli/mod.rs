@@ -2,6 +2,7 @@
 //! `simulate` a caller's keys through it offline, `reload` the running service.
 
 pub mod check;
+pub mod history;
 pub mod reload;
 pub mod simulate;
 pub mod stats;

@@ -30,6 +30,28 @@ pub struct Options<'a> {
     pub keys: Keys,
 }
 
+/// The keys a telephone can send (RFC 4733 events 0-15).
+pub const VALID_KEYS: &str = "0123456789*#ABCD";
+
+/// The caller's keys from the command line; whitespace separates, anything else than
+/// [`VALID_KEYS`] is refused.
+pub fn parse_keys(words: &[String]) -> anyhow::Result<Vec<char>> {
+    words
+        .iter()
+        .flat_map(|word| word.chars())
+        .filter(|key| !key.is_whitespace())
+        .map(|key| {
+            if VALID_KEYS.contains(key) {
+                Ok(key)
+            } else {
+                Err(anyhow!(
+                    "key {key:?} cannot be pressed on a telephone: expected 0-9, *, #, A-D"
+                ))
+            }
+        })
+        .collect()
+}
+
 /// Guards against flows that never end (they cannot with a checked file, but this is a tool).
 const MAX_STEPS: usize = 200;
 
@@ -63,7 +85,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow!("language `{language}` is not in [hotline] languages"))?;
         keys.push(char::from_digit(position as u32 + 1, 10).unwrap_or('1'));
     }
-    let interactive = matches!(options.keys, Keys::Interactive) && options.language.is_none();
+    let mut interactive = matches!(options.keys, Keys::Interactive) && options.language.is_none();
     if let Keys::Given(given) = options.keys {
         keys.extend(given);
     }
@@ -76,6 +98,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         playing: None,
         timer: None,
         finished: false,
+        reached: None,
     };
     simulation.event(FlowEvent::Started);
     let mut keys = keys.into_iter();
@@ -93,9 +116,19 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         let next_key = match keys.next() {
             Some(key) => Some(key),
             None if interactive => match read_key(&mut lines)? {
+                Input::Key(key) if !VALID_KEYS.contains(key) => {
+                    eprintln!(
+                        "key {key:?} cannot be pressed on a telephone: expected 0-9, *, #, A-D"
+                    );
+                    continue;
+                }
                 Input::Key(key) => Some(key),
                 Input::Silence => None,
-                Input::End => break,
+                // No more keys: the caller stays silent until the flow ends.
+                Input::End => {
+                    interactive = false;
+                    None
+                }
             },
             None => None,
         };
@@ -117,6 +150,13 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             None => break,
         }
     }
+    match &simulation.reached {
+        Some((group, at)) => println!(
+            "reached group {group} after {} of simulated time",
+            seconds(*at)
+        ),
+        None => println!("reached no group"),
+    }
     println!("path: {}", simulation.flow.path_text());
     Ok(())
 }
@@ -131,6 +171,8 @@ struct Simulation {
     playing: Option<Duration>,
     timer: Option<(u32, Duration)>,
     finished: bool,
+    /// The group the caller was handed to (queue or REFER) and when.
+    reached: Option<(String, Duration)>,
 }
 
 impl Simulation {
@@ -166,6 +208,8 @@ impl Simulation {
                 FlowAction::CancelTimer(_) => self.timer = None,
                 FlowAction::Transfer { target } => {
                     println!("{at}  TRANSFER (REFER) to {target}");
+                    let group = self.flow.summary().group.unwrap_or_default();
+                    self.reached = Some((group, self.elapsed));
                     self.finished = true;
                 }
                 FlowAction::Queue(queued) => {
@@ -173,6 +217,7 @@ impl Simulation {
                         "{at}  QUEUE for group {}: agents' phones ring as \"{}\"; the first to answer is bridged",
                         queued.group, queued.display
                     );
+                    self.reached = Some((queued.group, self.elapsed));
                     self.finished = true;
                 }
                 FlowAction::HangUp => {
@@ -191,7 +236,7 @@ enum Input {
 }
 
 fn read_key(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> anyhow::Result<Input> {
-    eprint!("key (0-9 * #, empty line = no key, end of input = stop)> ");
+    eprint!("key (0-9 * # A-D, empty line = no key, end of input = silence to the end)> ");
     match lines.next() {
         None => Ok(Input::End),
         Some(line) => {
@@ -222,4 +267,22 @@ fn stamp(elapsed: Duration) -> String {
 
 fn seconds(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_telephone_keys_are_accepted() {
+        let words = |list: &[&str]| list.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_keys(&words(&["2 1", "*#", "ABCD0"])).unwrap(),
+            "21*#ABCD0".chars().collect::<Vec<_>>()
+        );
+        for bad in ["x", "1e", "a", "+", "E"] {
+            let error = parse_keys(&words(&[bad])).unwrap_err().to_string();
+            assert!(error.contains("cannot be pressed"), "{bad}: {error}");
+        }
+    }
 }

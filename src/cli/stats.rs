@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration as Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Vilnius;
 
 use crate::cdr::format::{render, OutputFormat};
-use crate::cdr::{CdrStore, Dimension, StatsQuery, Thresholds};
+use crate::cdr::{mask_password, CdrStore, DatabaseUrl, Dimension, StatsQuery, Thresholds};
 
 pub struct Options {
     pub database_url: String,
@@ -15,6 +15,22 @@ pub struct Options {
     pub by: Vec<String>,
     pub format: String,
     pub thresholds: Thresholds,
+}
+
+/// Refuses a database URL naming an SQLite file that does not exist, unless `allow_empty`:
+/// opening it would create an empty database and print zeros, which looks like a quiet day
+/// rather than the wrong folder or setting. The message names the URL, password masked.
+pub fn refuse_missing_database(database_url: &str, allow_empty: bool) -> anyhow::Result<()> {
+    if let Ok(DatabaseUrl::Sqlite(path)) = database_url.parse::<DatabaseUrl>() {
+        if !path.exists() && !allow_empty {
+            return Err(anyhow!(
+                "no call-record database at {} (setting database.url; run where the service \
+                 runs, or pass --allow-empty to accept an empty one)",
+                mask_password(database_url)
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(options: Options) -> anyhow::Result<String> {
@@ -27,6 +43,11 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
         Some(text) => local_date(text)?,
         None => from + Days::days(1),
     };
+    if from >= to {
+        return Err(anyhow!(
+            "--from {from} is not before --to {to} (--to is the day after the last one)"
+        ));
+    }
     let by = options
         .by
         .iter()
@@ -45,12 +66,13 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
         other => return Err(anyhow!("--format {other}: expected table, csv or json")),
     };
     let query = StatsQuery::with_thresholds(midnight(from)?, midnight(to)?, by, options.thresholds);
+    let shown_url = mask_password(&options.database_url);
     // A spool of our own (never written): the service's spool is the service's to replay.
     let private_spool =
         std::env::temp_dir().join(format!("hotline-stats-{}.jsonl", std::process::id()));
     let store = CdrStore::connect(&options.database_url, &private_spool)
         .await
-        .with_context(|| format!("opening the call-record database {}", options.database_url))?;
+        .with_context(|| format!("opening the call-record database {shown_url}"))?;
     let rows = store.stats(&query).await.context("computing statistics")?;
     render(&rows, format).context("formatting statistics")
 }

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::live::ReloadRequest;
 use super::server::{text_error, HttpState};
 use crate::cdr::format::{render, OutputFormat};
-use crate::cdr::{CallFilter, Dimension, Outcome, Page, StatsQuery, Thresholds};
+use crate::cdr::{CallFilter, CdrError, Dimension, Outcome, Page, StatsQuery, Thresholds};
 
 /// `/api/calls` page size when `limit` is not given, and the largest one allowed.
 pub const DEFAULT_CALLS_LIMIT: u32 = 100;
@@ -35,7 +35,7 @@ pub async fn stats(State(state): State<HttpState>, uri: Uri) -> Response {
         };
     let rows = match state.store.stats(&query).await {
         Ok(rows) => rows,
-        Err(error) => return internal_error("computing statistics", &error),
+        Err(error) => return store_error("computing statistics", &error),
     };
     match render(&rows, format) {
         Ok(text) => ([(header::CONTENT_TYPE, content_type(format))], text).into_response(),
@@ -57,7 +57,7 @@ pub async fn calls(State(state): State<HttpState>, uri: Uri) -> Response {
             "calls": calls,
         }))
         .into_response(),
-        Err(error) => internal_error("listing calls", &error),
+        Err(error) => store_error("listing calls", &error),
     }
 }
 
@@ -69,7 +69,7 @@ pub async fn call_events(State(state): State<HttpState>, Path(call_id): Path<Str
             format!("no events recorded for call {call_id:?}"),
         ),
         Ok(events) => Json(json!({ "call_id": call_id, "events": events })).into_response(),
-        Err(error) => internal_error("reading call events", &error),
+        Err(error) => store_error("reading call events", &error),
     }
 }
 
@@ -106,6 +106,19 @@ pub async fn reload(State(state): State<HttpState>) -> Response {
             format!("no answer from the service loop within {RELOAD_TIMEOUT:?}"),
         ),
     }
+}
+
+/// 503 with the reason while the database cannot be reached (the service is fine, the
+/// figures are not available now); 500 for anything else.
+fn store_error(context: &str, error: &CdrError) -> Response {
+    if error.is_unavailable() {
+        tracing::warn!(%error, "{context}: the call-record database is unavailable");
+        return text_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{context}: the call-record database is unavailable: {error}"),
+        );
+    }
+    internal_error(context, error)
 }
 
 fn internal_error(context: &str, error: &dyn std::fmt::Display) -> Response {
@@ -180,6 +193,11 @@ pub(crate) fn stats_request(
         Some(to) => to,
         None => next_day(from)?,
     };
+    if from >= to {
+        return Err(format!(
+            "from {from} is not before to {to} (to is the day after the last one)"
+        ));
+    }
     let query =
         StatsQuery::with_thresholds(local_midnight(from)?, local_midnight(to)?, by, thresholds);
     Ok((query, format))
@@ -324,6 +342,17 @@ mod tests {
         ] {
             assert!(stats_request(&pairs(&[bad]), settings).is_err(), "{bad:?}");
         }
+        let backwards = stats_request(
+            &pairs(&[("from", "2026-03-05"), ("to", "2026-03-02")]),
+            settings,
+        )
+        .unwrap_err();
+        assert!(backwards.contains("not before"), "{backwards}");
+        assert!(stats_request(
+            &pairs(&[("from", "2026-03-02"), ("to", "2026-03-02")]),
+            settings
+        )
+        .is_err());
     }
 
     #[test]

@@ -367,25 +367,26 @@ fn hourly_panel(html: &mut String, rows: &[StatsRow]) {
 }
 
 fn outcome_panel(html: &mut String, rows: &[StatsRow]) {
-    let bars: Vec<(String, f64, String, &str)> = rows
-        .iter()
-        .filter(|row| row.calls > 0)
-        .map(|row| {
-            let outcome = key(row, Dimension::Outcome);
-            let colour = match outcome {
-                "connected" | "transferred" => "#2ca02c",
-                "abandoned_queue" | "abandoned_menu" => "#d62728",
-                "queue_timeout" | "overflowed" | "transfer_failed" | "error" => "#ff7f0e",
-                _ => NONE_COLOUR,
-            };
-            (
-                outcome.to_owned(),
-                row.calls as f64,
-                row.calls.to_string(),
-                colour,
-            )
-        })
-        .collect();
+    let bars: Vec<(String, f64, String, &str)> =
+        rows.iter()
+            .filter(|row| row.calls > 0)
+            .map(|row| {
+                let outcome = key(row, Dimension::Outcome);
+                let colour = match outcome {
+                    "connected" | "transferred" => "#2ca02c",
+                    "abandoned_queue" | "abandoned_menu" => "#d62728",
+                    "queue_timeout" | "overflowed" | "transfer_failed" | "error"
+                    | "interrupted" => "#ff7f0e",
+                    _ => NONE_COLOUR,
+                };
+                (
+                    outcome.to_owned(),
+                    row.calls as f64,
+                    row.calls.to_string(),
+                    colour,
+                )
+            })
+            .collect();
     html.push_str("<div class=\"panel\"><h2>Outcomes</h2>");
     if bars.is_empty() {
         html.push_str("<p class=\"empty\">no completed calls this day</p>");

@@ -1,4 +1,5 @@
-//! `GET /metrics`: the live snapshot, and the call-record spool's length, in the Prometheus
+//! `GET /metrics`: the live snapshot (plus the records closed as interrupted at start), the
+//! call-record spool's length and the records held in memory or lost, in the Prometheus
 //! text exposition format 0.0.4. Counters count since the service started (Prometheus handles
 //! the reset at restart); gauges are the state at the snapshot's time.
 
@@ -9,7 +10,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::live::LiveSnapshot;
+use super::live::{LiveSnapshot, OutcomeCount};
 use super::server::HttpState;
 
 /// The content type Prometheus expects for the text format.
@@ -21,7 +22,8 @@ const AGENT_STATES: &[&str] = &["idle", "ringing", "on_call", "wrap_up", "unregi
 const DTMF_MODES: &[&str] = &["rfc4733", "sip-info", "inband", "none"];
 
 pub async fn handler(State(state): State<HttpState>) -> impl IntoResponse {
-    let snapshot = state.live.borrow().clone();
+    let mut snapshot = state.live.borrow().clone();
+    add_interrupted(&mut snapshot, state.store.interrupted_closed());
     let mut text = render(&snapshot);
     family(
         &mut text,
@@ -35,7 +37,46 @@ pub async fn handler(State(state): State<HttpState>) -> impl IntoResponse {
         &[],
         state.store.spooled_records() as u64,
     );
+    let health = state.store.health();
+    family(
+        &mut text,
+        "hotline_cdr_held_records",
+        "gauge",
+        "Call-record entries kept in memory because neither the database nor the spool takes them.",
+    );
+    sample(
+        &mut text,
+        "hotline_cdr_held_records",
+        &[],
+        health.held() as u64,
+    );
+    family(
+        &mut text,
+        "hotline_cdr_lost_records_total",
+        "counter",
+        "Call-record entries lost since start (memory for unstored records full, or held at stop).",
+    );
+    sample(
+        &mut text,
+        "hotline_cdr_lost_records_total",
+        &[],
+        health.lost(),
+    );
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
+}
+
+/// Records this service closed as `interrupted` at start (calls a killed run left open) are
+/// calls completed since the service started too: counted under that outcome, without group
+/// and language (an open record has neither).
+fn add_interrupted(snapshot: &mut LiveSnapshot, closed: u64) {
+    if closed > 0 {
+        snapshot.outcomes.push(OutcomeCount {
+            outcome: crate::cdr::Outcome::Interrupted.as_str().to_owned(),
+            group: "none".to_owned(),
+            language: "none".to_owned(),
+            calls: closed,
+        });
+    }
 }
 
 /// The exposition text for one snapshot.
@@ -190,7 +231,7 @@ fn push_label_value(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::live::{AgentLive, OutcomeCount};
+    use crate::http::live::AgentLive;
 
     #[test]
     fn label_values_are_escaped_and_duplicates_summed() {
@@ -218,5 +259,16 @@ mod tests {
         assert!(text.contains("hotline_agents{state=\"wrap_up\"} 0\n"));
         assert!(text.contains("hotline_dtmf_mode_calls_total{mode=\"inband\"} 0\n"));
         assert!(text.contains("hotline_calls_in_progress 0\n"));
+    }
+
+    #[test]
+    fn records_closed_as_interrupted_are_counted_under_their_outcome() {
+        let mut snapshot = LiveSnapshot::default();
+        add_interrupted(&mut snapshot, 0);
+        assert!(!render(&snapshot).contains("interrupted"));
+        add_interrupted(&mut snapshot, 2);
+        assert!(render(&snapshot).contains(
+            "hotline_calls_total{outcome=\"interrupted\",group=\"none\",language=\"none\"} 2\n"
+        ));
     }
 }

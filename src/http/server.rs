@@ -76,8 +76,21 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-async fn health() -> &'static str {
-    "ok"
+/// `ok`, or 503 with the reason while call records cannot be stored (they are held in
+/// memory meanwhile; see `cdr::writer`).
+async fn health(State(state): State<HttpState>) -> Response {
+    let health = state.store.health();
+    match health.problem() {
+        None => "ok".into_response(),
+        Some(problem) => text_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{problem}\n{} record entries held in memory, {} lost since start",
+                health.held(),
+                health.lost()
+            ),
+        ),
+    }
 }
 
 async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {

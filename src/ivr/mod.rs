@@ -1,6 +1,6 @@
 //! What callers hear and where they go: call flows as pure state machines. A flow gets
 //! events (start, key, prompt finished, its own timer, transfer result) with the time, and
-//! answers with actions (play, stop, timers, transfer, hang up). The SIP endpoint runs them.
+//! answers with actions (play, stop, timers, transfer, hang up). The switchboard runs them.
 
 pub mod echo;
 pub mod menu;
@@ -114,7 +114,7 @@ pub enum FlowEnding {
     NoInput,
 }
 
-/// One call's flow. `Send` because the endpoint lives on a tokio task.
+/// One call's flow. `Send` because the switchboard lives in a tokio task.
 pub trait CallFlow: Send + std::fmt::Debug {
     fn handle(&mut self, clock: FlowClock, event: FlowEvent) -> Vec<FlowAction>;
 

@@ -3,6 +3,7 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod leg;
 pub mod ports;
 pub mod prompts;
 pub mod stream;

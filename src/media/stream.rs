@@ -208,7 +208,10 @@ pub struct ReceiveStats {
 }
 
 impl ReceiveStats {
-    fn update(&mut self, seq: u16, rtp_timestamp: u32, arrival_units: i64) {
+    /// One packet: every packet counts for loss (they share one sequence space); only audio
+    /// for jitter, since a telephone-event's timestamp stays at the key's start for its whole
+    /// length and would read as delay.
+    fn update(&mut self, seq: u16, rtp_timestamp: u32, arrival_units: i64, audio: bool) {
         self.packets += 1;
         if !self.started {
             self.started = true;
@@ -222,6 +225,9 @@ impl ReceiveStats {
                 }
                 self.max_seq = seq;
             }
+        }
+        if !audio {
+            return;
         }
         let transit = arrival_units - i64::from(rtp_timestamp);
         if let Some(last) = self.last_transit {
@@ -343,13 +349,14 @@ impl Inbound {
         self.ssrc = Some(ssrc);
         let arrival_units =
             (arrival.saturating_duration_since(self.epoch).as_micros() as i64) * 8 / 1000;
+        let payload_type = packet.payload_type();
         self.stats.update(
             u16::from(packet.sequence_number()),
             packet.timestamp(),
             arrival_units,
+            payload_type == self.payload_type,
         );
 
-        let payload_type = packet.payload_type();
         if Some(payload_type) == self.telephone_event {
             let received =
                 match self

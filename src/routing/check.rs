@@ -6,7 +6,9 @@
 //! menu, `back` to any menu that leads here) ever reaches a group or a hangup. A caller there
 //! can only wander between menus until the attempts run out, so each such menu is reported.
 
-use crate::routing::model::{Action, AfterPlay, AgentTarget, Place, Problem, Routing, WhenClosed};
+use crate::routing::model::{
+    Action, AfterPlay, AgentTarget, Place, Problem, Routing, Transfer, WhenClosed,
+};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A prompt file that exists but could not be decoded, as the prompt library reported it.
@@ -16,34 +18,6 @@ pub struct PromptLoadFailure {
     pub name: String,
     pub reason: String,
 }
-
-/// Prompts the call flow plays itself, needed in every configured language.
-const FLOW_PROMPTS: &[&str] = &[
-    "welcome",
-    "invalid_choice",
-    "no_input",
-    "transfer_connecting",
-    "transfer_failed",
-    "goodbye",
-    "all_agents_busy",
-    "queue_position_prefix",
-    "queue_position_suffix",
-    "queue_hold",
-    "queue_wait_prefix",
-    "queue_wait_long",
-    "call_later",
-    "closed_prefix",
-    "today",
-    "tomorrow",
-    "time_at",
-    "day_mon",
-    "day_tue",
-    "day_wed",
-    "day_thu",
-    "day_fri",
-    "day_sat",
-    "day_sun",
-];
 
 /// Queue positions the flow can announce (`number_1` ..= this); beyond it plays `queue_hold`.
 pub const ANNOUNCED_QUEUE_POSITIONS: u32 = 20;
@@ -157,19 +131,27 @@ impl Checker<'_> {
             );
             self.push(&hotline.default_language.at, message);
         }
+        if let Some(key) = &hotline.operator_key {
+            let language_digit = key.value.to_digit(10).and_then(|d| usize::try_from(d).ok());
+            if language_digit.is_some_and(|d| d >= 1 && d <= languages.value.len()) {
+                let message = format!(
+                    "operator key \"{}\" also picks a language in the language menu",
+                    key.value
+                );
+                self.push(&key.at, message);
+            }
+        }
         let fallback = hotline.fallback.clone();
         self.require_group(&fallback.value, &fallback.at, "fallback");
         let start = hotline.start.clone();
         self.require_menu(&start.value, &start.at);
+        if let Some(music) = &hotline.music {
+            self.use_prompt(&music.value, &music.at);
+        }
+        // What the flow plays by itself, as the flow says for this routing.
         let at = languages.at.clone();
-        for name in FLOW_PROMPTS {
-            self.use_prompt(name, &at);
-        }
-        for position in 1..=ANNOUNCED_QUEUE_POSITIONS {
-            self.use_prompt(&format!("number_{position}"), &at);
-        }
-        for minutes in 1..=ANNOUNCED_WAIT_MINUTES {
-            self.use_prompt(&format!("wait_minutes_{minutes}"), &at);
+        for name in crate::ivr::menu::prompts::flow_prompts(self.routing) {
+            self.use_prompt(&name, &at);
         }
     }
 
@@ -186,6 +168,13 @@ impl Checker<'_> {
                     self.push(
                         &option.at,
                         format!("invalid digit \"{digit}\" (expected one of 0-9, *, #)"),
+                    );
+                }
+                let operator = routing.hotline.operator_key.as_ref().map(|k| k.value);
+                if operator.is_some_and(|key| digit.chars().eq([key])) {
+                    self.push(
+                        &option.at,
+                        format!("key \"{digit}\" is the operator key (hotline.operator_key): this option could never be chosen"),
                     );
                 }
                 match &option.action {
@@ -343,8 +332,20 @@ impl Checker<'_> {
                     );
                 }
             }
-            if let Some(announce) = &group.announce {
+            // The organisation's name is played to callers queued for it (bridge groups).
+            if let Some(announce) = group
+                .announce
+                .as_ref()
+                .filter(|_| group.transfer == Transfer::Bridge)
+            {
                 self.use_prompt(&announce.value, &announce.at);
+            }
+            if let Some(music) = group
+                .music
+                .as_ref()
+                .filter(|_| group.transfer == Transfer::Bridge)
+            {
+                self.use_prompt(&music.value, &music.at);
             }
             if let Some(hours) = &group.hours {
                 if !routing.hours.contains_key(&hours.value) {

@@ -4,9 +4,11 @@ pub mod active;
 pub mod check;
 pub mod hours;
 pub mod model;
+pub mod reader;
 
 pub use check::{check, PromptLoadFailure};
 pub use hours::{OpeningHours, RelativeDay, Reopening, TimeRange};
-pub use model::{load, parse, Problem, Routing};
+pub use model::{Problem, Routing};
+pub use reader::{load, parse};
 #[cfg(test)]
 mod tests;

@@ -88,9 +88,9 @@ fn unknown_keys_are_all_reported() {
     assert_eq!(
         problems(&text),
         vec![
-            "routing.toml:5: hotline.fallbak: unknown key (expected one of: languages, default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, fallback, start)",
+            "routing.toml:5: hotline.fallbak: unknown key (expected one of: languages, default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, language_no_input, menu_no_input, operator_key, fallback, start, music)",
             "routing.toml:1: hotline.fallback: missing required key",
-            "routing.toml:20: groups.desk.hour: unknown key (expected one of: name, announce, hours, when_closed, transfer, strategy, ring_timeout, wrap_up, language_wait, max_wait, max_queue, overflow, agents)",
+            "routing.toml:20: groups.desk.hour: unknown key (expected one of: name, announce, music, hours, when_closed, transfer, strategy, ring_timeout, wrap_up, language_wait, max_wait, max_queue, overflow, agents)",
         ]
     );
 }
@@ -177,6 +177,162 @@ fn invalid_digit() {
     assert_eq!(
         problems(&text),
         vec!["routing.toml:12: menus.main.options.12: invalid digit \"12\" (expected one of 0-9, *, #)"]
+    );
+}
+
+#[test]
+fn a_menu_option_on_the_operator_key_is_a_problem() {
+    let on_zero = with(
+        "options.\"2\" = { menu = \"sub\" }",
+        "options.\"2\" = { menu = \"sub\" }\noptions.\"0\" = { repeat = true }",
+    );
+    assert_eq!(
+        problems(&on_zero),
+        vec!["routing.toml:12: menus.main.options.0: key \"0\" is the operator key (hotline.operator_key): this option could never be chosen"]
+    );
+    // Another operator key frees 0; the menu's own `*` now clashes with it.
+    let star = on_zero.replace("start = \"main\"", "start = \"main\"\noperator_key = \"*\"");
+    assert_eq!(
+        problems(&star),
+        vec!["routing.toml:18: menus.sub.options.\"*\": key \"*\" is the operator key (hotline.operator_key): this option could never be chosen"]
+    );
+    let off = on_zero.replace("start = \"main\"", "start = \"main\"\noperator_key = \"\"");
+    assert_eq!(problems(&off), Vec::<String>::new());
+    let routing = parse(&off, "routing.toml").expect("parses");
+    assert_eq!(routing.hotline.operator_key, None);
+}
+
+#[test]
+fn operator_key_must_be_one_key_and_not_a_language_digit() {
+    let two = with("start = \"main\"", "start = \"main\"\noperator_key = \"2\"");
+    assert_eq!(
+        problems(&two),
+        vec![
+            "routing.toml:7: hotline.operator_key: operator key \"2\" also picks a language in the language menu",
+            "routing.toml:12: menus.main.options.2: key \"2\" is the operator key (hotline.operator_key): this option could never be chosen",
+        ]
+    );
+    let long = with(
+        "start = \"main\"",
+        "start = \"main\"\noperator_key = \"00\"",
+    );
+    assert_eq!(
+        problems(&long),
+        vec!["routing.toml:7: hotline.operator_key: bad operator key \"00\" (expected one key of 0-9, * or #, or \"\" for none)"]
+    );
+    let three = with("start = \"main\"", "start = \"main\"\noperator_key = \"3\"");
+    assert_eq!(
+        problems(&three),
+        Vec::<String>::new(),
+        "two languages: 3 is free"
+    );
+}
+
+#[test]
+fn no_input_counts_default_to_one_and_two_and_must_be_at_least_one() {
+    let routing = parse(BASE, "routing.toml").expect("parses");
+    assert_eq!(
+        (
+            routing.hotline.language_no_input,
+            routing.hotline.menu_no_input
+        ),
+        (1, 2)
+    );
+    let zero = with(
+        "start = \"main\"",
+        "start = \"main\"\nlanguage_no_input = 0\nmenu_no_input = 3",
+    );
+    assert_eq!(
+        problems(&zero),
+        vec!["routing.toml:7: hotline.language_no_input: must be at least 1"]
+    );
+}
+
+/// Check problems with every prompt present except `absent`.
+fn problems_without(text: &str, absent: &[&str]) -> Vec<String> {
+    let routing = parse(text, "routing.toml").expect("parses");
+    let exists = |_: &str, name: &str| !absent.contains(&name);
+    check(&routing, &exists, &[])
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn check_requires_only_the_prompts_the_flow_can_play() {
+    let queue_only = [
+        "queue_hold",
+        "all_agents_busy",
+        "number_3",
+        "queue_waiting_for",
+    ];
+    // A bridging group without `announce`: the queue prompts, not the organisation's name.
+    assert_eq!(
+        problems_without(BASE, &queue_only),
+        vec![
+            "routing.toml:2: hotline.languages: prompt \"all_agents_busy\" is missing in: lt, en",
+            "routing.toml:2: hotline.languages: prompt \"number_3\" is missing in: lt, en",
+            "routing.toml:2: hotline.languages: prompt \"queue_hold\" is missing in: lt, en",
+        ]
+    );
+    let announced = with(
+        "hours = \"office\"",
+        "hours = \"office\"\nannounce = \"group_desk\"",
+    );
+    assert_eq!(
+        problems_without(&announced, &["queue_waiting_for", "group_desk"]),
+        vec![
+            "routing.toml:2: hotline.languages: prompt \"queue_waiting_for\" is missing in: lt, en",
+            "routing.toml:21: groups.desk.announce: prompt \"group_desk\" is missing in: lt, en",
+        ]
+    );
+    // REFER hands the caller over: no queue, no name, nothing of it is required.
+    let refer = announced.replace(
+        "hours = \"office\"",
+        "hours = \"office\"\ntransfer = \"refer\"",
+    );
+    assert_eq!(
+        problems_without(&refer, &["group_desk", "call_later"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(problems_without(&refer, &queue_only), Vec::<String>::new());
+    // Without opening hours there is no closed message; the office opens on Mondays only.
+    let always_open = BASE.replace("hours = \"office\"\n", "");
+    assert_eq!(
+        problems_without(&always_open, &["closed_prefix", "day_mon", "day_tue"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        problems_without(BASE, &["closed_prefix", "day_mon", "day_tue"]),
+        vec![
+            "routing.toml:2: hotline.languages: prompt \"closed_prefix\" is missing in: lt, en",
+            "routing.toml:2: hotline.languages: prompt \"day_mon\" is missing in: lt, en",
+        ]
+    );
+}
+
+#[test]
+fn music_is_needed_only_for_bridging_groups() {
+    let music = with("start = \"main\"", "start = \"main\"\nmusic = \"tune\"");
+    assert_eq!(
+        problems_without(&music, &["tune"]),
+        vec!["routing.toml:7: hotline.music: prompt \"tune\" is missing in: lt, en"]
+    );
+    let group_music = with(
+        "hours = \"office\"",
+        "hours = \"office\"\nmusic = \"desk_tune\"",
+    );
+    assert_eq!(
+        problems_without(&group_music, &["desk_tune"]),
+        vec!["routing.toml:21: groups.desk.music: prompt \"desk_tune\" is missing in: lt, en"]
+    );
+    let refer = group_music.replace(
+        "hours = \"office\"",
+        "hours = \"office\"\ntransfer = \"refer\"",
+    );
+    assert_eq!(
+        problems_without(&refer, &["desk_tune"]),
+        Vec::<String>::new()
     );
 }
 

@@ -1,7 +1,7 @@
 //! Media driver: one pacing thread sends every call's RTP on a shared 20 ms clock (absolute
-//! deadlines, so no drift), and one small tokio task per call receives its RTP (latching,
-//! DTMF, statistics, inactivity) and, once the call is bridged to an agent, relays it to the
-//! other leg. The per-call logic lives in `media::stream`.
+//! deadlines, so no drift), and one small tokio task per leg receives its RTP (latching,
+//! DTMF, statistics, inactivity) and, once the leg is bridged to an agent, relays it to the
+//! other leg. The per-leg logic lives in `media::stream`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,26 +19,26 @@ use tracing::{debug, info, warn};
 
 use super::DriverInput;
 use crate::media::g711;
+use crate::media::leg::{LegId, MediaCommand, MediaEvent, MediaSession, RtpReceived};
 use crate::media::prompts::Prompt;
 use crate::media::stream::{
     IdleAudio, Inbound, Outbound, ReceiveStats, Received, StreamStart, PACKET_LEN, RTP_HEADER_LEN,
 };
 use crate::sdp::Codec;
-use crate::sip::endpoint::{CallRef, MediaCommand, MediaEvent, MediaSession};
 
 const FRAME: Duration = Duration::from_millis(20);
 /// Falling further behind than this (machine stalled) resynchronises instead of bursting.
 const MAX_LAG: Duration = Duration::from_millis(200);
 
-/// What the pacer and the receive task of one call share.
+/// What the pacer and the receive task of one leg share.
 struct Shared {
-    call: CallRef,
+    leg: LegId,
     socket: std::net::UdpSocket,
     /// Where this leg's RTP goes: the SDP address, then where the far end's RTP comes from.
     remote: ArcSwapOption<SocketAddr>,
     /// Bridged: the relay sends this leg's audio, the pacer stays quiet.
     relayed: AtomicBool,
-    /// The receive task's latest statistics, so the call record has them the moment the call
+    /// The receive task's latest statistics, so the call record has them the moment the leg
     /// ends (the task itself stops a little later).
     received: ReceivedCounters,
 }
@@ -69,14 +69,6 @@ impl ReceivedCounters {
     }
 }
 
-/// What one leg received, as the call record keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub(super) struct RtpReceived {
-    pub(super) packets: u64,
-    pub(super) lost: u64,
-    pub(super) jitter_ms: f64,
-}
-
 /// The other leg of a bridge, as seen by one receive task.
 #[derive(Clone)]
 struct Forward {
@@ -92,19 +84,19 @@ enum PacerCommand {
         outbound: Outbound,
     },
     Format {
-        call: CallRef,
+        leg: LegId,
         session: MediaSession,
     },
     Play {
-        call: CallRef,
+        leg: LegId,
         prompts: Vec<Arc<Prompt>>,
         generation: u64,
     },
     StopPlayback {
-        call: CallRef,
+        leg: LegId,
     },
     Remove {
-        call: CallRef,
+        leg: LegId,
     },
 }
 
@@ -113,14 +105,14 @@ struct Session {
     session: MediaSession,
     updates: watch::Sender<Option<MediaSession>>,
     forward: watch::Sender<Option<Forward>>,
-    partner: Option<CallRef>,
+    partner: Option<LegId>,
 }
 
 pub(super) struct MediaDriver {
     bind_ip: IpAddr,
     events: mpsc::Sender<DriverInput>,
     pacer: std_mpsc::Sender<PacerCommand>,
-    sessions: HashMap<CallRef, Session>,
+    sessions: HashMap<LegId, Session>,
     idle: IdleAudio,
 }
 
@@ -148,33 +140,33 @@ impl MediaDriver {
     pub(super) fn handle(&mut self, command: MediaCommand) -> Option<RtpReceived> {
         match command {
             MediaCommand::Start {
-                call,
+                leg,
                 local_port,
                 session,
-            } => self.start(call, local_port, session),
-            MediaCommand::Update { call, session } => {
-                if let Some(existing) = self.sessions.get_mut(&call) {
+            } => self.start(leg, local_port, session),
+            MediaCommand::Update { leg, session } => {
+                if let Some(existing) = self.sessions.get_mut(&leg) {
                     if let Some(remote) = session.remote {
                         existing.shared.remote.store(Some(Arc::new(remote)));
                     }
                     existing.session = session.clone();
                     let _ = existing.updates.send(Some(session.clone()));
                 }
-                self.send(PacerCommand::Format { call, session });
+                self.send(PacerCommand::Format { leg, session });
             }
             MediaCommand::Play {
-                call,
+                leg,
                 prompts,
                 generation,
             } => self.send(PacerCommand::Play {
-                call,
+                leg,
                 prompts,
                 generation,
             }),
-            MediaCommand::StopPlayback { call } => self.send(PacerCommand::StopPlayback { call }),
+            MediaCommand::StopPlayback { leg } => self.send(PacerCommand::StopPlayback { leg }),
             MediaCommand::Bridge { caller, agent } => self.bridge(caller, agent),
-            MediaCommand::Stop { call, .. } => {
-                let received = self.sessions.remove(&call).map(|session| {
+            MediaCommand::Stop { leg, .. } => {
+                let received = self.sessions.remove(&leg).map(|session| {
                     let _ = session.updates.send(None);
                     if let Some(partner) = session.partner.and_then(|p| self.sessions.get_mut(&p)) {
                         partner.partner = None;
@@ -183,7 +175,7 @@ impl MediaDriver {
                     }
                     session.shared.received.snapshot()
                 });
-                self.send(PacerCommand::Remove { call });
+                self.send(PacerCommand::Remove { leg });
                 return received;
             }
         }
@@ -196,7 +188,7 @@ impl MediaDriver {
         }
     }
 
-    fn start(&mut self, call: CallRef, local_port: u16, session: MediaSession) {
+    fn start(&mut self, leg: LegId, local_port: u16, session: MediaSession) {
         let addr = SocketAddr::new(self.bind_ip, local_port);
         let bound = std::net::UdpSocket::bind(addr)
             .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
@@ -207,7 +199,7 @@ impl MediaDriver {
                 let reason = format!("binding RTP port {addr}: {error}");
                 let _ = self
                     .events
-                    .try_send(DriverInput::Media(MediaEvent::Failed { call, reason }));
+                    .try_send(DriverInput::Media(MediaEvent::Failed { leg, reason }));
                 return;
             }
         };
@@ -223,7 +215,7 @@ impl MediaDriver {
                 let reason = format!("registering RTP port {addr}: {error}");
                 let _ = self
                     .events
-                    .try_send(DriverInput::Media(MediaEvent::Failed { call, reason }));
+                    .try_send(DriverInput::Media(MediaEvent::Failed { leg, reason }));
                 return;
             }
         };
@@ -234,7 +226,7 @@ impl MediaDriver {
             timestamp: rng.gen(),
         };
         let shared = Arc::new(Shared {
-            call,
+            leg,
             socket: send_socket,
             remote: ArcSwapOption::new(session.remote.map(Arc::new)),
             relayed: AtomicBool::new(false),
@@ -248,7 +240,7 @@ impl MediaDriver {
         let (updates, watched) = watch::channel(Some(session.clone()));
         let (forward, forwards) = watch::channel(None);
         let task = Receiver {
-            call,
+            leg,
             socket: receive_socket,
             shared: shared.clone(),
             updates: watched,
@@ -257,7 +249,7 @@ impl MediaDriver {
         };
         tokio::spawn(task.run());
         self.sessions.insert(
-            call,
+            leg,
             Session {
                 shared,
                 session,
@@ -268,7 +260,7 @@ impl MediaDriver {
         );
     }
 
-    fn bridge(&mut self, caller: CallRef, agent: CallRef) {
+    fn bridge(&mut self, caller: LegId, agent: LegId) {
         let (Some(a), Some(b)) = (self.sessions.get(&caller), self.sessions.get(&agent)) else {
             warn!(%caller, %agent, "bridge of a leg without media");
             return;
@@ -290,7 +282,7 @@ impl MediaDriver {
                 let _ = session.forward.send(Some(forward));
             }
         }
-        self.send(PacerCommand::StopPlayback { call: caller });
+        self.send(PacerCommand::StopPlayback { leg: caller });
         info!(%caller, %agent, "media bridged");
     }
 }
@@ -305,11 +297,11 @@ struct PacedCall {
 /// keeps each stream's send instant within its frame steady (measured in bench/README.md).
 const PHASES: usize = 4;
 
-/// The pacer's calls, by phase; a call keeps its phase for life so its packets stay 20 ms apart.
+/// The pacer's calls, by phase; a leg keeps its phase for life so its packets stay 20 ms apart.
 #[derive(Default)]
 struct Phases {
     phases: [Vec<PacedCall>; PHASES],
-    index: HashMap<CallRef, (usize, usize)>,
+    index: HashMap<LegId, (usize, usize)>,
 }
 
 impl Phases {
@@ -317,8 +309,8 @@ impl Phases {
         self.index.is_empty()
     }
 
-    fn get_mut(&mut self, call: CallRef) -> Option<&mut PacedCall> {
-        let (phase, slot) = *self.index.get(&call)?;
+    fn get_mut(&mut self, leg: LegId) -> Option<&mut PacedCall> {
+        let (phase, slot) = *self.index.get(&leg)?;
         self.phases[phase].get_mut(slot)
     }
 
@@ -329,36 +321,36 @@ impl Phases {
                     .min_by_key(|p| self.phases[*p].len())
                     .unwrap_or(0);
                 self.index
-                    .insert(shared.call, (phase, self.phases[phase].len()));
+                    .insert(shared.leg, (phase, self.phases[phase].len()));
                 self.phases[phase].push(PacedCall { shared, outbound });
             }
-            PacerCommand::Format { call, session } => {
-                if let Some(paced) = self.get_mut(call) {
+            PacerCommand::Format { leg, session } => {
+                if let Some(paced) = self.get_mut(leg) {
                     paced
                         .outbound
                         .set_format(session.codec, session.payload_type);
                 }
             }
             PacerCommand::Play {
-                call,
+                leg,
                 prompts,
                 generation,
             } => {
-                if let Some(paced) = self.get_mut(call) {
+                if let Some(paced) = self.get_mut(leg) {
                     paced.outbound.play(prompts, generation);
                 }
             }
-            PacerCommand::StopPlayback { call } => {
-                if let Some(paced) = self.get_mut(call) {
+            PacerCommand::StopPlayback { leg } => {
+                if let Some(paced) = self.get_mut(leg) {
                     paced.outbound.stop();
                 }
             }
-            PacerCommand::Remove { call } => {
-                if let Some((phase, slot)) = self.index.remove(&call) {
+            PacerCommand::Remove { leg } => {
+                if let Some((phase, slot)) = self.index.remove(&leg) {
                     let calls = &mut self.phases[phase];
                     calls.swap_remove(slot);
                     if let Some(moved) = calls.get(slot) {
-                        self.index.insert(moved.shared.call, (phase, slot));
+                        self.index.insert(moved.shared.leg, (phase, slot));
                     }
                 }
             }
@@ -367,7 +359,7 @@ impl Phases {
 }
 
 /// The pacing loop: every 5 ms one phase's calls each send their next 20 ms frame, in one pass
-/// over a dense vector, so every call sends once per 20 ms on an absolute clock.
+/// over a dense vector, so every leg sends once per 20 ms on an absolute clock.
 fn pace(commands: std_mpsc::Receiver<PacerCommand>, events: mpsc::Sender<DriverInput>) {
     raise_pacer_priority();
     let mut calls = Phases::default();
@@ -376,7 +368,7 @@ fn pace(commands: std_mpsc::Receiver<PacerCommand>, events: mpsc::Sender<DriverI
     let mut phase = 0;
     let sub_tick = FRAME / PHASES as u32;
     loop {
-        // Idle: block until there is a call, then restart the clock.
+        // Idle: block until there is a leg, then restart the clock.
         if calls.is_empty() {
             match commands.recv() {
                 Ok(command) => calls.apply(command),
@@ -397,17 +389,17 @@ fn pace(commands: std_mpsc::Receiver<PacerCommand>, events: mpsc::Sender<DriverI
                 if let Some(remote) = paced.shared.remote.load().as_deref() {
                     // A full socket buffer drops this frame rather than delaying every other call.
                     if let Err(error) = paced.shared.socket.send_to(&packet[..tick.len], remote) {
-                        debug!(call = %paced.shared.call, %error, "RTP send failed");
+                        debug!(leg = %paced.shared.leg, %error, "RTP send failed");
                     }
                 }
             }
             if tick.playback_finished {
                 let event = DriverInput::Media(MediaEvent::PlaybackFinished {
-                    call: paced.shared.call,
+                    leg: paced.shared.leg,
                     generation: paced.outbound.generation(),
                 });
                 if events.try_send(event).is_err() {
-                    warn!(call = %paced.shared.call, "event queue full: playback end dropped");
+                    warn!(leg = %paced.shared.leg, "event queue full: playback end dropped");
                 }
             }
         }
@@ -428,7 +420,7 @@ fn pace(commands: std_mpsc::Receiver<PacerCommand>, events: mpsc::Sender<DriverI
 
 /// One call's receive side.
 struct Receiver {
-    call: CallRef,
+    leg: LegId,
     socket: AsyncFd<std::net::UdpSocket>,
     shared: Arc<Shared>,
     updates: watch::Receiver<Option<MediaSession>>,
@@ -437,7 +429,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    /// Receives until the call stops or goes silent for its inactivity timeout.
+    /// Receives until the leg stops or goes silent for its inactivity timeout.
     async fn run(mut self) {
         let Some(session) = self.updates.borrow().clone() else {
             return;
@@ -464,7 +456,7 @@ impl Receiver {
                     let (len, from) = match received {
                         Ok(ok) => ok,
                         Err(error) => {
-                            debug!(call = %self.call, %error, "RTP receive error");
+                            debug!(leg = %self.leg, %error, "RTP receive error");
                             continue;
                         }
                     };
@@ -479,7 +471,7 @@ impl Receiver {
                         }
                     }
                     if let Received::Digit(digit, source) = what {
-                        let event = MediaEvent::Digit { call: self.call, digit, source };
+                        let event = MediaEvent::Digit { leg: self.leg, digit, source };
                         let _ = self.events.send(DriverInput::Media(event)).await;
                     }
                 }
@@ -496,13 +488,13 @@ impl Receiver {
                     forward = self.forwards.borrow().clone();
                 }
                 () = idle => {
-                    let _ = self.events.send(DriverInput::Media(MediaEvent::Inactive { call: self.call })).await;
+                    let _ = self.events.send(DriverInput::Media(MediaEvent::Inactive { leg: self.leg })).await;
                     break;
                 }
             }
         }
         let stats = inbound.stats();
-        info!(call = %self.call, packets = stats.packets, lost = stats.lost(), jitter_ms = stats.jitter_ms(), "RTP received");
+        info!(leg = %self.leg, packets = stats.packets, lost = stats.lost(), jitter_ms = stats.jitter_ms(), "RTP received");
     }
 }
 
@@ -520,7 +512,7 @@ async fn receive_from(
 }
 
 /// Real-time priority for the pacer where the service may have it (root or CAP_SYS_NICE): on a
-/// busy machine a preempted pass delays every call behind it. Without it the pacer still runs.
+/// busy machine a preempted pass delays every leg behind it. Without it the pacer still runs.
 fn raise_pacer_priority() {
     #[cfg(target_os = "linux")]
     {
@@ -563,7 +555,7 @@ fn relay(forward: &Forward, packet: &mut [u8]) {
     packet[1] = (packet[1] & 0x80) | (mapped & 0x7F);
     if let Some(remote) = forward.to.remote.load().as_deref() {
         if let Err(error) = forward.to.socket.send_to(packet, remote) {
-            debug!(call = %forward.to.call, %error, "relay send failed");
+            debug!(leg = %forward.to.leg, %error, "relay send failed");
         }
     }
 }

@@ -1,8 +1,12 @@
 //! SIP over TCP: one task per connection (accepted, or opened to reach an agent whose URI says
 //! `transport=tcp`), framing by Content-Length (the pure framer in `sip::framing`), keep-alive
-//! pings answered with a pong, writes through a channel.
+//! pings answered with a pong, writes through a channel. Accepted connections are limited in
+//! number (in all and per address), and a connection that idles, or trickles a message
+//! slower than `tcp.message_timeout`, is closed.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::DriverInput;
+use crate::settings::TcpSettings;
 use crate::sip::framing::{Frame, FramingLimits, StreamFramer};
 use crate::sip::message;
 
@@ -20,16 +25,82 @@ const WRITE_QUEUE: usize = 256;
 /// An agent's phone that does not accept a connection within this is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(super) async fn accept_loop(
-    listener: TcpListener,
-    inputs: mpsc::Sender<DriverInput>,
-    max_message: usize,
-) {
+/// What every connection task needs: where to report, and the limits it runs under.
+#[derive(Clone)]
+pub(super) struct TcpContext {
+    pub(super) inputs: mpsc::Sender<DriverInput>,
+    pub(super) max_message: usize,
+    pub(super) limits: TcpSettings,
+}
+
+/// Accepted connections by source address, so the limits hold however fast they arrive.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// One accepted connection's place; given back when the connection ends.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    address: IpAddr,
+}
+
+impl Slot {
+    fn take(slots: &Arc<Mutex<Slots>>, address: IpAddr, limits: &TcpSettings) -> Option<Slot> {
+        let mut taken = slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let from_address = taken.by_address.get(&address).copied().unwrap_or(0);
+        if taken.total >= limits.max_connections || from_address >= limits.max_per_address {
+            return None;
+        }
+        taken.total += 1;
+        taken.by_address.insert(address, from_address + 1);
+        Some(Slot {
+            slots: slots.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut taken = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        taken.total = taken.total.saturating_sub(1);
+        if let Some(count) = taken.by_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                taken.by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+pub(super) async fn accept_loop(listener: TcpListener, context: TcpContext) {
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    let mut refused: u64 = 0;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(slot) = Slot::take(&slots, peer.ip(), &context.limits) else {
+                    // Closed at once; logged for the first and then every thousandth, so a
+                    // flood cannot flood the log too.
+                    refused += 1;
+                    if refused % 1000 == 1 {
+                        warn!(%peer, refused, "TCP connection refused: connection limit reached");
+                    }
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection(stream, peer, inputs.clone(), max_message));
+                let context = context.clone();
+                tokio::spawn(async move {
+                    connection(stream, peer, context).await;
+                    drop(slot);
+                });
             }
             Err(error) => {
                 // EMFILE and friends: back off a little instead of spinning.
@@ -42,19 +113,15 @@ pub(super) async fn accept_loop(
 
 /// Opens a connection to `peer` for messages the driver has to send there. The returned
 /// writer queues them at once; they go out once connected. A failed connect is reported as
-/// `TcpConnectFailed` (then `TcpClosed`), so the endpoint can give up on that peer now.
-pub(super) fn connect(
-    peer: SocketAddr,
-    inputs: mpsc::Sender<DriverInput>,
-    max_message: usize,
-) -> mpsc::Sender<Bytes> {
+/// `TcpConnectFailed` (then `TcpClosed`), so the switchboard can give up on that peer now.
+pub(super) fn connect(peer: SocketAddr, context: TcpContext) -> mpsc::Sender<Bytes> {
     let (write_tx, write_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let writer = write_tx.clone();
     tokio::spawn(async move {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                serve(stream, peer, inputs, max_message, write_tx, write_rx).await;
+                serve(stream, peer, context, write_tx, write_rx).await;
             }
             failed => {
                 let reason = match failed {
@@ -62,6 +129,7 @@ pub(super) fn connect(
                     _ => format!("no answer within {CONNECT_TIMEOUT:?}"),
                 };
                 warn!(%peer, %reason, "TCP connection to a peer failed");
+                let inputs = &context.inputs;
                 let _ = inputs.send(DriverInput::TcpConnectFailed { peer }).await;
                 let _ = inputs.send(DriverInput::TcpClosed { peer }).await;
             }
@@ -70,14 +138,10 @@ pub(super) fn connect(
     writer
 }
 
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    inputs: mpsc::Sender<DriverInput>,
-    max_message: usize,
-) {
+async fn connection(stream: TcpStream, peer: SocketAddr, context: TcpContext) {
     let (write_tx, write_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-    if inputs
+    if context
+        .inputs
         .send(DriverInput::TcpOpened {
             peer,
             writer: write_tx.clone(),
@@ -87,15 +151,15 @@ async fn connection(
     {
         return;
     }
-    serve(stream, peer, inputs, max_message, write_tx, write_rx).await;
+    serve(stream, peer, context, write_tx, write_rx).await;
 }
 
-/// Reads and writes one connection until either side closes it.
+/// Reads and writes one connection until either side closes it, or it idles or trickles
+/// past its limits.
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    inputs: mpsc::Sender<DriverInput>,
-    max_message: usize,
+    context: TcpContext,
     write_tx: mpsc::Sender<Bytes>,
     mut write_rx: mpsc::Receiver<Bytes>,
 ) {
@@ -107,15 +171,35 @@ async fn serve(
             }
         }
     });
+    let TcpContext {
+        inputs,
+        max_message,
+        limits,
+    } = context;
     let mut framer = StreamFramer::with_limits(FramingLimits {
         max_head_bytes: max_message,
         ..FramingLimits::default()
     });
     let mut buffer = vec![0u8; 16 * 1024];
+    // Until the first message is complete, the connection is on the message deadline.
+    let mut message_started = Some(tokio::time::Instant::now());
     'read: loop {
-        let len = match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(len) => len,
+        let deadline = match message_started {
+            Some(started) => started + limits.message_timeout,
+            None => tokio::time::Instant::now() + limits.idle_timeout,
+        };
+        let len = match tokio::time::timeout_at(deadline, reader.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(len)) => len,
+            Err(_) => {
+                let why = if message_started.is_some() {
+                    "a message took too long"
+                } else {
+                    "idle"
+                };
+                debug!(%peer, why, "closing TCP connection");
+                break;
+            }
         };
         framer.push(&buffer[..len]);
         for frame in framer.by_ref() {
@@ -146,6 +230,12 @@ async fn serve(
                 }
             }
         }
+        // Bytes of an unfinished message keep (or start) the message deadline.
+        message_started = match (framer.buffered_len(), message_started) {
+            (0, _) => None,
+            (_, Some(started)) => Some(started),
+            (_, None) => Some(tokio::time::Instant::now()),
+        };
     }
     let _ = inputs.send(DriverInput::TcpClosed { peer }).await;
     drop(write_tx);

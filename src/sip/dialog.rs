@@ -1,10 +1,8 @@
-//! The UAS side of a SIP dialog (RFC 3261 §12): identifiers, route set, CSeq bookkeeping and
-//! building in-dialog requests such as BYE. Pure data; the endpoint decides when to use it.
+//! One SIP dialog (RFC 3261 §12), as UAS or UAC: identifiers, route set, CSeq bookkeeping and
+//! building in-dialog requests such as BYE. Pure data; the user agent decides when to use it.
 
 use rsip::headers::UntypedHeader;
 use rsip::prelude::{HasHeaders, HeadersExt};
-
-use super::transport::Peer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DialogError {
@@ -32,9 +30,6 @@ pub struct Dialog {
     route_set: Vec<String>,
     local_cseq: u32,
     remote_cseq: u32,
-    /// In-dialog requests go back over the flow the INVITE came on: callers sit behind NAT and
-    /// trunks reuse their TCP connection, so the Contact host is often unreachable from here.
-    pub flow: Peer,
 }
 
 impl Dialog {
@@ -42,7 +37,6 @@ impl Dialog {
         invite: &rsip::Request,
         local_tag: &str,
         remote_target: rsip::Uri,
-        flow: Peer,
         first_local_cseq: u32,
     ) -> Result<Self, DialogError> {
         let call_id = invite
@@ -85,7 +79,6 @@ impl Dialog {
             route_set,
             local_cseq: first_local_cseq,
             remote_cseq,
-            flow,
         })
     }
 
@@ -95,7 +88,6 @@ impl Dialog {
         response: &rsip::Response,
         local_tag: &str,
         remote_target: rsip::Uri,
-        flow: Peer,
     ) -> Result<Self, DialogError> {
         use crate::sip::message::header_value;
         let owned = |value: Option<&str>, name: &'static str| {
@@ -125,7 +117,6 @@ impl Dialog {
             route_set,
             local_cseq,
             remote_cseq: 0,
-            flow,
         })
     }
 
@@ -209,7 +200,6 @@ fn split_header_list(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::transport::TransportKind;
 
     fn invite() -> rsip::Request {
         let text = "INVITE sip:19118@127.0.0.1:5060 SIP/2.0\r\n\
@@ -225,18 +215,11 @@ mod tests {
         rsip::Request::try_from(text).unwrap()
     }
 
-    fn flow() -> Peer {
-        Peer {
-            transport: TransportKind::Udp,
-            addr: "127.0.0.1:6000".parse().unwrap(),
-        }
-    }
-
     #[test]
     fn bye_swaps_parties_keeps_route_order_and_counts_cseq() {
         let request = invite();
         let target = rsip::Uri::try_from("sip:jonas@127.0.0.1:6000").unwrap();
-        let mut dialog = Dialog::from_invite(&request, "ourtag", target, flow(), 100).unwrap();
+        let mut dialog = Dialog::from_invite(&request, "ourtag", target, 100).unwrap();
         let bye = dialog.request(
             rsip::Method::Bye,
             "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx".into(),
@@ -276,7 +259,7 @@ mod tests {
     #[test]
     fn remote_cseq_must_grow_except_for_ack_and_cancel() {
         let target = rsip::Uri::try_from("sip:jonas@127.0.0.1:6000").unwrap();
-        let mut dialog = Dialog::from_invite(&invite(), "t", target, flow(), 1).unwrap();
+        let mut dialog = Dialog::from_invite(&invite(), "t", target, 1).unwrap();
         assert!(dialog.accept_remote_cseq(7, &rsip::Method::Ack));
         assert!(!dialog.accept_remote_cseq(7, &rsip::Method::Bye));
         assert!(dialog.accept_remote_cseq(8, &rsip::Method::Info));

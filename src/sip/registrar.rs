@@ -1,20 +1,30 @@
 //! The registrar agents' softphones REGISTER with (RFC 3261 §10): digest authentication
-//! (RFC 2617 MD5, qop=auth) against HA1 hashes from a credentials file, bindings with expiry,
-//! several contacts per user, unregistration. Pure: time and nonces are inputs.
+//! (RFC 2617 MD5, qop=auth) against HA1 hashes from a credentials file, with nonces bound to
+//! the address they were sent to and used once per count, failures leading to bans (`guard`);
+//! bindings with expiry, several contacts per user, unregistration. Pure: time and nonces are
+//! inputs.
+
+mod digest;
+mod guard;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
-
 use super::message;
 use super::transport::Peer;
+use digest::DigestResponse;
+pub(crate) use digest::{md5_hex, split_auth_params};
+pub use guard::{log_safe, AuthPolicy, BanKey, SecurityStats};
+use guard::{security_event, Guard};
 
-/// Nonces older than this are answered with a fresh challenge marked `stale=true`.
-const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// Checked against when the user is unknown, so both cases cost the same (no timing oracle).
+const DUMMY_HA1: &str = "00000000000000000000000000000000";
 /// At most this many outstanding nonces are remembered (oldest dropped first).
 const MAX_NONCES: usize = 10_000;
+/// Outstanding nonces per address: a flood of challenges from one address evicts only its own.
+const MAX_NONCES_PER_SOURCE: usize = 32;
 pub const MIN_EXPIRES: u32 = 60;
 pub const MAX_EXPIRES: u32 = 3600;
 const DEFAULT_EXPIRES: u32 = 3600;
@@ -95,8 +105,9 @@ pub struct Binding {
     /// The Contact URI as registered (where to send INVITEs).
     pub contact: String,
     pub expires_at: Instant,
-    /// The flow the REGISTER came over: agents behind NAT are reached through it.
-    pub flow: Peer,
+    /// Where the REGISTER came from (address and transport): agents behind NAT are reached
+    /// back through it.
+    pub source: Peer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,19 +126,33 @@ pub enum RegisterOutcome {
     },
 }
 
+/// A nonce we challenged with: to whom, when, and the highest count used so far.
+#[derive(Debug, Clone, Copy)]
+struct NonceState {
+    issued: Instant,
+    source: IpAddr,
+    last_nc: u32,
+}
+
 #[derive(Debug)]
 pub struct Registrar {
     credentials: Credentials,
-    nonces: HashMap<String, Instant>,
+    nonces: HashMap<String, NonceState>,
     bindings: HashMap<String, Vec<Binding>>,
+    guard: Guard,
 }
 
 impl Registrar {
     pub fn new(credentials: Credentials) -> Self {
+        Self::with_policy(credentials, AuthPolicy::default())
+    }
+
+    pub fn with_policy(credentials: Credentials, policy: AuthPolicy) -> Self {
         Self {
             credentials,
             nonces: HashMap::new(),
             bindings: HashMap::new(),
+            guard: Guard::new(policy),
         }
     }
 
@@ -139,21 +164,53 @@ impl Registrar {
         from: Peer,
         fresh_nonce: String,
     ) -> RegisterOutcome {
+        let ip = from.addr.ip();
+        // Expired nonces are kept one more lifetime to be told apart (stale) from unknown ones.
+        let lifetime = self.guard.policy.nonce_lifetime;
         self.nonces
-            .retain(|_, issued| now.saturating_duration_since(*issued) < NONCE_LIFETIME);
-        let Some(authorization) = message::header_value(request, "Authorization") else {
-            return self.challenge(now, fresh_nonce, false);
+            .retain(|_, nonce| now.saturating_duration_since(nonce.issued) < lifetime * 2);
+        if self.guard.is_banned(now, ip, None) {
+            return RegisterOutcome::Forbidden;
+        }
+        // No credentials, or a scheme we do not speak: the answer is our challenge.
+        let Some(authorization) = message::header_value(request, "Authorization")
+            .filter(|value| digest::is_digest(value))
+        else {
+            return self.challenge(now, fresh_nonce, ip, false);
         };
         let Some(digest) = DigestResponse::parse(authorization) else {
             return RegisterOutcome::BadRequest("Malformed Authorization");
         };
-        let Some(ha1) = self.credentials.ha1.get(&digest.username).cloned() else {
+        // Banned names get the same 403 whether they exist or not.
+        if self.guard.is_banned(now, ip, Some(&digest.username)) {
             return RegisterOutcome::Forbidden;
-        };
-        if !self.nonces.contains_key(&digest.nonce) {
-            return self.challenge(now, fresh_nonce, true);
         }
-        if !digest.verify(&ha1, "REGISTER") || digest.realm != self.credentials.realm {
+        if !uri_matches(&digest.uri, request) {
+            self.guard.stats.uri_mismatches += 1;
+            security_event("digest_uri_mismatch", ip, Some(&digest.username));
+            return RegisterOutcome::BadRequest("Digest URI Mismatch");
+        }
+        let Some(nonce) = self.nonces.get(&digest.nonce).copied() else {
+            return self.challenge(now, fresh_nonce, ip, false);
+        };
+        let count = digest.nonce_count();
+        // A nonce answers only its own challenge: from the address it was sent to, each
+        // count once and in order. A captured header replayed elsewhere proves nothing.
+        if nonce.source != ip || count.is_none_or(|count| count <= nonce.last_nc) {
+            self.guard.stats.nonce_replays += 1;
+            security_event("nonce_replay", ip, Some(&digest.username));
+            return self.challenge(now, fresh_nonce, ip, false);
+        }
+        if now.saturating_duration_since(nonce.issued) >= lifetime {
+            return self.challenge(now, fresh_nonce, ip, true);
+        }
+        if let (Some(state), Some(count)) = (self.nonces.get_mut(&digest.nonce), count) {
+            state.last_nc = count;
+        }
+        let known = self.credentials.ha1.get(&digest.username);
+        let verified = digest.verify(known.map_or(DUMMY_HA1, String::as_str), "REGISTER");
+        if !(verified && known.is_some() && digest.realm == self.credentials.realm) {
+            self.guard.failed(now, ip, &digest.username);
             return RegisterOutcome::Forbidden;
         }
         // One may only register one's own address of record.
@@ -161,27 +218,68 @@ impl Registrar {
         if aor_user.as_deref() != Some(digest.username.as_str()) {
             return RegisterOutcome::Forbidden;
         }
+        self.guard.succeeded(ip, &digest.username);
         self.apply_bindings(now, request, from, digest.username)
     }
 
-    fn challenge(&mut self, now: Instant, nonce: String, stale: bool) -> RegisterOutcome {
-        if self.nonces.len() >= MAX_NONCES {
-            if let Some(oldest) = self
-                .nonces
-                .iter()
-                .min_by_key(|(_, at)| **at)
-                .map(|(n, _)| n.clone())
-            {
-                self.nonces.remove(&oldest);
+    fn challenge(
+        &mut self,
+        now: Instant,
+        nonce: String,
+        source: IpAddr,
+        stale: bool,
+    ) -> RegisterOutcome {
+        let (mut own, mut own_oldest, mut oldest) = (0, None, None);
+        for (key, state) in &self.nonces {
+            if state.source == source {
+                own += 1;
+                if own_oldest.is_none_or(|(_, at)| state.issued < at) {
+                    own_oldest = Some((key, state.issued));
+                }
             }
+            if oldest.is_none_or(|(_, at)| state.issued < at) {
+                oldest = Some((key, state.issued));
+            }
+        }
+        let evicted = if own >= MAX_NONCES_PER_SOURCE {
+            own_oldest
+        } else if self.nonces.len() >= MAX_NONCES {
+            oldest
+        } else {
+            None
+        };
+        if let Some(key) = evicted.map(|(key, _)| key.clone()) {
+            self.nonces.remove(&key);
         }
         let value = format!(
             "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"{}",
             self.credentials.realm,
             if stale { ", stale=true" } else { "" }
         );
-        self.nonces.insert(nonce, now);
+        self.nonces.insert(
+            nonce,
+            NonceState {
+                issued: now,
+                source,
+                last_nc: 0,
+            },
+        );
         RegisterOutcome::Challenge(value)
+    }
+
+    /// Security counters and the number of bans in force.
+    pub fn security_stats(&self, now: Instant) -> SecurityStats {
+        self.guard.stats(now)
+    }
+
+    /// Bans in force (address, or user@address) and when each ends.
+    pub fn bans(&self, now: Instant) -> Vec<(BanKey, Instant)> {
+        self.guard.bans(now)
+    }
+
+    /// Lifts the bans on `ip` and forgets its failures; returns how many bans were lifted.
+    pub fn lift_ban(&mut self, ip: IpAddr) -> usize {
+        self.guard.lift(ip)
     }
 
     fn apply_bindings(
@@ -222,7 +320,7 @@ impl Registrar {
                     bindings.push(Binding {
                         contact: uri,
                         expires_at: now + Duration::from_secs(u64::from(expires.min(MAX_EXPIRES))),
-                        flow: from,
+                        source: from,
                     });
                 }
             }
@@ -280,91 +378,12 @@ impl Registrar {
     }
 }
 
-/// The parameters of a `Digest` Authorization header this registrar needs.
-#[derive(Debug, Default)]
-struct DigestResponse {
-    username: String,
-    realm: String,
-    nonce: String,
-    uri: String,
-    response: String,
-    qop: Option<String>,
-    nc: Option<String>,
-    cnonce: Option<String>,
-}
-
-impl DigestResponse {
-    fn parse(header: &str) -> Option<Self> {
-        let rest = header.trim().strip_prefix("Digest")?.trim_start();
-        let mut digest = Self::default();
-        let mut algorithm_md5 = true;
-        for (key, value) in split_auth_params(rest) {
-            match key.to_ascii_lowercase().as_str() {
-                "username" => digest.username = value,
-                "realm" => digest.realm = value,
-                "nonce" => digest.nonce = value,
-                "uri" => digest.uri = value,
-                "response" => digest.response = value.to_ascii_lowercase(),
-                "qop" => digest.qop = Some(value),
-                "nc" => digest.nc = Some(value),
-                "cnonce" => digest.cnonce = Some(value),
-                "algorithm" => algorithm_md5 = value.eq_ignore_ascii_case("MD5"),
-                _ => {}
-            }
-        }
-        let complete =
-            !digest.username.is_empty() && !digest.nonce.is_empty() && !digest.response.is_empty();
-        (complete && algorithm_md5).then_some(digest)
-    }
-
-    fn verify(&self, ha1: &str, method: &str) -> bool {
-        let ha2 = md5_hex(&format!("{method}:{}", self.uri));
-        let expected = match (&self.qop, &self.nc, &self.cnonce) {
-            (Some(qop), Some(nc), Some(cnonce)) if qop.eq_ignore_ascii_case("auth") => {
-                md5_hex(&format!("{ha1}:{}:{nc}:{cnonce}:{qop}:{ha2}", self.nonce))
-            }
-            (None, _, _) => md5_hex(&format!("{ha1}:{}:{ha2}", self.nonce)),
-            _ => return false,
-        };
-        // Compare without an early exit on the first differing byte.
-        expected.len() == self.response.len()
-            && expected
-                .bytes()
-                .zip(self.response.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    }
-}
-
-fn md5_hex(text: &str) -> String {
-    hex::encode(Md5::digest(text.as_bytes()))
-}
-
-/// `key=value, key="quoted, value"` pairs.
-fn split_auth_params(text: &str) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    let mut rest = text;
-    while !rest.trim().is_empty() {
-        let Some((key, after)) = rest.split_once('=') else {
-            break;
-        };
-        let key = key.trim().trim_start_matches(',').trim().to_owned();
-        let after = after.trim_start();
-        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
-            match quoted.find('"') {
-                Some(end) => (quoted[..end].to_owned(), &quoted[end + 1..]),
-                None => (quoted.to_owned(), ""),
-            }
-        } else {
-            match after.find(',') {
-                Some(end) => (after[..end].trim().to_owned(), &after[end..]),
-                None => (after.trim().to_owned(), ""),
-            }
-        };
-        pairs.push((key, value));
-        rest = remaining.trim_start().trim_start_matches(',');
-    }
-    pairs
+/// The digest `uri` names the Request-URI (RFC 2617 §3.2.2.5): a header captured from a
+/// request to another URI is not accepted here.
+fn uri_matches(digest_uri: &str, request: &rsip::Request) -> bool {
+    let digest_uri = digest_uri.trim();
+    digest_uri == request.uri.to_string()
+        || rsip::Uri::try_from(digest_uri).is_ok_and(|uri| uri == request.uri)
 }
 
 /// Splits a Contact header value listing several contacts (commas outside `<>` and quotes).

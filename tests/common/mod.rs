@@ -146,6 +146,31 @@ impl Service {
         }
     }
 
+    /// Kills the service with SIGKILL (like `kill -9`: no clean-up of any kind) and returns once
+    /// it is dead. Takes `&self`, so it works while SIPp threads still borrow the service.
+    pub fn kill_hard(&self) {
+        let pid = self.child.id();
+        let status = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap_or_else(|error| panic!("running kill -9 {pid}: {error}"));
+        assert!(status.success(), "kill -9 {pid} failed: {status}");
+        // Dead once it is a zombie (reaped by Drop) or gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            if matches!(state, None | Some("Z") | Some("X")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "hotline {pid} survived kill -9");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The address the service bound for SIP over both UDP and TCP.
     pub fn sip_addr(&self) -> SocketAddr {
         self.sip_addr
@@ -159,6 +184,33 @@ impl Service {
     /// `Some(status)` once the service process has exited.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends the service process `signal` (e.g. `libc::SIGTERM`).
+    pub fn send_signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("the pid fits a pid_t");
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped, so it is not reused.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            result,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Waits until the service process exits, up to `timeout`; `None` if it is still running.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The last lines the service wrote to stderr (its log).

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::TimeZone;
+use chrono::{TimeZone, Utc};
 use chrono_tz::Europe::Vilnius;
 
 use super::*;
@@ -138,18 +138,18 @@ fn russian_caller_gets_the_russian_speaking_agent() {
     );
 }
 
-#[test]
-fn silence_picks_the_default_language_then_max_attempts_reach_the_fallback() {
+/// Runs a caller who never presses a key, every prompt heard in full; returns what was heard,
+/// the transfer target and the digit waits started.
+fn silent_caller(routing: Arc<Routing>) -> (Vec<PromptRef>, Option<String>, usize) {
     let clock = weekday_morning();
-    let mut flow = MenuFlow::new(shipped());
-    flow.handle(clock, FlowEvent::Started);
-    let mut heard = Vec::new();
-    let mut transfer = None;
+    let mut flow = MenuFlow::new(routing);
+    let mut heard = played(&flow.handle(clock, FlowEvent::Started));
+    let mut waits = 0;
     for _ in 0..20 {
         let after_prompt = flow.handle(clock, FlowEvent::PlaybackFinished);
+        heard.extend(played(&after_prompt));
         if let Some(target) = transfer_target(&after_prompt) {
-            transfer = Some(target);
-            break;
+            return (heard, Some(target), waits);
         }
         assert!(
             after_prompt.contains(&FlowAction::StartTimer {
@@ -158,22 +158,112 @@ fn silence_picks_the_default_language_then_max_attempts_reach_the_fallback() {
             }),
             "{after_prompt:?}"
         );
+        waits += 1;
         let timeout = flow.handle(clock, FlowEvent::Timer(DIGIT_TIMER));
         heard.extend(played(&timeout));
     }
-    // Language menu: 2 retries then the default language's main menu; main menu: 2 retries
-    // then the fallback group (municipality), which is open and takes the call.
+    (heard, None, waits)
+}
+
+#[test]
+fn silence_takes_the_default_language_at_once_then_the_fallback_after_menu_no_input() {
+    // Defaults: one no-input in the language menu, two in a menu (the menu is repeated once).
+    let text = include_str!("../../../routing.toml")
+        .replace("menu_no_input = 1", "")
+        .replace("language_no_input = 1", "");
+    let routing = Arc::new(crate::routing::parse(&text, "routing.toml").expect("parses"));
+    assert_eq!(routing.hotline.menu_no_input, 2);
+    let (heard, target, waits) = silent_caller(routing);
+    assert_eq!(
+        heard.iter().filter(|p| p.name == "main_menu").count(),
+        2,
+        "the main menu once more after the first silence: {heard:?}"
+    );
+    assert_eq!(waits, 3, "language menu once, main menu twice");
     assert_eq!(
         heard.iter().filter(|p| p.name == "no_input").count(),
-        4,
-        "{heard:?}"
+        2,
+        "before the repeat and before the fallback: {heard:?}"
     );
-    assert!(heard.contains(&p("lt", "main_menu")));
     assert_eq!(
-        transfer.as_deref(),
+        heard[heard.len() - 4..],
+        [
+            p("lt", "no_input"),
+            p("lt", "transfer_connecting"),
+            p("lt", "queue_waiting_for"),
+            p("lt", "group_municipality")
+        ]
+    );
+    assert_eq!(target.as_deref(), Some("queue municipality"));
+
+    // The shipped file: the main menu is not repeated.
+    let (heard, target, waits) = silent_caller(shipped_as_is());
+    assert_eq!(waits, 2, "{heard:?}");
+    assert_eq!(heard.iter().filter(|p| p.name == "main_menu").count(), 1);
+    assert_eq!(target.as_deref(), Some("queue municipality"));
+
+    // Counts above max_attempts: max_attempts still ends the menus.
+    let text = include_str!("../../../routing.toml")
+        .replace("menu_no_input = 1", "menu_no_input = 9")
+        .replace("language_no_input = 1", "language_no_input = 9");
+    let routing = Arc::new(crate::routing::parse(&text, "routing.toml").expect("parses"));
+    let (_, target, waits) = silent_caller(routing);
+    assert_eq!(waits, 6, "max_attempts = 3 in each menu");
+    assert_eq!(target.as_deref(), Some("queue municipality"));
+}
+
+#[test]
+fn the_operator_key_goes_to_the_fallback_from_the_language_menu_and_any_menu() {
+    let clock = weekday_morning();
+    // In the language menu: the default language.
+    let mut flow = MenuFlow::new(shipped());
+    flow.handle(clock, FlowEvent::Started);
+    let operator = flow.handle(clock, FlowEvent::Digit('0'));
+    assert_eq!(operator[0], FlowAction::StopPlayback);
+    assert_eq!(played(&operator), vec![p("lt", "transfer_connecting")]);
+    let done = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        transfer_target(&done).as_deref(),
         Some("sip:municipality-1@127.0.0.1:5391")
     );
-    assert!(flow.steps().contains(&Step::Fallback));
+    assert_eq!(
+        flow.path_text(),
+        "language:0 (operator) > group municipality -> sip:municipality-1@127.0.0.1:5391"
+    );
+    let summary = flow.summary();
+    assert_eq!(summary.language.as_deref(), Some("lt"));
+    assert_eq!(summary.ending, None, "a choice, not a no-input ending");
+
+    // In a submenu, in the caller's language, after an invalid key.
+    let mut flow = MenuFlow::new(shipped_as_is());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('3'));
+    flow.handle(clock, FlowEvent::Digit('3'));
+    flow.handle(clock, FlowEvent::Digit('7'));
+    let operator = flow.handle(clock, FlowEvent::Digit('0'));
+    assert_eq!(played(&operator), vec![p("ru", "transfer_connecting")]);
+    let queued = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        transfer_target(&queued).as_deref(),
+        Some("queue municipality")
+    );
+    assert_eq!(
+        flow.path_text(),
+        "language ru > main:3 > transport:7 (invalid) > transport:0 (operator) > queue municipality"
+    );
+    assert!(
+        flow.handle(clock, FlowEvent::Digit('0')).is_empty(),
+        "in the queue the key does nothing"
+    );
+
+    // Switched off, 0 is an ordinary (here invalid) key.
+    let text = include_str!("../../../routing.toml")
+        .replace("operator_key = \"0\"", "operator_key = \"\"");
+    let routing = Arc::new(crate::routing::parse(&text, "routing.toml").expect("parses"));
+    let mut flow = MenuFlow::new(routing);
+    flow.handle(clock, FlowEvent::Started);
+    let invalid = flow.handle(clock, FlowEvent::Digit('0'));
+    assert_eq!(played(&invalid)[0], p("lt", "invalid_choice"));
 }
 
 #[test]
@@ -184,7 +274,7 @@ fn invalid_keys_count_as_attempts() {
     let wrong = flow.handle(clock, FlowEvent::Digit('7'));
     assert_eq!(played(&wrong)[0], p("lt", "invalid_choice"));
     flow.handle(clock, FlowEvent::Digit('1'));
-    flow.handle(clock, FlowEvent::Digit('0'));
+    flow.handle(clock, FlowEvent::Digit('#'));
     flow.handle(clock, FlowEvent::Digit('#'));
     let third = flow.handle(clock, FlowEvent::Digit('*'));
     assert_eq!(
@@ -388,36 +478,54 @@ fn bridge_groups_queue_the_caller_with_what_agents_see_then_hold_announce_and_gi
     );
     assert_eq!(
         played(&queued),
-        vec![p("en", "queue_hold")],
-        "nobody waits in silence"
+        vec![p("en", "queue_waiting_for"), p("en", "group_heating")],
+        "the caller hears whom they wait for"
     );
-    let announced = flow.handle(
-        clock,
-        FlowEvent::QueuePosition {
-            position: 2,
-            estimated_wait: None,
-        },
-    );
+    // The ACD's entry announcement arrives while the name plays: it waits, nothing is cut.
+    let entry = FlowEvent::QueuePosition {
+        position: 2,
+        estimated_wait: None,
+    };
+    assert_eq!(flow.handle(clock, entry), vec![]);
     assert_eq!(
-        played(&announced),
+        played(&flow.handle(clock, FlowEvent::PlaybackFinished)),
         vec![
+            p("en", "all_agents_busy"),
             p("en", "queue_position_prefix"),
             p("en", "number_2"),
             p("en", "queue_position_suffix")
-        ]
+        ],
+        "the first announcement says why the caller waits"
     );
     assert_eq!(
         played(&flow.handle(clock, FlowEvent::PlaybackFinished)),
-        vec![p("en", "queue_hold")]
+        vec![p("en", "music_on_hold")],
+        "then the hotline's music"
     );
+    // Later announcements: no "all busy" again; a newer position replaces one not yet heard;
+    // past the last recorded position, the hold prompt.
+    for (seconds, position) in [(3, 4), (6, 1)] {
+        let event = FlowEvent::QueuePosition {
+            position,
+            estimated_wait: None,
+        };
+        assert_eq!(flow.handle(after(clock, seconds), event), vec![]);
+    }
     assert_eq!(
-        played(&flow.handle(
-            clock,
-            FlowEvent::QueuePosition {
-                position: 25,
-                estimated_wait: None,
-            }
-        )),
+        played(&flow.handle(clock, FlowEvent::PlaybackFinished)),
+        vec![
+            p("en", "queue_position_prefix"),
+            p("en", "number_1"),
+            p("en", "queue_position_suffix")
+        ]
+    );
+    let far = FlowEvent::QueuePosition {
+        position: 25,
+        estimated_wait: None,
+    };
+    flow.handle(after(clock, 9), far);
+    assert_eq!(
+        played(&flow.handle(clock, FlowEvent::PlaybackFinished)),
         vec![p("en", "queue_hold")]
     );
     let gave_up = flow.handle(clock, FlowEvent::QueueGaveUp);
@@ -539,18 +647,25 @@ fn a_confident_estimate_is_announced_in_whole_minutes_rounded_up() {
     flow.handle(clock, FlowEvent::Digit('3'));
     flow.handle(clock, FlowEvent::Digit('2'));
     flow.handle(clock, FlowEvent::PlaybackFinished);
+    let mut now = clock;
     let mut announce = |position, seconds| {
         let event = FlowEvent::QueuePosition {
             position,
             estimated_wait: Some(Duration::from_secs(seconds)),
         };
-        let prompts = played(&flow.handle(clock, event));
+        now = after(now, 30);
+        assert!(
+            flow.handle(now, event).is_empty(),
+            "the announcement waits for the hold prompt to end"
+        );
+        let prompts = played(&flow.handle(clock, FlowEvent::PlaybackFinished));
         flow.handle(clock, FlowEvent::PlaybackFinished);
         prompts
     };
     assert_eq!(
         announce(3, 121),
         vec![
+            p("ru", "all_agents_busy"),
             p("ru", "queue_position_prefix"),
             p("ru", "number_3"),
             p("ru", "queue_position_suffix"),
@@ -573,4 +688,185 @@ fn a_confident_estimate_is_announced_in_whole_minutes_rounded_up() {
         vec![p("ru", "queue_hold"), p("ru", "queue_wait_long")],
         "past the positions recorded: hold prompt, then the wait"
     );
+}
+
+#[test]
+fn music_plays_piece_by_piece_and_an_announcement_waits_for_the_piece_to_end() {
+    let clock = weekday_morning();
+    // The water group has its own music; heating has neither music nor a name.
+    let text = include_str!("../../../routing.toml")
+        .replace(
+            "announce = \"group_water\"",
+            "announce = \"group_water\"\nmusic = \"water_music\"",
+        )
+        .replace("announce = \"group_heating\"\n", "")
+        .replace("music = \"music_on_hold\"", "");
+    let routing = Arc::new(crate::routing::parse(&text, "routing.toml").expect("parses"));
+
+    let mut flow = MenuFlow::new(routing.clone());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('4'));
+    flow.handle(clock, FlowEvent::Digit('1'));
+    let queued = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(
+        played(&queued),
+        vec![p("pl", "queue_waiting_for"), p("pl", "group_water")]
+    );
+    let mut pieces = 0;
+    for _ in 0..3 {
+        let next = flow.handle(clock, FlowEvent::PlaybackFinished);
+        assert_eq!(next, vec![FlowAction::Play(vec![p("pl", "water_music")])]);
+        pieces += 1;
+    }
+    // Mid-piece, the ACD says it is time: nothing is stopped, the announcement follows the
+    // piece, then the music goes on.
+    let position = FlowEvent::QueuePosition {
+        position: 3,
+        estimated_wait: None,
+    };
+    let during = flow.handle(after(clock, 5), position);
+    assert!(
+        !during.contains(&FlowAction::StopPlayback) && played(&during).is_empty(),
+        "{during:?}"
+    );
+    let announcement = played(&flow.handle(clock, FlowEvent::PlaybackFinished));
+    assert_eq!(announcement[0], p("pl", "all_agents_busy"));
+    assert_eq!(announcement[2], p("pl", "number_3"));
+    assert_eq!(
+        played(&flow.handle(clock, FlowEvent::PlaybackFinished)),
+        vec![p("pl", "water_music")]
+    );
+    assert_eq!(pieces, 3);
+    // Only the caller's own key or the end of the queue cuts anything.
+    let gave_up = flow.handle(clock, FlowEvent::QueueGaveUp);
+    assert_eq!(gave_up[0], FlowAction::StopPlayback);
+
+    // No music anywhere: the spoken hold prompt, in the caller's language.
+    let mut flow = MenuFlow::new(routing.clone());
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('2'));
+    flow.handle(clock, FlowEvent::Digit('2'));
+    let queued = flow.handle(clock, FlowEvent::PlaybackFinished);
+    assert_eq!(played(&queued), vec![p("en", "queue_hold")]);
+    // An announcement into a hold prompt already playing waits for its end.
+    let later = FlowEvent::QueuePosition {
+        position: 2,
+        estimated_wait: None,
+    };
+    assert!(flow.handle(after(clock, 1), later).is_empty());
+
+    // All busy at entry: the ACD announces at the very instant of queueing, so the hold
+    // prompt that has not sounded yet gives way and the announcement plays first, whole.
+    let mut flow = MenuFlow::new(routing);
+    flow.handle(clock, FlowEvent::Started);
+    flow.handle(clock, FlowEvent::Digit('1'));
+    flow.handle(clock, FlowEvent::Digit('2'));
+    let queued_at = after(clock, 8);
+    let queued = flow.handle(queued_at, FlowEvent::PlaybackFinished);
+    assert_eq!(played(&queued), vec![p("lt", "queue_hold")]);
+    let entry = flow.handle(
+        queued_at,
+        FlowEvent::QueuePosition {
+            position: 1,
+            estimated_wait: None,
+        },
+    );
+    assert_eq!(entry[0], FlowAction::StopPlayback);
+    assert_eq!(
+        played(&entry),
+        vec![
+            p("lt", "all_agents_busy"),
+            p("lt", "queue_position_prefix"),
+            p("lt", "number_1"),
+            p("lt", "queue_position_suffix")
+        ]
+    );
+}
+
+/// `hotline check` requires what `prompts::flow_prompts` lists: every prompt the flow plays in
+/// these walks is there or named by the file itself.
+#[test]
+fn every_prompt_the_flow_plays_is_one_check_requires() {
+    let routing = shipped_as_is();
+    let mut allowed: Vec<String> = super::prompts::flow_prompts(&routing);
+    for menu in routing.menus.values() {
+        allowed.push(menu.prompt.value.clone());
+        for option in menu.options.values() {
+            if let crate::routing::model::Action::Play { prompt, .. } = &option.action {
+                allowed.push(prompt.value.clone());
+            }
+        }
+    }
+    for group in routing.groups.values() {
+        allowed.extend(group.announce.iter().map(|a| a.value.clone()));
+    }
+    allowed.extend(routing.hotline.music.iter().map(|m| m.value.clone()));
+    allowed.extend(
+        [
+            "language_menu_lt",
+            "language_menu_en",
+            "language_menu_ru",
+            "language_menu_pl",
+        ]
+        .map(String::from),
+    );
+    allowed.extend(["hour_08", "hour_09", "minute_00", "minute_30"].map(String::from));
+
+    let mut heard = Vec::new();
+    let walks: [(FlowClock, &[char]); 5] = [
+        (weekday_morning(), &['2', '2']),
+        (weekday_morning(), &['1', '3', '*', '8', '9', '#', '#', '#']),
+        (at(2026, 12, 5, 10, 0), &['3', '2']),
+        (at(2026, 12, 5, 10, 0), &['1', '3', '1']),
+        (weekday_morning(), &['0']),
+    ];
+    for (clock, keys) in walks {
+        let mut flow = MenuFlow::new(routing.clone());
+        heard.extend(played(&flow.handle(clock, FlowEvent::Started)));
+        for key in keys {
+            heard.extend(played(&flow.handle(clock, FlowEvent::Digit(*key))));
+        }
+        for (step, event) in [
+            FlowEvent::PlaybackFinished,
+            FlowEvent::QueuePosition {
+                position: 3,
+                estimated_wait: Some(Duration::from_secs(200)),
+            },
+            FlowEvent::PlaybackFinished,
+            FlowEvent::PlaybackFinished,
+            FlowEvent::QueuePosition {
+                position: 30,
+                estimated_wait: Some(Duration::from_secs(2000)),
+            },
+            FlowEvent::PlaybackFinished,
+            FlowEvent::QueueGaveUp,
+            FlowEvent::PlaybackFinished,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let now = after(clock, 10 * step as u64 + 10);
+            heard.extend(played(&flow.handle(now, event)));
+        }
+    }
+    let names: std::collections::BTreeSet<&str> = heard.iter().map(|p| p.name.as_str()).collect();
+    for expected in [
+        "all_agents_busy",
+        "queue_waiting_for",
+        "music_on_hold",
+        "closed_prefix",
+        "call_later",
+        "queue_wait_long",
+    ] {
+        assert!(
+            names.contains(expected),
+            "{expected} never played: {names:?}"
+        );
+    }
+    for name in names {
+        assert!(
+            allowed.iter().any(|a| a == name),
+            "{name} is played but not required"
+        );
+    }
 }

@@ -266,3 +266,27 @@ fn receive_stats_count_loss_across_sequence_wrap_and_measure_jitter() {
         "RFC 3550 jitter of a ±10 ms alternation: {jitter}"
     );
 }
+
+#[test]
+fn a_key_press_between_steady_audio_adds_no_jitter() {
+    let epoch = Instant::now();
+    let mut inbound = Inbound::new(Codec::Pcmu, 0, Some(101), epoch);
+    let caller: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    // Audio every 20 ms; packets 10..20 are a telephone-event whose timestamp stays at the
+    // key's start (RFC 4733), then audio again on the same sequence and clock.
+    for i in 0u32..40 {
+        let arrival = epoch + Duration::from_millis(20 * u64::from(i));
+        let packet = if (10..20).contains(&i) {
+            let duration = ((i - 9) * 160) as u16;
+            let mut event = vec![5, 10];
+            event.extend_from_slice(&duration.to_be_bytes());
+            rtp(i as u16, 10 * 160, 101, i == 10, &event)
+        } else {
+            rtp(i as u16, i * 160, 0, false, &[0xFF; 160])
+        };
+        inbound.on_packet(arrival, caller, &packet);
+    }
+    let stats = inbound.stats();
+    assert_eq!((stats.packets, stats.lost()), (40, 0));
+    assert!(stats.jitter_ms() < 0.01, "jitter {} ms", stats.jitter_ms());
+}

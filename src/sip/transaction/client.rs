@@ -7,10 +7,9 @@ use bytes::Bytes;
 use rsip::{typed, Header, Headers, Method, Request, Response, Version};
 use tracing::debug;
 
-use super::{
-    is_provisional, is_success, Ctx, Flow, Slot, TxError, TxEvent, TxKey, TxState,
-    TIMER_D_UNRELIABLE,
-};
+use super::machine::{Ctx, Next};
+use super::timer::{Slot, TIMER_D_UNRELIABLE};
+use super::{is_provisional, is_success, TxError, TxEvent, TxKey, TxState};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum InviteClientState {
@@ -71,25 +70,25 @@ impl InviteClient {
         }
     }
 
-    pub(super) fn on_response(&mut self, response: Response, status: u16, ctx: &mut Ctx) -> Flow {
+    pub(super) fn on_response(&mut self, response: Response, status: u16, ctx: &mut Ctx) -> Next {
         match self.state {
             InviteClientState::Calling | InviteClientState::Proceeding => {}
             InviteClientState::Completed if !is_provisional(status) && !is_success(status) => {
                 if let Some(ack) = &self.ack {
                     ctx.transmit(ack);
                 }
-                return Flow::Continue;
+                return Next::Continue;
             }
             InviteClientState::Accepted if is_success(status) => {
                 ctx.emit(TxEvent::Response {
                     key: ctx.key.clone(),
                     response,
                 });
-                return Flow::Continue;
+                return Next::Continue;
             }
             InviteClientState::Completed | InviteClientState::Accepted => {
                 debug!(key = %ctx.key, status, "late response absorbed");
-                return Flow::Continue;
+                return Next::Continue;
             }
         }
         ctx.disarm(Slot::Retransmit);
@@ -104,9 +103,9 @@ impl InviteClient {
                 response,
             });
             if self.cancel == CancelProgress::AwaitingProvisional {
-                return Flow::SendCancel;
+                return Next::SendCancel;
             }
-            return Flow::Continue;
+            return Next::Continue;
         }
         if is_success(status) {
             self.state = InviteClientState::Accepted;
@@ -115,7 +114,7 @@ impl InviteClient {
                 key: ctx.key.clone(),
                 response,
             });
-            return Flow::Continue;
+            return Next::Continue;
         }
         let ack = Bytes::from(build_ack(&self.request, self.cseq, &response).to_string());
         ctx.transmit(&ack);
@@ -126,33 +125,33 @@ impl InviteClient {
             response,
         });
         if ctx.reliable() {
-            return Flow::Terminate; // Timer D = 0
+            return Next::Terminate; // Timer D = 0
         }
         ctx.arm(Slot::Lifetime, TIMER_D_UNRELIABLE);
-        Flow::Continue
+        Next::Continue
     }
 
-    pub(super) fn on_timer(&mut self, slot: Slot, ctx: &mut Ctx) -> Flow {
+    pub(super) fn on_timer(&mut self, slot: Slot, ctx: &mut Ctx) -> Next {
         match (self.state, slot) {
             (InviteClientState::Calling, Slot::Retransmit) => {
                 ctx.transmit(&self.request_bytes);
                 // Timer A doubles without the T2 cap (§17.1.1.2).
                 self.retransmit_interval *= 2;
                 ctx.arm(Slot::Retransmit, self.retransmit_interval);
-                Flow::Continue
+                Next::Continue
             }
             // Timer B in Calling, or no final 64·T1 after our CANCEL in Proceeding (§9.1).
             (InviteClientState::Calling | InviteClientState::Proceeding, Slot::Lifetime) => {
                 ctx.emit(TxEvent::Timeout {
                     key: ctx.key.clone(),
                 });
-                Flow::Terminate
+                Next::Terminate
             }
             // Timer D or Timer M.
             (InviteClientState::Completed | InviteClientState::Accepted, Slot::Lifetime) => {
-                Flow::Terminate
+                Next::Terminate
             }
-            _ => Flow::Continue,
+            _ => Next::Continue,
         }
     }
 
@@ -222,9 +221,9 @@ impl NonInviteClient {
         }
     }
 
-    pub(super) fn on_response(&mut self, response: Response, status: u16, ctx: &mut Ctx) -> Flow {
+    pub(super) fn on_response(&mut self, response: Response, status: u16, ctx: &mut Ctx) -> Next {
         if self.state == NonInviteClientState::Completed {
-            return Flow::Continue; // retransmitted final, absorbed
+            return Next::Continue; // retransmitted final, absorbed
         }
         ctx.emit(TxEvent::Response {
             key: ctx.key.clone(),
@@ -232,42 +231,42 @@ impl NonInviteClient {
         });
         if is_provisional(status) {
             self.state = NonInviteClientState::Proceeding;
-            return Flow::Continue;
+            return Next::Continue;
         }
         self.state = NonInviteClientState::Completed;
         ctx.disarm(Slot::Retransmit);
         if ctx.reliable() {
-            return Flow::Terminate; // Timer K = 0
+            return Next::Terminate; // Timer K = 0
         }
         ctx.arm(Slot::Lifetime, ctx.config().t4); // Timer K
-        Flow::Continue
+        Next::Continue
     }
 
-    pub(super) fn on_timer(&mut self, slot: Slot, ctx: &mut Ctx) -> Flow {
+    pub(super) fn on_timer(&mut self, slot: Slot, ctx: &mut Ctx) -> Next {
         let config = ctx.config();
         match (self.state, slot) {
             (NonInviteClientState::Trying, Slot::Retransmit) => {
                 ctx.transmit(&self.request_bytes);
                 self.retransmit_interval = (self.retransmit_interval * 2).min(config.t2);
                 ctx.arm(Slot::Retransmit, self.retransmit_interval);
-                Flow::Continue
+                Next::Continue
             }
             (NonInviteClientState::Proceeding, Slot::Retransmit) => {
                 ctx.transmit(&self.request_bytes);
                 self.retransmit_interval = config.t2;
                 ctx.arm(Slot::Retransmit, config.t2);
-                Flow::Continue
+                Next::Continue
             }
             // Timer F
             (NonInviteClientState::Trying | NonInviteClientState::Proceeding, Slot::Lifetime) => {
                 ctx.emit(TxEvent::Timeout {
                     key: ctx.key.clone(),
                 });
-                Flow::Terminate
+                Next::Terminate
             }
             // Timer K
-            (NonInviteClientState::Completed, Slot::Lifetime) => Flow::Terminate,
-            (NonInviteClientState::Completed, Slot::Retransmit) => Flow::Continue,
+            (NonInviteClientState::Completed, Slot::Lifetime) => Next::Terminate,
+            (NonInviteClientState::Completed, Slot::Retransmit) => Next::Continue,
         }
     }
 }

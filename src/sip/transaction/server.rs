@@ -6,7 +6,9 @@ use rsip::{Header, Headers, Request, Response, StatusCode, Version};
 use tracing::debug;
 
 use super::key::to_tag;
-use super::{is_provisional, is_success, Ctx, Flow, Slot, TxError, TxState};
+use super::machine::{Ctx, Next};
+use super::timer::Slot;
+use super::{is_provisional, is_success, TxError, TxState};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum InviteServerState {
@@ -69,22 +71,22 @@ impl InviteServer {
     }
 
     /// `None`: the ACK is not this transaction's business and goes to the TU.
-    pub(super) fn on_ack(&mut self, ctx: &mut Ctx) -> Option<Flow> {
+    pub(super) fn on_ack(&mut self, ctx: &mut Ctx) -> Option<Next> {
         match self.state {
             InviteServerState::Completed => {
                 self.state = InviteServerState::Confirmed;
                 ctx.disarm(Slot::Retransmit);
                 if ctx.reliable() {
-                    return Some(Flow::Terminate); // Timer I = 0
+                    return Some(Next::Terminate); // Timer I = 0
                 }
                 ctx.arm(Slot::Lifetime, ctx.config().t4); // Timer I
-                Some(Flow::Continue)
+                Some(Next::Continue)
             }
-            InviteServerState::Confirmed => Some(Flow::Continue),
+            InviteServerState::Confirmed => Some(Next::Continue),
             InviteServerState::Accepted => None,
             InviteServerState::Proceeding => {
                 debug!(key = %ctx.key, "ACK before any final response; dropped");
-                Some(Flow::Continue)
+                Some(Next::Continue)
             }
         }
     }
@@ -94,14 +96,14 @@ impl InviteServer {
         response: &Response,
         status: u16,
         ctx: &mut Ctx,
-    ) -> Result<Flow, TxError> {
+    ) -> Result<Next, TxError> {
         match self.state {
             InviteServerState::Proceeding => {
                 let bytes = Bytes::from(response.to_string());
                 ctx.transmit(&bytes);
                 self.last_response = bytes;
                 if is_provisional(status) {
-                    return Ok(Flow::Continue);
+                    return Ok(Next::Continue);
                 }
                 self.final_to_tag = to_tag(response);
                 let config = ctx.config();
@@ -116,12 +118,12 @@ impl InviteServer {
                     }
                     ctx.arm(Slot::Lifetime, config.transaction_timeout()); // Timer H
                 }
-                Ok(Flow::Continue)
+                Ok(Next::Continue)
             }
             // The UAS core retransmits its 2xx through us while we are Accepted (RFC 6026 §8.5).
             InviteServerState::Accepted if is_success(status) => {
                 ctx.transmit(&Bytes::from(response.to_string()));
-                Ok(Flow::Continue)
+                Ok(Next::Continue)
             }
             _ => Err(TxError::InvalidState {
                 key: ctx.key.clone(),
@@ -131,24 +133,24 @@ impl InviteServer {
         }
     }
 
-    pub(super) fn on_timer(&mut self, slot: Slot, ctx: &mut Ctx) -> Flow {
+    pub(super) fn on_timer(&mut self, slot: Slot, ctx: &mut Ctx) -> Next {
         match (self.state, slot) {
             (InviteServerState::Completed, Slot::Retransmit) => {
                 ctx.transmit(&self.last_response);
                 self.retransmit_interval = (self.retransmit_interval * 2).min(ctx.config().t2);
                 ctx.arm(Slot::Retransmit, self.retransmit_interval);
-                Flow::Continue
+                Next::Continue
             }
             (InviteServerState::Completed, Slot::Lifetime) => {
                 ctx.emit(super::TxEvent::AckTimeout {
                     key: ctx.key.clone(),
                 });
-                Flow::Terminate
+                Next::Terminate
             }
             (InviteServerState::Confirmed | InviteServerState::Accepted, Slot::Lifetime) => {
-                Flow::Terminate
+                Next::Terminate
             }
-            _ => Flow::Continue,
+            _ => Next::Continue,
         }
     }
 }
@@ -194,7 +196,7 @@ impl NonInviteServer {
         response: &Response,
         status: u16,
         ctx: &mut Ctx,
-    ) -> Result<Flow, TxError> {
+    ) -> Result<Next, TxError> {
         if self.state == NonInviteServerState::Completed {
             return Err(TxError::InvalidState {
                 key: ctx.key.clone(),
@@ -207,24 +209,24 @@ impl NonInviteServer {
         self.last_response = Some(bytes);
         if is_provisional(status) {
             self.state = NonInviteServerState::Proceeding;
-            return Ok(Flow::Continue);
+            return Ok(Next::Continue);
         }
         self.state = NonInviteServerState::Completed;
         if ctx.reliable() {
-            return Ok(Flow::Terminate); // Timer J = 0
+            return Ok(Next::Terminate); // Timer J = 0
         }
         ctx.arm(Slot::Lifetime, ctx.config().transaction_timeout()); // Timer J
-        Ok(Flow::Continue)
+        Ok(Next::Continue)
     }
 
-    pub(super) fn on_timer(&mut self, slot: Slot, ctx: &mut Ctx) -> Flow {
+    pub(super) fn on_timer(&mut self, slot: Slot, ctx: &mut Ctx) -> Next {
         if slot != Slot::Lifetime {
-            return Flow::Continue;
+            return Next::Continue;
         }
         if self.state != NonInviteServerState::Completed {
             debug!(key = %ctx.key, "TU never sent a final response; transaction dropped");
         }
-        Flow::Terminate
+        Next::Terminate
     }
 }
 

@@ -1,0 +1,161 @@
+//! Agent state: registration, wrap-up and backoff timers, and keeping the agent set in step
+//! with the routing configuration.
+
+use super::types::{
+    after, due, AcdOutput, AgentId, AgentRecord, AgentState, CallId, CallPhase, FailReason,
+};
+use super::Acd;
+use crate::routing::model::{Group, Routing};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Acd {
+    pub(super) fn back_off(&mut self, agent: &AgentId, reason: FailReason, now: Instant) {
+        self.set_agent(agent, AgentState::Idle, now);
+        let until = after(now, self.settings.backoff(reason));
+        if let Some(record) = self.agents.get_mut(agent) {
+            // A failed leg says nothing about the agent once it moved on (e.g. unregistered).
+            if record.state == AgentState::Idle {
+                record.backoff_until = until;
+            }
+        }
+    }
+
+    pub(super) fn registered(&mut self, agent: AgentId, registered: bool, now: Instant) {
+        if !agent.is_user() {
+            return;
+        }
+        if registered {
+            self.registered_users.insert(agent.clone());
+        } else {
+            self.registered_users.remove(&agent);
+        }
+        let Some(state) = self.agents.get(&agent).map(|record| record.state) else {
+            return;
+        };
+        match (state, registered) {
+            (AgentState::Unregistered, true) => self.set_agent(&agent, AgentState::Idle, now),
+            (AgentState::Idle | AgentState::WrapUp { .. }, false) => {
+                self.set_agent(&agent, AgentState::Unregistered, now);
+            }
+            (AgentState::Ringing(call), false) => {
+                self.drop_ring(call, &agent);
+                self.set_agent(&agent, AgentState::Unregistered, now);
+                self.emit(AcdOutput::StopRinging { call, agent });
+            }
+            // An agent on a call finishes it; it goes unregistered when the call ends.
+            _ => {}
+        }
+    }
+
+    /// Forgets one ring of a call; the call waits again when nobody else rings.
+    pub(super) fn drop_ring(&mut self, call: CallId, agent: &AgentId) {
+        if let Some(record) = self.calls.get_mut(&call) {
+            if let CallPhase::Ringing(rings) = &mut record.phase {
+                rings.remove(agent);
+                if rings.is_empty() {
+                    record.phase = CallPhase::Waiting;
+                }
+            }
+        }
+    }
+
+    pub(super) fn reconfigure(&mut self, routing: Arc<Routing>, now: Instant) {
+        self.routing = routing;
+        self.sync_agents(now);
+        let orphans: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, record)| {
+                record.in_queue() && !self.routing.groups.contains_key(&record.group)
+            })
+            .map(|(call, _)| *call)
+            .collect();
+        for call in orphans {
+            if let Some(record) = self.calls.remove(&call) {
+                self.stop_rings(call, record.phase, now);
+                self.emit(AcdOutput::Overflow { call, to: None });
+            }
+        }
+    }
+
+    /// Adds agents new in the routing; drops free agents no group names any more.
+    pub(super) fn sync_agents(&mut self, now: Instant) {
+        let configured = self.configured_agents();
+        for id in &configured {
+            if !self.agents.contains_key(id) {
+                let state = if id.is_user() && !self.registered_users.contains(id) {
+                    AgentState::Unregistered
+                } else {
+                    AgentState::Idle
+                };
+                self.agents.insert(
+                    id.clone(),
+                    AgentRecord {
+                        state,
+                        since: now,
+                        calls_answered: 0,
+                        backoff_until: None,
+                    },
+                );
+            }
+        }
+        self.forget_removed_agents();
+    }
+
+    pub(super) fn configured_agents(&self) -> BTreeSet<AgentId> {
+        self.routing
+            .groups
+            .values()
+            .flat_map(|group| group.agents.iter().map(|agent| AgentId::of(&agent.target)))
+            .collect()
+    }
+
+    pub(super) fn set_agent(&mut self, agent: &AgentId, state: AgentState, now: Instant) {
+        if let Some(record) = self.agents.get_mut(agent) {
+            record.state = state;
+            record.since = now;
+            record.backoff_until = None;
+        }
+    }
+
+    /// An agent leaving a call or wrap-up: it may have unregistered meanwhile.
+    pub(super) fn settle_agent(&mut self, agent: &AgentId, now: Instant) {
+        if agent.is_user() && !self.registered_users.contains(agent) {
+            self.set_agent(agent, AgentState::Unregistered, now);
+        }
+    }
+
+    pub(super) fn expire_agent_timers(&mut self, now: Instant) {
+        let mut finished_wrap_up = Vec::new();
+        for (id, agent) in &mut self.agents {
+            if due(agent.backoff_until, now) {
+                agent.backoff_until = None;
+            }
+            if let AgentState::WrapUp { until } = agent.state {
+                if until <= now {
+                    // Idle from the exact end of wrap-up, so longest-idle stays exact.
+                    agent.state = AgentState::Idle;
+                    agent.since = until;
+                    finished_wrap_up.push(id.clone());
+                }
+            }
+        }
+        for agent in finished_wrap_up {
+            self.settle_agent(&agent, now);
+        }
+    }
+
+    pub(super) fn group_agent_ids<'a>(
+        &self,
+        group: &'a Group,
+    ) -> impl Iterator<Item = AgentId> + 'a {
+        let mut seen = BTreeSet::new();
+        group
+            .agents
+            .iter()
+            .map(|agent| AgentId::of(&agent.target))
+            .filter(move |id| seen.insert(id.clone()))
+    }
+}

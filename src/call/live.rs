@@ -1,0 +1,132 @@
+//! The live picture for supervisors (HTTP API, metrics, dashboard): calls, queues and agents
+//! as the switchboard sees them now, plus the counts since start the driver adds. The HTTP
+//! layer serves it as JSON; the driver republishes it about once a second.
+
+use std::collections::BTreeMap;
+use std::time::{Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::caller::CallState;
+use super::Switchboard;
+use crate::acd::{Acd, AgentState};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LiveSnapshot {
+    pub at: Option<DateTime<Utc>>,
+    pub calls: Vec<LiveCall>,
+    pub queues: Vec<QueueLive>,
+    pub agents: Vec<AgentLive>,
+    /// Since the service started: calls by outcome, group and language.
+    pub outcomes: Vec<OutcomeCount>,
+    /// Since the service started: calls by DTMF mode (rfc4733, sip-info, inband, none).
+    pub dtmf_modes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveCall {
+    pub call_id: String,
+    /// `menu`, `queued`, `ringing`, `connected`, `ending`.
+    pub state: String,
+    pub language: Option<String>,
+    pub group: Option<String>,
+    pub since_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueLive {
+    pub group: String,
+    pub waiting: usize,
+    pub longest_wait_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentLive {
+    pub agent: String,
+    /// `idle`, `ringing`, `on_call`, `wrap_up`, `unregistered`.
+    pub state: String,
+    pub since_s: u64,
+    pub calls_answered: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct OutcomeCount {
+    pub outcome: String,
+    pub group: String,
+    pub language: String,
+    pub calls: u64,
+}
+
+impl Switchboard {
+    /// Calls, queues and agents as a supervisor sees them now.
+    pub fn live(&self, now: Instant) -> LiveSnapshot {
+        let wall = self.wall(now);
+        let seconds_since = |then: Option<SystemTime>| {
+            then.and_then(|then| wall.duration_since(then).ok())
+                .map_or(0, |d| d.as_secs())
+        };
+        let mut queues: BTreeMap<String, QueueLive> = BTreeMap::new();
+        let mut calls = Vec::with_capacity(self.calls.len());
+        for call in self.calls.values() {
+            let summary = call.flow.summary();
+            let state = if call.state == CallState::Ending {
+                "ending"
+            } else if call.bridged {
+                "connected"
+            } else if !call.agent_legs.is_empty() {
+                "ringing"
+            } else if call.queue.is_some() {
+                "queued"
+            } else {
+                "menu"
+            };
+            if let (Some(queued), "queued" | "ringing") = (&call.queue, state) {
+                let waited = seconds_since(summary.queue_entered);
+                let entry = queues.entry(queued.group.clone()).or_insert(QueueLive {
+                    group: queued.group.clone(),
+                    waiting: 0,
+                    longest_wait_s: 0,
+                });
+                entry.waiting += 1;
+                entry.longest_wait_s = entry.longest_wait_s.max(waited);
+            }
+            calls.push(LiveCall {
+                call_id: call.call_id.clone(),
+                state: state.to_owned(),
+                language: summary.language.clone(),
+                group: summary.group.clone(),
+                since_s: seconds_since(call.facts.arrived),
+            });
+        }
+        // Longest first, so the snapshot reads the same whatever order the calls are kept in.
+        calls.sort_by(|a, b| b.since_s.cmp(&a.since_s).then(a.call_id.cmp(&b.call_id)));
+        let agents = self
+            .acd
+            .as_ref()
+            .map(Acd::agent_states)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|agent| AgentLive {
+                agent: agent.agent.0,
+                state: match agent.state {
+                    AgentState::Idle => "idle",
+                    AgentState::Ringing(_) => "ringing",
+                    AgentState::OnCall(_) => "on_call",
+                    AgentState::WrapUp { .. } => "wrap_up",
+                    AgentState::Unregistered => "unregistered",
+                }
+                .to_owned(),
+                since_s: now.saturating_duration_since(agent.since).as_secs(),
+                calls_answered: agent.calls_answered,
+            })
+            .collect();
+        LiveSnapshot {
+            at: Some(DateTime::<Utc>::from(wall)),
+            calls,
+            queues: queues.into_values().collect(),
+            agents,
+            ..LiveSnapshot::default()
+        }
+    }
+}

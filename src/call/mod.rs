@@ -1,0 +1,427 @@
+//! The switchboard: the service's one state machine. It composes the SIP user agent, the ACD,
+//! the callers' menu flows, prompt lookup and the RTP port allocator. Inputs (SIP bytes, media
+//! events, timer firings, supervisor commands) go in through [`Switchboard::handle_input`];
+//! what to send, media commands and call records come out of [`Switchboard::poll_output`].
+//! Sub-machines never call back into it: their events are routed in one loop at the end of
+//! each input (`route`), so nothing is re-entered half-way.
+
+mod agent;
+mod caller;
+mod flow;
+pub mod live;
+mod queue;
+mod record;
+pub mod sim;
+#[cfg(test)]
+pub(crate) mod tests;
+mod timers;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::acd::Acd;
+use crate::cdr::{CallEvent, CallRecord, CallStart};
+use crate::ivr::{CallFlow, FlowClock, FlowEvent};
+use crate::media::leg::{LegId, MediaCommand, MediaEvent, RtpReceived};
+use crate::media::ports::PortAllocator;
+use crate::media::prompts::PromptLibrary;
+use crate::sip::registrar::{AuthPolicy, Credentials};
+use crate::sip::transport::Peer;
+use crate::sip::ua::{SessionId, Transmit, UaConfig, UaEvent, UserAgent};
+
+pub use record::EndReason;
+
+#[derive(Debug, Clone)]
+pub struct SwitchboardConfig {
+    pub sip: UaConfig,
+    pub max_call_duration: Duration,
+    pub answer_delay: Duration,
+    pub rtp_timeout: Duration,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+}
+
+/// Everything that can happen to the switchboard.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// One SIP message from a transport: a UDP datagram or a framed TCP message.
+    Sip {
+        from: Peer,
+        bytes: &'a [u8],
+    },
+    Media(MediaEvent),
+    /// The time `poll_timeout` named has come.
+    Timeout,
+    /// A connection to `peer` could not be made (TCP connect failed).
+    TransportError(Peer),
+    /// The wall-clock time at `now` (opening hours need the date; timers do not).
+    WallClock(SystemTime),
+    /// Graceful stop begins: new calls get 503, calls in progress go on.
+    Drain,
+    /// Graceful stop ends: every call is hung up (records follow as the calls finish).
+    HangUpAll,
+}
+
+/// A call record, as the call arrives and when it is over.
+#[derive(Debug)]
+pub enum Record {
+    /// A call arrived: the record's first row, so live calls are visible.
+    Started(CallStart),
+    /// A call ended (or was refused): its complete record and audit steps.
+    Ended {
+        record: Box<CallRecord>,
+        events: Vec<CallEvent>,
+        reason: EndReason,
+    },
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Transmit(Transmit),
+    Media(MediaCommand),
+    Record(Record),
+}
+
+/// What a new call's flow is chosen from.
+#[derive(Debug, Clone)]
+pub struct IncomingCall {
+    pub call_id: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// Makes the flow for each new call; replaced on routing reload (calls keep the flow they got).
+pub type FlowFactory = Box<dyn Fn(&IncomingCall) -> Box<dyn CallFlow> + Send>;
+
+/// Counts for leak checks and the service's state log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SwitchboardStats {
+    pub calls: usize,
+    pub sip_sessions: usize,
+    pub transactions: usize,
+    pub rtp_ports_in_use: usize,
+    pub agent_legs: usize,
+    /// Agents free to take a call.
+    pub agents_idle: usize,
+    /// Agents ringing, on a call or in wrap-up.
+    pub agents_busy: usize,
+    pub agents_unregistered: usize,
+    /// Finished calls whose record waits for the media driver's statistics.
+    pub records_pending: usize,
+}
+
+impl SwitchboardStats {
+    /// Nothing is left to finish: a graceful stop may exit.
+    pub fn is_idle(&self) -> bool {
+        self.calls == 0
+            && self.agent_legs == 0
+            && self.sip_sessions == 0
+            && self.records_pending == 0
+    }
+}
+
+/// Work for the routing loop that the switchboard gives itself (a flow event raised while
+/// another flow event is being carried out).
+#[derive(Debug)]
+enum Pending {
+    Flow(SessionId, FlowEvent),
+}
+
+/// A finished call's record waiting for its media's receive statistics.
+#[derive(Debug)]
+struct AwaitingRtp {
+    record: Box<CallRecord>,
+    events: Vec<CallEvent>,
+    reason: EndReason,
+}
+
+pub struct Switchboard {
+    config: SwitchboardConfig,
+    ua: UserAgent,
+    /// Agent groups: who rings for whom (None until a routing with groups is set).
+    acd: Option<Acd>,
+    prompts: Arc<PromptLibrary>,
+    flows: FlowFactory,
+    /// Wall time at an instant, told by the driver.
+    wall_anchor: Option<(Instant, SystemTime)>,
+    ports: PortAllocator,
+    calls: HashMap<SessionId, caller::Call>,
+    legs: HashMap<SessionId, agent::AgentLeg>,
+    timers: timers::Timers,
+    awaiting_rtp: HashMap<LegId, AwaitingRtp>,
+    pending: VecDeque<Pending>,
+    outputs: VecDeque<Output>,
+}
+
+impl Switchboard {
+    pub fn new(
+        config: SwitchboardConfig,
+        prompts: Arc<PromptLibrary>,
+        flows: FlowFactory,
+        seed: u64,
+    ) -> Self {
+        Self {
+            ua: UserAgent::new(config.sip.clone(), seed),
+            acd: None,
+            prompts,
+            flows,
+            wall_anchor: None,
+            ports: PortAllocator::new(config.rtp_port_min, config.rtp_port_max),
+            config,
+            calls: HashMap::new(),
+            legs: HashMap::new(),
+            timers: timers::Timers::default(),
+            awaiting_rtp: HashMap::new(),
+            pending: VecDeque::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Lets agents register with these credentials.
+    pub fn enable_registrar(&mut self, credentials: Credentials) {
+        self.ua.enable_registrar(credentials);
+    }
+
+    /// Lets agents register, with the digest failure limits and bans of `policy`.
+    pub fn enable_registrar_with(&mut self, credentials: Credentials, policy: AuthPolicy) {
+        self.ua.enable_registrar_with(credentials, policy);
+    }
+
+    /// Only these address blocks may start calls and registrations (`sip.trusted` and the
+    /// trunks' `inbound`); others get 403.
+    pub fn admit_only(&mut self, blocks: Vec<crate::sip::cidr::Cidr>) {
+        self.ua.admit_only(Some(blocks));
+    }
+
+    /// What the Server and User-Agent headers say (`sip.server_header`).
+    pub fn set_server_header(&mut self, product: &str) {
+        self.ua.set_server_header(product);
+    }
+
+    /// New calls get flows from this factory; calls in progress keep theirs.
+    pub fn set_flow_factory(&mut self, flows: FlowFactory) {
+        self.flows = flows;
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Sip { from, bytes } => self.ua.handle_message(now, from, bytes),
+            Input::Media(event) => self.media_event(now, event),
+            Input::Timeout => {
+                self.ua.handle_timeout(now);
+                if let Some(acd) = self.acd.as_mut() {
+                    acd.handle_timeout(now);
+                }
+                // What the SIP and queue timers caused comes before the switchboard's own.
+                self.route(now);
+                while let Some(timer) = self.timers.pop_due(now) {
+                    self.fire(now, timer);
+                    self.route(now);
+                }
+            }
+            Input::TransportError(peer) => self.ua.handle_transport_error(now, peer),
+            Input::WallClock(wall) => self.wall_anchor = Some((now, wall)),
+            Input::Drain => {
+                tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
+                self.ua.set_accepting(false);
+            }
+            Input::HangUpAll => {
+                let mut calls: Vec<SessionId> = self.calls.keys().copied().collect();
+                calls.sort();
+                tracing::info!(calls = calls.len(), "hanging up every call");
+                // Every caller leaves the queues first, so an agent freed by one hang-up is not
+                // rung for a caller about to be hung up too.
+                for id in &calls {
+                    let call = crate::acd::CallId(id.0);
+                    self.report_to_acd(now, crate::acd::AcdInput::CallerLeft { call });
+                }
+                for id in calls {
+                    self.hang_up(now, id, EndReason::ServiceStopped);
+                }
+            }
+        }
+        self.route(now);
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.flush_transmits();
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.ua.poll_timeout(),
+            self.acd.as_ref().and_then(Acd::poll_timeout),
+            self.timers.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn stats(&self) -> SwitchboardStats {
+        let ua = self.ua.stats();
+        let mut stats = SwitchboardStats {
+            calls: self.calls.len(),
+            sip_sessions: ua.sessions,
+            transactions: ua.transactions,
+            rtp_ports_in_use: self.ports.in_use(),
+            agent_legs: self.legs.len(),
+            records_pending: self.awaiting_rtp.len(),
+            ..SwitchboardStats::default()
+        };
+        for agent in self.acd.as_ref().map(Acd::agent_states).unwrap_or_default() {
+            match agent.state {
+                crate::acd::AgentState::Idle => stats.agents_idle += 1,
+                crate::acd::AgentState::Unregistered => stats.agents_unregistered += 1,
+                _ => stats.agents_busy += 1,
+            }
+        }
+        stats
+    }
+
+    /// Routes what the sub-machines produced until none has anything left to say.
+    fn route(&mut self, now: Instant) {
+        loop {
+            self.flush_transmits();
+            if let Some(event) = self.ua.poll_event() {
+                self.ua_event(now, event);
+            } else if let Some(output) = self.acd.as_mut().and_then(Acd::poll_output) {
+                self.acd_output(now, output);
+            } else if let Some(Pending::Flow(id, event)) = self.pending.pop_front() {
+                self.flow_event(now, id, event);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn ua_event(&mut self, now: Instant, event: UaEvent) {
+        match event {
+            UaEvent::Incoming {
+                session,
+                from,
+                invite,
+            } => self.incoming(now, session, from, *invite),
+            UaEvent::Rejected {
+                invite,
+                from,
+                status,
+            } => self.record_rejected(now, &invite, from, status),
+            UaEvent::Media {
+                session,
+                negotiated,
+            } => self.media_agreed(now, session, &negotiated),
+            UaEvent::Answered {
+                session,
+                negotiated,
+            } => self.leg_answered(now, session, negotiated),
+            UaEvent::Failed { session, status } => self.leg_failed(now, session, status),
+            UaEvent::Digit { session, digit } => {
+                self.digit(now, session, digit, crate::media::dtmf::DtmfSource::SipInfo)
+            }
+            UaEvent::HungUp { session } => self.far_end_hung_up(now, session),
+            UaEvent::Cancelled { session } => {
+                self.set_end_reason(session, EndReason::CallerCancelled)
+            }
+            UaEvent::AckTimeout { session } => {
+                let caller = self.legs.get(&session).map_or(session, |leg| leg.caller);
+                self.hang_up(now, caller, EndReason::AckTimeout);
+            }
+            UaEvent::AnswerUnusable { session } => {
+                let caller = self.legs.get(&session).map_or(session, |leg| leg.caller);
+                self.hang_up(now, caller, EndReason::Rejected(488))
+            }
+            UaEvent::Transfer { session, outcome } => self.transfer_ended(now, session, outcome),
+            UaEvent::Closed { session } => {
+                if self.calls.contains_key(&session) {
+                    self.finish(now, session);
+                } else {
+                    self.remove_leg(session);
+                }
+            }
+            UaEvent::Registration { user, registered } => {
+                let input = crate::acd::AcdInput::Registered {
+                    agent: crate::acd::AgentId::user(&user),
+                    registered,
+                };
+                self.report_to_acd(now, input);
+            }
+        }
+    }
+
+    fn media_event(&mut self, now: Instant, event: MediaEvent) {
+        match event {
+            MediaEvent::Inactive { leg } => {
+                self.hang_up(now, session_of(leg), EndReason::RtpTimeout)
+            }
+            MediaEvent::Failed { leg, reason } => {
+                tracing::warn!(%leg, %reason, "media failed");
+                let id = session_of(leg);
+                let caller = self.legs.get(&id).map_or(id, |leg| leg.caller);
+                self.hang_up(now, caller, EndReason::MediaFailed);
+            }
+            MediaEvent::Digit { leg, digit, source } => {
+                self.digit(now, session_of(leg), digit, source)
+            }
+            MediaEvent::PlaybackFinished { leg, generation } => {
+                let id = session_of(leg);
+                // An end that crossed a newer Play or a StopPlayback is not this flow's news.
+                if self.calls.get(&id).map(|c| c.play_generation) == Some(generation) {
+                    self.flow_event(now, id, FlowEvent::PlaybackFinished);
+                }
+            }
+            MediaEvent::Stopped { leg, rtp } => self.media_stopped(leg, rtp),
+        }
+    }
+
+    /// The caller's receive statistics reach its record, wherever the call has got to.
+    fn media_stopped(&mut self, leg: LegId, rtp: RtpReceived) {
+        if let Some(call) = self.calls.get_mut(&session_of(leg)) {
+            call.rtp = Some(rtp);
+        } else if let Some(waiting) = self.awaiting_rtp.remove(&leg) {
+            self.emit_record(waiting.record, waiting.events, waiting.reason, rtp);
+        }
+    }
+
+    fn clock(&self, now: Instant) -> FlowClock {
+        let wall = match self.wall_anchor {
+            None => SystemTime::UNIX_EPOCH,
+            Some((anchor, wall)) => match now.checked_duration_since(anchor) {
+                Some(ahead) => wall + ahead,
+                None => wall - anchor.duration_since(now),
+            },
+        };
+        FlowClock { now, wall }
+    }
+
+    fn wall(&self, now: Instant) -> SystemTime {
+        self.clock(now).wall
+    }
+
+    fn push(&mut self, output: Output) {
+        // What the user agent sent so far goes first: outputs keep the order they were made in.
+        self.flush_transmits();
+        self.outputs.push_back(output);
+    }
+
+    fn flush_transmits(&mut self) {
+        while let Some(transmit) = self.ua.poll_transmit() {
+            self.outputs.push_back(Output::Transmit(transmit));
+        }
+    }
+
+    fn media(&mut self, command: MediaCommand) {
+        self.push(Output::Media(command));
+    }
+}
+
+/// Media legs are numbered as the SIP sessions they carry.
+fn leg_of(session: SessionId) -> LegId {
+    LegId(session.0)
+}
+
+fn session_of(leg: LegId) -> SessionId {
+    SessionId(leg.0)
+}

@@ -1,0 +1,116 @@
+//! Writing: the SQL of a call start and of a completed record with its events, each bounded
+//! by the write limit.
+
+use chrono::{DateTime, Utc};
+
+use super::CdrStore;
+use crate::cdr::model::{CallEvent, CallRecord, TransferMode};
+use crate::cdr::spool::SpoolEntry;
+use crate::cdr::CdrError;
+
+/// Every row carries the name of the node that wrote it (setting `node.name`), so a node closes
+/// only its own interrupted calls when it starts.
+const INSERT_START: &str = "INSERT INTO calls (call_id, caller, trunk, arrived_ms, node) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id) DO NOTHING";
+
+const UPSERT_RECORD: &str = "INSERT INTO calls (call_id, caller, trunk, arrived_ms, \
+     ivr_answered_ms, language_chosen_ms, group_chosen_ms, queue_entered_ms, agent_answered_ms, \
+     ended_ms, language, menu_path, dtmf_mode, enterprise, agent, transfer_mode, outcome, \
+     wait_seconds, talk_seconds, rtp_packets, rtp_lost, rtp_jitter_ms, node) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+     CAST($18 AS DOUBLE PRECISION) / 1000.0, CAST($19 AS DOUBLE PRECISION) / 1000.0, \
+     $20, $21, $22, $23) \
+     ON CONFLICT (call_id) DO UPDATE SET caller = excluded.caller, trunk = excluded.trunk, \
+     arrived_ms = excluded.arrived_ms, ivr_answered_ms = excluded.ivr_answered_ms, \
+     language_chosen_ms = excluded.language_chosen_ms, group_chosen_ms = excluded.group_chosen_ms, \
+     queue_entered_ms = excluded.queue_entered_ms, agent_answered_ms = excluded.agent_answered_ms, \
+     ended_ms = excluded.ended_ms, language = excluded.language, menu_path = excluded.menu_path, \
+     dtmf_mode = excluded.dtmf_mode, enterprise = excluded.enterprise, agent = excluded.agent, \
+     transfer_mode = excluded.transfer_mode, outcome = excluded.outcome, \
+     wait_seconds = excluded.wait_seconds, talk_seconds = excluded.talk_seconds, \
+     rtp_packets = excluded.rtp_packets, rtp_lost = excluded.rtp_lost, \
+     rtp_jitter_ms = excluded.rtp_jitter_ms, node = excluded.node";
+
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO call_events (call_id, seq, at_ms, kind, detail) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id, seq) DO NOTHING";
+
+impl CdrStore {
+    pub(super) async fn write_with_timeout(&self, entry: &SpoolEntry) -> Result<(), CdrError> {
+        // Reaching the database (and migrating it, the first time) has its own, longer limit.
+        self.pool().await?;
+        match tokio::time::timeout(self.write_timeout, self.write(entry)).await {
+            Ok(result) => result,
+            Err(_) => Err(CdrError::Timeout(self.write_timeout)),
+        }
+    }
+
+    async fn write(&self, entry: &SpoolEntry) -> Result<(), CdrError> {
+        match entry {
+            SpoolEntry::Started(start) => sqlx::query(INSERT_START)
+                .bind(start.call_id.clone())
+                .bind(start.caller.clone())
+                .bind(start.trunk.clone())
+                .bind(start.arrived.timestamp_millis())
+                .bind(self.node.clone())
+                .execute(self.pool().await?)
+                .await
+                .map(drop)
+                .map_err(|source| CdrError::Database {
+                    context: "recording call start",
+                    source,
+                }),
+            SpoolEntry::Ended { record, events } => self.write_ended(record, events).await,
+        }
+    }
+
+    async fn write_ended(&self, record: &CallRecord, events: &[CallEvent]) -> Result<(), CdrError> {
+        let database_error = |source| CdrError::Database {
+            context: "recording call end",
+            source,
+        };
+        let millis = |time: Option<DateTime<Utc>>| time.map(|t| t.timestamp_millis());
+        let mut tx = self.pool().await?.begin().await.map_err(database_error)?;
+        sqlx::query(UPSERT_RECORD)
+            .bind(record.call_id.clone())
+            .bind(record.caller.clone())
+            .bind(record.trunk.clone())
+            .bind(record.arrived.timestamp_millis())
+            .bind(millis(record.ivr_answered))
+            .bind(millis(record.language_chosen))
+            .bind(millis(record.group_chosen))
+            .bind(millis(record.queue_entered))
+            .bind(millis(record.agent_answered))
+            .bind(record.ended.timestamp_millis())
+            .bind(record.language.clone())
+            .bind(record.menu_path.clone())
+            .bind(record.dtmf_mode.as_str())
+            .bind(record.enterprise.clone())
+            .bind(record.agent.clone())
+            .bind(record.transfer_mode.map(TransferMode::as_str))
+            .bind(record.outcome.as_str())
+            // Durations are bound as integer milliseconds and divided in SQL: sqlx 0.8's `Any`
+            // binds a NULL f64 as float4 on PostgreSQL, which breaks the cached statement.
+            .bind(record.wait_ms())
+            .bind(record.talk_ms())
+            .bind(i64::try_from(record.rtp_packets).unwrap_or(i64::MAX))
+            .bind(i64::try_from(record.rtp_lost).unwrap_or(i64::MAX))
+            .bind(record.rtp_jitter_ms)
+            .bind(self.node.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        for event in events {
+            sqlx::query(INSERT_EVENT)
+                .bind(event.call_id.clone())
+                .bind(i64::from(event.seq))
+                .bind(event.at.timestamp_millis())
+                .bind(event.kind.clone())
+                .bind(event.detail.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(database_error)?;
+        }
+        tx.commit().await.map_err(database_error)
+    }
+}

@@ -1,0 +1,78 @@
+//! The prompts the menu flow plays by itself (not named in `routing.toml`), and which of them
+//! a given routing can make it play: `hotline check` requires exactly these, in every language.
+
+use crate::routing::check::{ANNOUNCED_QUEUE_POSITIONS, ANNOUNCED_WAIT_MINUTES};
+use crate::routing::model::Transfer;
+use crate::routing::Routing;
+
+pub const WELCOME: &str = "welcome";
+pub const INVALID_CHOICE: &str = "invalid_choice";
+pub const NO_INPUT: &str = "no_input";
+pub const GOODBYE: &str = "goodbye";
+pub const TRANSFER_CONNECTING: &str = "transfer_connecting";
+pub const TRANSFER_FAILED: &str = "transfer_failed";
+pub const CLOSED_PREFIX: &str = "closed_prefix";
+pub const QUEUE_WAITING_FOR: &str = "queue_waiting_for";
+pub const ALL_AGENTS_BUSY: &str = "all_agents_busy";
+pub const QUEUE_HOLD: &str = "queue_hold";
+pub const QUEUE_POSITION_PREFIX: &str = "queue_position_prefix";
+pub const QUEUE_POSITION_SUFFIX: &str = "queue_position_suffix";
+pub const QUEUE_WAIT_PREFIX: &str = "queue_wait_prefix";
+pub const QUEUE_WAIT_LONG: &str = "queue_wait_long";
+pub const CALL_LATER: &str = "call_later";
+
+/// Every prompt the flow itself can play with this routing (menus, `play` options, group
+/// names, `language_menu_*` and the opening-time `hour_*`/`minute_*` are the file's own and
+/// checked at their keys). Derived from the flow's paths: the closed message only when a
+/// group has hours, the queue's prompts only when a group bridges.
+pub fn flow_prompts(routing: &Routing) -> Vec<String> {
+    let mut names: Vec<String> = [
+        WELCOME,
+        INVALID_CHOICE,
+        NO_INPUT,
+        GOODBYE,
+        TRANSFER_CONNECTING,
+        TRANSFER_FAILED,
+    ]
+    .map(String::from)
+    .to_vec();
+    let groups = || routing.groups.values();
+    if groups().any(|group| group.hours.is_some()) {
+        names.extend(["closed_prefix", "today", "tomorrow", "time_at"].map(String::from));
+        // "opens again on <day>" for every day a group with hours opens.
+        let mut days = std::collections::BTreeSet::new();
+        for hours in routing.hours.values() {
+            for (weekday, _) in &hours.weekly_at {
+                days.insert(weekday.num_days_from_monday());
+            }
+        }
+        let day_names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        for day in days {
+            if let Some(name) = day_names.get(day as usize) {
+                names.push(format!("day_{name}"));
+            }
+        }
+    }
+    if groups().any(|group| group.transfer == Transfer::Bridge) {
+        names.extend(
+            [
+                ALL_AGENTS_BUSY,
+                QUEUE_HOLD,
+                QUEUE_POSITION_PREFIX,
+                QUEUE_POSITION_SUFFIX,
+                QUEUE_WAIT_PREFIX,
+                QUEUE_WAIT_LONG,
+                CALL_LATER,
+            ]
+            .map(String::from),
+        );
+        names.extend((1..=ANNOUNCED_QUEUE_POSITIONS).map(|n| format!("number_{n}")));
+        names.extend((1..=ANNOUNCED_WAIT_MINUTES).map(|n| format!("wait_minutes_{n}")));
+        let named =
+            groups().any(|group| group.transfer == Transfer::Bridge && group.announce.is_some());
+        if named {
+            names.push(QUEUE_WAITING_FOR.to_owned());
+        }
+    }
+    names
+}

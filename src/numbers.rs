@@ -1,0 +1,199 @@
+//! Telephone numbers: E.164 normalisation of caller and dialled numbers with the `[numbers]`
+//! rules (country code, national and international prefixes), and comparison in that form. Pure.
+
+/// The dialling rules of the country the service runs in (`[numbers]` settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberRules {
+    /// Digits of the country calling code, e.g. `370`.
+    pub country_code: String,
+    /// Prefix of national numbers dialled without the country code, e.g. `8`.
+    pub national_prefix: String,
+    /// Prefix of international numbers, e.g. `00`.
+    pub international_prefix: String,
+}
+
+/// A national significant number is at least this long; shorter digit strings after the
+/// national prefix (`8` + a few digits) are service numbers and are kept as dialled.
+const MIN_NATIONAL_DIGITS: usize = 6;
+
+/// What callers send instead of a number when they withhold it.
+const WITHHELD: &[&str] = &[
+    "anonymous",
+    "withheld",
+    "restricted",
+    "private",
+    "unknown",
+    "unavailable",
+];
+
+impl NumberRules {
+    /// The E.164 form (`+37068712345`) of a number as a carrier or phone sends it.
+    ///
+    /// - `+370...` is kept; `00 48...` (international prefix) → `+48...`;
+    /// - `8 687 12345` (national prefix) → `+37068712345`; `37068712345` → `+37068712345`;
+    /// - short numbers (`19118`, `112`) and names that are not numbers (a SIP user) are kept
+    ///   as dialled, without visual separators;
+    /// - withheld numbers (`anonymous`, `withheld`, empty...) → `None`.
+    ///
+    /// Accepts a bare user part or a `sip:`/`tel:` URI user; URI parameters are dropped.
+    pub fn normalise(&self, raw: &str) -> Option<String> {
+        let text = raw.trim();
+        let text = strip_scheme(text);
+        let text = text.split(['@', ';']).next().unwrap_or_default();
+        let compact: String = text
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '/'))
+            .collect();
+        if compact.is_empty()
+            || WITHHELD
+                .iter()
+                .any(|word| compact.eq_ignore_ascii_case(word))
+        {
+            return None;
+        }
+        let (plus, digits) = match compact.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, compact.as_str()),
+        };
+        if digits.is_empty() {
+            return None;
+        }
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            // Not a telephone number (e.g. `jonas`, `*21#`): kept for display as it came.
+            return Some(compact);
+        }
+        if plus {
+            return Some(format!("+{digits}"));
+        }
+        let prefixed = |prefix: &str| {
+            (!prefix.is_empty())
+                .then(|| digits.strip_prefix(prefix))
+                .flatten()
+                .filter(|rest| rest.len() >= MIN_NATIONAL_DIGITS)
+        };
+        if let Some(rest) = prefixed(&self.international_prefix) {
+            return Some(format!("+{rest}"));
+        }
+        if let Some(rest) = prefixed(&self.national_prefix) {
+            return Some(format!("+{}{rest}", self.country_code));
+        }
+        // Carriers often deliver the international form without its `+`.
+        if let Some(rest) = prefixed(&self.country_code) {
+            return Some(format!("+{}{rest}", self.country_code));
+        }
+        Some(digits.to_owned())
+    }
+
+    /// Whether two numbers are the same once normalised (withheld numbers match nothing).
+    pub fn same_number(&self, a: &str, b: &str) -> bool {
+        match (self.normalise(a), self.normalise(b)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Whether `dialled` is one of `numbers` (a trunk's DIDs), compared in normalised form.
+    pub fn is_one_of<S: AsRef<str>>(&self, dialled: &str, numbers: &[S]) -> bool {
+        numbers
+            .iter()
+            .any(|number| self.same_number(dialled, number.as_ref()))
+    }
+}
+
+fn strip_scheme(text: &str) -> &str {
+    for scheme in ["sips:", "sip:", "tel:"] {
+        if text.len() >= scheme.len() && text[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            return &text[scheme.len()..];
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lithuania() -> NumberRules {
+        NumberRules {
+            country_code: "370".into(),
+            national_prefix: "8".into(),
+            international_prefix: "00".into(),
+        }
+    }
+
+    #[test]
+    fn national_international_and_e164_forms_normalise() {
+        let rules = lithuania();
+        let n = |raw: &str| rules.normalise(raw);
+        assert_eq!(n("868712345").as_deref(), Some("+37068712345"));
+        assert_eq!(n("8 687 12345").as_deref(), Some("+37068712345"));
+        assert_eq!(n("8-(687)-12345").as_deref(), Some("+37068712345"));
+        assert_eq!(n("0048601234567").as_deref(), Some("+48601234567"));
+        assert_eq!(n("+37068712345").as_deref(), Some("+37068712345"));
+        assert_eq!(n("+48 601 234 567").as_deref(), Some("+48601234567"));
+        assert_eq!(n("37068712345").as_deref(), Some("+37068712345"));
+        assert_eq!(
+            n("sip:868712345@carrier;user=phone").as_deref(),
+            Some("+37068712345")
+        );
+        assert_eq!(n("tel:+37068712345").as_deref(), Some("+37068712345"));
+    }
+
+    #[test]
+    fn short_numbers_and_names_are_kept_as_dialled() {
+        let rules = lithuania();
+        assert_eq!(rules.normalise("19118").as_deref(), Some("19118"));
+        assert_eq!(rules.normalise("112").as_deref(), Some("112"));
+        // `8` + a short code is not a national number.
+        assert_eq!(rules.normalise("81234").as_deref(), Some("81234"));
+        assert_eq!(rules.normalise("001").as_deref(), Some("001"));
+        assert_eq!(rules.normalise("jonas").as_deref(), Some("jonas"));
+    }
+
+    #[test]
+    fn withheld_numbers_have_no_e164_form() {
+        let rules = lithuania();
+        for raw in [
+            "anonymous",
+            "Anonymous",
+            "withheld",
+            "",
+            "  ",
+            "+",
+            "sip:anonymous@anonymous.invalid",
+        ] {
+            assert_eq!(rules.normalise(raw), None, "{raw:?}");
+        }
+        assert!(!rules.same_number("anonymous", "anonymous"));
+    }
+
+    #[test]
+    fn dids_compare_in_normalised_form() {
+        let rules = lithuania();
+        assert!(rules.same_number("852123456", "+37052123456"));
+        assert!(rules.same_number("0037052123456", "+37052123456"));
+        assert!(!rules.same_number("19118", "+37019118"));
+        let dids = ["19118", "+37052123456"];
+        assert!(rules.is_one_of("19118", &dids));
+        assert!(rules.is_one_of("852123456", &dids));
+        assert!(!rules.is_one_of("19119", &dids));
+    }
+
+    #[test]
+    fn empty_prefixes_are_not_applied() {
+        let rules = NumberRules {
+            country_code: "1".into(),
+            national_prefix: String::new(),
+            international_prefix: "011".into(),
+        };
+        assert_eq!(
+            rules.normalise("01144201234567").as_deref(),
+            Some("+44201234567")
+        );
+        assert_eq!(
+            rules.normalise("12125550100").as_deref(),
+            Some("+12125550100")
+        );
+        assert_eq!(rules.normalise("911").as_deref(), Some("911"));
+    }
+}

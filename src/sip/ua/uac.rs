@@ -1,0 +1,229 @@
+//! Sessions we place (UAC, RFC 3261 §13.2): the INVITE with our SDP offer, its responses
+//! (ACK for every 2xx, the answer parsed), and failures reported with their status.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::Rng;
+use rsip::headers::UntypedHeader;
+use tracing::{info, warn};
+
+use super::session::{Role, SdpState, Session, SessionState, TxPurpose};
+use super::{SessionId, UaEvent, UserAgent};
+use crate::sdp::{self, Codec, SessionDescription};
+use crate::sip::dialog::{Dialog, DialogKey};
+use crate::sip::message;
+use crate::sip::transaction::TxKey;
+use crate::sip::transport::Peer;
+
+/// A call to place: where, what the callee's phone shows, and our RTP port.
+#[derive(Debug, Clone)]
+pub struct OutgoingCall {
+    /// The Request-URI, e.g. `sip:agent@127.0.0.1:5080`.
+    pub target: String,
+    pub peer: Peer,
+    /// Display name in our From header (what the phone shows).
+    pub display: String,
+    /// The user of our From URI: the number the callee's phone shows and calls back (the
+    /// caller's, for an agent); the service's own number when None or unusable in a URI.
+    pub from_user: Option<String>,
+    /// Extra headers (`X-...`), values kept on one line.
+    pub headers: Vec<(String, String)>,
+    pub rtp_port: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    #[error("target URI {0:?} does not parse")]
+    Target(String),
+    #[error("INVITE could not be sent: {0}")]
+    Send(String),
+}
+
+impl UserAgent {
+    /// Sends an INVITE with our offer; `Answered` or `Failed` follows.
+    pub fn invite(&mut self, now: Instant, call: OutgoingCall) -> Result<SessionId, PlaceError> {
+        let target_uri = rsip::Uri::try_from(call.target.as_str())
+            .map_err(|_| PlaceError::Target(call.target.clone()))?;
+        let local_tag = self.random_token();
+        let call_id = format!("{}@{}", self.random_token(), self.host_port());
+        let sdp_state = SdpState {
+            rtp_port: call.rtp_port,
+            session_id: self.rng.gen_range(1..u64::from(u32::MAX)),
+            version: 1,
+            negotiated: None,
+            pending_body: None,
+        };
+        let offer = sdp::offer(
+            &sdp_state.local(self.config.public_ip),
+            &[Codec::Pcmu, Codec::Pcma],
+        );
+        let host = self.host_port();
+        let display = call.display.replace(['"', '\\', '\r', '\n'], "");
+        let from_user = call
+            .from_user
+            .as_deref()
+            .filter(|user| is_uri_user(user))
+            .unwrap_or("19118");
+        let mut headers = rsip::Headers::default();
+        headers.push(rsip::headers::Via::new(self.via(call.peer.transport)).into());
+        headers.push(rsip::headers::MaxForwards::new("70").into());
+        headers.push(
+            rsip::headers::From::new(format!(
+                "\"{display}\" <sip:{from_user}@{host}>;tag={local_tag}"
+            ))
+            .into(),
+        );
+        headers.push(rsip::headers::To::new(format!("<{}>", call.target)).into());
+        headers.push(rsip::headers::CallId::new(call_id.clone()).into());
+        headers.push(rsip::headers::CSeq::new("1 INVITE").into());
+        headers.push(rsip::headers::Contact::new(format!("<sip:19118@{host}>")).into());
+        headers.push(self.user_agent());
+        for (name, value) in call.headers {
+            headers.push(rsip::Header::Other(name, one_line(&value)));
+        }
+        let mut invite = rsip::Request {
+            method: rsip::Method::Invite,
+            uri: target_uri,
+            version: rsip::Version::V2,
+            headers,
+            body: Vec::new(),
+        };
+        message::set_body(
+            &mut invite.headers,
+            &mut invite.body,
+            "application/sdp",
+            offer.into_bytes(),
+        );
+        let key = self
+            .transactions
+            .send_request(now, invite.clone(), call.peer)
+            .map_err(|error| PlaceError::Send(error.to_string()))?;
+        let span = tracing::info_span!("leg", call_id = %call_id, target = %call.target);
+        span.in_scope(|| info!("calling"));
+        let id = self.new_session_id();
+        self.by_tx.insert(key.clone(), (id, TxPurpose::Invite));
+        self.by_dialog.insert(
+            DialogKey {
+                call_id: call_id.clone(),
+                local_tag: local_tag.clone(),
+            },
+            id,
+        );
+        self.sessions.insert(
+            id,
+            Session {
+                role: Role::Uac,
+                span,
+                state: SessionState::Early,
+                call_id,
+                local_tag,
+                invite,
+                invite_tx: Some(key),
+                peer: call.peer,
+                dialog: None,
+                sdp: Some(sdp_state),
+                pending_2xx: None,
+                ack: None,
+                confirmed: false,
+                transfer: None,
+            },
+        );
+        self.drain_transactions(now);
+        Ok(id)
+    }
+
+    pub(super) fn invite_response(
+        &mut self,
+        now: Instant,
+        key: &TxKey,
+        id: SessionId,
+        response: &rsip::Response,
+    ) {
+        let status = response.status_code.code();
+        if status < 200 {
+            return;
+        }
+        if status >= 300 {
+            self.by_tx.remove(key);
+            return self.invite_failed(id, status);
+        }
+        let Some(session) = self.sessions.get(&id) else {
+            return;
+        };
+        if let Some(ack) = &session.ack {
+            // A retransmitted 2xx: our ACK was lost.
+            let (peer, bytes) = (session.peer, ack.clone());
+            return self.transmit(peer, bytes);
+        }
+        let transport = session.peer.transport;
+        let via = self.via(transport);
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let target = message::contact_uri(response).unwrap_or_else(|| session.invite.uri.clone());
+        let dialog = match Dialog::from_uac(&session.invite, response, &session.local_tag, target) {
+            Ok(dialog) => dialog,
+            Err(error) => {
+                session.span.in_scope(|| warn!(%error, "2xx unusable"));
+                self.by_tx.remove(key);
+                return self.invite_failed(id, 502);
+            }
+        };
+        let ack = Bytes::from(dialog.ack(via, 1).to_string());
+        let cancelled = session.state == SessionState::Cancelling;
+        session.ack = Some(ack.clone());
+        session.dialog = Some(dialog);
+        session.state = SessionState::Confirmed;
+        session.confirmed = true;
+        session.invite_tx = None;
+        let negotiated = session.sdp.as_mut().and_then(|sdp| {
+            let negotiated = SessionDescription::parse(&response.body)
+                .ok()
+                .and_then(|answer| sdp::parse_answer(&sdp.offer_codecs(), &answer).ok())?;
+            sdp.negotiated = Some(negotiated);
+            Some(negotiated)
+        });
+        let peer = session.peer;
+        self.transmit(peer, ack);
+        if cancelled {
+            // Answered as our CANCEL crossed it: nobody wants this call any more.
+            self.events.push_back(UaEvent::Failed {
+                session: id,
+                status: 487,
+            });
+            return self.send_bye(now, id);
+        }
+        self.events.push_back(UaEvent::Answered {
+            session: id,
+            negotiated,
+        });
+    }
+
+    /// Our INVITE ended without a dialog.
+    pub(super) fn invite_failed(&mut self, id: SessionId, status: u16) {
+        if let Some(session) = self.sessions.get(&id) {
+            session.span.in_scope(|| info!(status, "call not answered"));
+        }
+        self.events.push_back(UaEvent::Failed {
+            session: id,
+            status,
+        });
+        self.close(id);
+    }
+}
+
+/// A caller number fit for a SIP URI's user part as it is (digits, a leading +, * and #, and
+/// the unreserved characters of RFC 3261 §25.1); anything else is not put in our From.
+fn is_uri_user(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 64
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+*#-_.!~".contains(c))
+}
+
+/// Header values built from caller input must stay on one line.
+fn one_line(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).collect()
+}
