@@ -836,6 +836,7 @@ impl Sim {
                     }
                 }
                 Output::Media(command) => self.media(command),
+                Output::Resolve { host } => panic!("no trunk here, yet asked to resolve {host}"),
                 Output::Record(Record::Started(start)) => self.starts.push(start),
                 Output::Record(Record::Ended { record, events, .. }) => {
                     if let Some(&index) = self.by_call_id.get(&record.call_id) {

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
+use hotline::call::RegistrationCounts;
 use hotline::cdr::{
     CallEvent, CallRecord, CallStart, CdrStore, Dimension, DtmfMode, Outcome, StatsQuery,
     Thresholds, TransferMode,
 };
 use hotline::http::live::{
-    AgentLive, LiveCall, LiveSnapshot, OutcomeCount, QueueLive, ReloadRequest,
+    AgentLive, LiveCall, LiveSnapshot, OutcomeCount, QueueLive, ReloadRequest, TrunkLive,
 };
 use hotline::http::{check_bind, serve, HttpState};
 use serde_json::Value;
@@ -318,6 +319,22 @@ fn snapshot() -> LiveSnapshot {
         dtmf_modes: [("rfc4733".to_owned(), 9), ("inband".to_owned(), 1)]
             .into_iter()
             .collect(),
+        trunks: vec![TrunkLive {
+            trunk: "carrier".into(),
+            state: "refused".into(),
+            up: false,
+            server: "primary".into(),
+            last_error: Some("401 credentials refused".into()),
+            next_retry_s: Some(754),
+            calls_active: 0,
+            calls_total: 3,
+            registrations: RegistrationCounts {
+                ok: 1,
+                challenged: 2,
+                refused: 4,
+                failed: 0,
+            },
+        }],
     }
 }
 
@@ -946,6 +963,15 @@ async fn metrics_parse_and_carry_the_snapshot() {
         value(r#"hotline_dtmf_mode_calls_total{mode="sip-info"}"#),
         counter(0.0)
     );
+    assert_eq!(value(r#"hotline_trunk_up{trunk="carrier"}"#), gauge(0.0));
+    assert_eq!(
+        value(r#"hotline_trunk_registrations_total{trunk="carrier",result="refused"}"#),
+        counter(4.0)
+    );
+    assert_eq!(
+        value(r#"hotline_trunk_calls_total{trunk="carrier"}"#),
+        counter(3.0)
+    );
 }
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -996,6 +1022,8 @@ async fn dashboard_shows_the_seeded_day_in_chromium() {
     assert!(html.contains("<b id=\"calls-in-progress\">6</b>"));
     assert!(html.contains("<b id=\"waiting\">4</b>"));
     assert!(html.contains("<b id=\"longest-wait\">1:35</b>"));
+    assert!(html.contains("<td>carrier</td><td style=\"color:#d62728\">refused (primary)</td>"));
+    assert!(html.contains("<td>401 credentials refused</td><td>12:34</td>"));
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(!html.contains("<img src=x"));
     // Calls per local hour: 1 at 00, 6 at 09, 4 at 10, 2 at 11.

@@ -61,6 +61,8 @@ pub(super) struct Call {
     /// The queue the flow put the caller in, with what agents' phones show.
     pub(super) queue: Option<QueueCall>,
     pub(super) facts: CallFacts,
+    /// The carrier trunk the call came through (its `max_calls` count).
+    pub(super) trunk_line: Option<usize>,
     /// What the caller's media received, once it stopped.
     pub(super) rtp: Option<RtpReceived>,
 }
@@ -74,14 +76,36 @@ impl Switchboard {
         from: Peer,
         invite: rsip::Request,
     ) {
+        let trunk = match self.identify_trunk(from, &invite) {
+            Ok(trunk) => trunk,
+            Err(status) => {
+                info!(status, "the trunk does not deliver the dialled number");
+                self.ua.reject(now, id, status, vec![]);
+                return self.record_rejected(now, &invite, from, status);
+            }
+        };
+        if let Some(trunk) = &trunk {
+            if !self.trunk_call_started(trunk.line) {
+                let retry = vec![rsip::headers::RetryAfter::new("5").into()];
+                self.ua.reject(now, id, 503, retry);
+                return self.record_rejected(now, &invite, from, 503);
+            }
+        }
+        let trunk_line = trunk.as_ref().map(|trunk| trunk.line);
         let Some(rtp_port) = self.ports.allocate() else {
             warn!("no free RTP port: rejecting call");
+            if let Some(line) = trunk_line {
+                self.trunk_call_ended(line);
+            }
             let retry = vec![rsip::headers::RetryAfter::new("5").into()];
             self.ua.reject(now, id, 503, retry);
             return self.record_rejected(now, &invite, from, 503);
         };
         if let Err(status) = self.ua.accept(now, id, rtp_port) {
             self.ports.release(rtp_port);
+            if let Some(line) = trunk_line {
+                self.trunk_call_ended(line);
+            }
             return self.record_rejected(now, &invite, from, status);
         }
         let header = |name| {
@@ -90,7 +114,7 @@ impl Switchboard {
                 .to_owned()
         };
         let call_id = message::call_id(&invite).unwrap_or_default().to_owned();
-        let facts = CallFacts::new(&invite, from, self.wall(now));
+        let facts = self.call_facts(&invite, from, now);
         self.record_start(&call_id, &facts);
         let flow = (self.flows)(&IncomingCall {
             call_id: call_id.clone(),
@@ -115,6 +139,7 @@ impl Switchboard {
                 bridged: false,
                 queue: None,
                 facts,
+                trunk_line,
                 rtp: None,
             },
         );
@@ -279,6 +304,9 @@ impl Switchboard {
             return;
         };
         self.ports.release(call.rtp_port);
+        if let Some(line) = call.trunk_line {
+            self.trunk_call_ended(line);
+        }
         let reason = call.end_reason.unwrap_or(EndReason::CallerHungUp);
         let dtmf = call.dtmf_source.map(DtmfSource::as_str).unwrap_or("none");
         call.span

@@ -18,6 +18,8 @@ pub struct LiveSnapshot {
     pub calls: Vec<LiveCall>,
     pub queues: Vec<QueueLive>,
     pub agents: Vec<AgentLive>,
+    /// Carrier trunks: registration or keep-alive state, last error, next retry, calls.
+    pub trunks: Vec<super::TrunkLive>,
     /// Since the service started: calls by outcome, group and language.
     pub outcomes: Vec<OutcomeCount>,
     /// Since the service started: calls by DTMF mode (rfc4733, sip-info, inband, none).
@@ -126,6 +128,7 @@ impl Switchboard {
             calls,
             queues: queues.into_values().collect(),
             agents,
+            trunks: self.trunks_live(now),
             ..LiveSnapshot::default()
         }
     }

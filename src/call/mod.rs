@@ -15,6 +15,9 @@ pub mod sim;
 #[cfg(test)]
 pub(crate) mod tests;
 mod timers;
+mod trunk;
+#[cfg(test)]
+mod trunk_tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use crate::sip::transport::Peer;
 use crate::sip::ua::{SessionId, Transmit, UaConfig, UaEvent, UserAgent};
 
 pub use record::EndReason;
+pub use trunk::{RegistrationCounts, TrunkLive, TrunkSetup, TrunkWatch};
 
 #[derive(Debug, Clone)]
 pub struct SwitchboardConfig {
@@ -57,7 +61,12 @@ pub enum Input<'a> {
     TransportError(Peer),
     /// The wall-clock time at `now` (opening hours need the date; timers do not).
     WallClock(SystemTime),
-    /// Graceful stop begins: new calls get 503, calls in progress go on.
+    /// A trunk host's name resolved (None: it did not), as asked by [`Output::Resolve`].
+    Resolved {
+        host: String,
+        addr: Option<std::net::SocketAddr>,
+    },
+    /// Graceful stop begins: new calls get 503, calls in progress go on, trunks unregister.
     Drain,
     /// Graceful stop ends: every call is hung up (records follow as the calls finish).
     HangUpAll,
@@ -81,6 +90,11 @@ pub enum Output {
     Transmit(Transmit),
     Media(MediaCommand),
     Record(Record),
+    /// Look up a trunk host's name (`host[:port]`; SIP's port when none) and answer with
+    /// [`Input::Resolved`].
+    Resolve {
+        host: String,
+    },
 }
 
 /// What a new call's flow is chosen from.
@@ -109,6 +123,8 @@ pub struct SwitchboardStats {
     pub agents_unregistered: usize,
     /// Finished calls whose record waits for the media driver's statistics.
     pub records_pending: usize,
+    /// Trunks whose unregistration is still under way.
+    pub trunks_unregistering: usize,
 }
 
 impl SwitchboardStats {
@@ -118,6 +134,7 @@ impl SwitchboardStats {
             && self.agent_legs == 0
             && self.sip_sessions == 0
             && self.records_pending == 0
+            && self.trunks_unregistering == 0
     }
 }
 
@@ -151,6 +168,7 @@ pub struct Switchboard {
     timers: timers::Timers,
     awaiting_rtp: HashMap<LegId, AwaitingRtp>,
     pending: VecDeque<Pending>,
+    trunks: trunk::Trunks,
     outputs: VecDeque<Output>,
 }
 
@@ -174,6 +192,7 @@ impl Switchboard {
             timers: timers::Timers::default(),
             awaiting_rtp: HashMap::new(),
             pending: VecDeque::new(),
+            trunks: trunk::Trunks::default(),
             outputs: VecDeque::new(),
         }
     }
@@ -213,6 +232,7 @@ impl Switchboard {
                 if let Some(acd) = self.acd.as_mut() {
                     acd.handle_timeout(now);
                 }
+                self.trunks_timeout(now);
                 // What the SIP and queue timers caused comes before the switchboard's own.
                 self.route(now);
                 while let Some(timer) = self.timers.pop_due(now) {
@@ -222,9 +242,11 @@ impl Switchboard {
             }
             Input::TransportError(peer) => self.ua.handle_transport_error(now, peer),
             Input::WallClock(wall) => self.wall_anchor = Some((now, wall)),
+            Input::Resolved { host, addr } => self.host_resolved(now, &host, addr),
             Input::Drain => {
                 tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
                 self.ua.set_accepting(false);
+                self.stop_trunks(now);
             }
             Input::HangUpAll => {
                 let mut calls: Vec<SessionId> = self.calls.keys().copied().collect();
@@ -254,6 +276,7 @@ impl Switchboard {
             self.ua.poll_timeout(),
             self.acd.as_ref().and_then(Acd::poll_timeout),
             self.timers.next(),
+            self.trunks_poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -269,6 +292,7 @@ impl Switchboard {
             rtp_ports_in_use: self.ports.in_use(),
             agent_legs: self.legs.len(),
             records_pending: self.awaiting_rtp.len(),
+            trunks_unregistering: self.trunks_unregistering(),
             ..SwitchboardStats::default()
         };
         for agent in self.acd.as_ref().map(Acd::agent_states).unwrap_or_default() {
@@ -348,6 +372,10 @@ impl Switchboard {
                 };
                 self.report_to_acd(now, input);
             }
+            UaEvent::RequestAnswered { request, response } => {
+                self.trunk_response(now, request, Some(*response))
+            }
+            UaEvent::RequestFailed { request } => self.trunk_response(now, request, None),
         }
     }
 

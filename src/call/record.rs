@@ -83,6 +83,19 @@ impl CallFacts {
     }
 }
 
+impl Switchboard {
+    /// The facts of a new call; a trunk's call carries the trunk's name and the caller's
+    /// number in E.164.
+    pub(super) fn call_facts(&self, invite: &rsip::Request, from: Peer, now: Instant) -> CallFacts {
+        let mut facts = CallFacts::new(invite, from, self.wall(now));
+        if let Some(trunk) = self.identify_trunk_quietly(from, invite) {
+            facts.trunk = trunk.name;
+            facts.caller = trunk.caller;
+        }
+        facts
+    }
+}
+
 fn utc(time: SystemTime) -> DateTime<Utc> {
     DateTime::<Utc>::from(time)
 }
@@ -108,7 +121,7 @@ impl Switchboard {
     ) {
         let call_id = message::call_id(invite).unwrap_or_default().to_owned();
         let wall = self.wall(now);
-        let facts = CallFacts::new(invite, from, wall);
+        let facts = self.call_facts(invite, from, now);
         self.record_start(&call_id, &facts);
         let record = CallRecord {
             call_id: call_id.clone(),

@@ -99,8 +99,9 @@ impl Simulator {
         }
     }
 
-    /// Takes the switchboard's outputs, answering media commands as the driver would.
-    fn collect(&mut self) {
+    /// Takes the switchboard's outputs, answering media commands as the driver would (also
+    /// after a call made on the switchboard directly, outside `input`).
+    pub fn collect(&mut self) {
         let mut stopped = Vec::new();
         while let Some(output) = self.switchboard.poll_output() {
             if let Output::Media(command) = &output {

@@ -60,7 +60,7 @@ fn tcp() -> Peer {
     }
 }
 
-const PCMU_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+pub(super) const PCMU_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=audio 6002 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
 
 fn invite_with(call_id: &str, branch: &str, extra: &str, content_type: &str, body: &str) -> String {
@@ -120,17 +120,19 @@ fn in_dialog(
     )
 }
 
-struct Harness {
-    sim: Simulator,
-    sent: Vec<(Duration, Peer, String)>,
+pub(super) struct Harness {
+    pub(super) sim: Simulator,
+    pub(super) sent: Vec<(Duration, Peer, String)>,
     media: Vec<MediaCommand>,
     ended: Vec<(String, EndReason)>,
     started: Vec<String>,
-    records: Vec<crate::cdr::CallRecord>,
+    pub(super) records: Vec<crate::cdr::CallRecord>,
+    /// Host names the switchboard asked the driver to look up.
+    pub(super) resolves: Vec<String>,
 }
 
 impl Harness {
-    fn new(config: SwitchboardConfig) -> Self {
+    pub(super) fn new(config: SwitchboardConfig) -> Self {
         Self::with_seed(config, 7)
     }
 
@@ -148,21 +150,22 @@ impl Harness {
             ended: Vec::new(),
             started: Vec::new(),
             records: Vec::new(),
+            resolves: Vec::new(),
         }
     }
 
-    fn switchboard(&mut self) -> &mut Switchboard {
+    pub(super) fn switchboard(&mut self) -> &mut Switchboard {
         &mut self.sim.switchboard
     }
 
-    fn receive(&mut self, from: Peer, text: &str) {
+    pub(super) fn receive(&mut self, from: Peer, text: &str) {
         self.input(Input::Sip {
             from,
             bytes: text.as_bytes(),
         });
     }
 
-    fn input(&mut self, input: Input<'_>) {
+    pub(super) fn input(&mut self, input: Input<'_>) {
         self.sim.input(input);
         self.collect();
     }
@@ -171,7 +174,8 @@ impl Harness {
         self.input(Input::Media(event));
     }
 
-    fn collect(&mut self) {
+    pub(super) fn collect(&mut self) {
+        self.sim.collect();
         while let Some((at, output)) = self.sim.poll_output() {
             match output {
                 Output::Transmit(transmit) => {
@@ -179,6 +183,7 @@ impl Harness {
                     self.sent.push((at - self.sim.t0, transmit.to, text));
                 }
                 Output::Media(command) => self.media.push(command),
+                Output::Resolve { host } => self.resolves.push(host),
                 Output::Record(Record::Started(start)) => self.started.push(start.call_id),
                 Output::Record(Record::Ended { record, reason, .. }) => {
                     if !matches!(reason, EndReason::Rejected(_)) || record.ivr_answered.is_some() {
@@ -191,7 +196,7 @@ impl Harness {
     }
 
     /// Advances simulated time firing every timer on the way, like the driver does.
-    fn advance_to(&mut self, offset: Duration) {
+    pub(super) fn advance_to(&mut self, offset: Duration) {
         let target = self.sim.t0 + offset;
         while let Some(at) = self.sim.next_event().filter(|at| *at <= target) {
             self.sim.run_until(at);
@@ -200,7 +205,7 @@ impl Harness {
         self.sim.run_until(target);
     }
 
-    fn take_sent(&mut self) -> Vec<(Duration, Peer, String)> {
+    pub(super) fn take_sent(&mut self) -> Vec<(Duration, Peer, String)> {
         std::mem::take(&mut self.sent)
     }
 
@@ -212,7 +217,7 @@ impl Harness {
     }
 }
 
-fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
     message.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.trim()
@@ -1165,7 +1170,7 @@ fn an_agent_uri_with_transport_tcp_is_rung_over_tcp_and_a_failed_connect_frees_t
 // ---- graceful stop: drain and hang_up_all -----------------------------------------------------
 
 /// A 200 OK to a request we sent (BYE, CANCEL...), as its recipient answers it.
-fn ok_to(request: &str, to_tag: Option<&str>) -> String {
+pub(super) fn ok_to(request: &str, to_tag: Option<&str>) -> String {
     let to = header(request, "To").unwrap();
     let to = match to_tag {
         Some(tag) if !to.contains(";tag=") => format!("{to};tag={tag}"),

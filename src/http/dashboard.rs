@@ -225,6 +225,7 @@ fn live_panel(html: &mut String, snapshot: &LiveSnapshot) {
         );
     }
     html.push_str("</table></div>\n");
+    trunk_panel(html, snapshot);
 
     let mut states: BTreeMap<&str, usize> = ["idle", "ringing", "on_call", "wrap_up"]
         .into_iter()
@@ -257,6 +258,31 @@ fn live_panel(html: &mut String, snapshot: &LiveSnapshot) {
 }
 
 /// Stacked bars: calls per local hour, one colour per enterprise, total above each bar.
+/// Each carrier trunk: up or not, its state, last error and when it is tried again.
+fn trunk_panel(html: &mut String, snapshot: &LiveSnapshot) {
+    if snapshot.trunks.is_empty() {
+        return;
+    }
+    html.push_str(
+        "<div class=\"panel\"><h2>Carrier trunks</h2><table><tr><th>trunk</th><th>state</th>\
+         <th>calls</th><th>last error</th><th>next try</th></tr>",
+    );
+    for trunk in &snapshot.trunks {
+        let colour = if trunk.up { "#2ca02c" } else { "#d62728" };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td style=\"color:{colour}\">{} ({})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&trunk.trunk),
+            esc(&trunk.state),
+            esc(&trunk.server),
+            trunk.calls_active,
+            esc(trunk.last_error.as_deref().unwrap_or("")),
+            trunk.next_retry_s.map(minutes_seconds).unwrap_or_default(),
+        );
+    }
+    html.push_str("</table></div>\n");
+}
+
 fn hourly_panel(html: &mut String, rows: &[StatsRow]) {
     let mut enterprises: Vec<&str> = Vec::new();
     let mut per_hour: BTreeMap<u32, Vec<(&str, u64)>> = BTreeMap::new();

@@ -4,6 +4,7 @@
 use tokio::sync::oneshot;
 
 pub use crate::call::live::{AgentLive, LiveCall, LiveSnapshot, OutcomeCount, QueueLive};
+pub use crate::call::TrunkLive;
 
 /// `POST /api/reload`: validate and apply routing.toml; the answer is the new version's hash
 /// or every problem as `FILE:LINE: key: message` (the running version then stays).

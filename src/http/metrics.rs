@@ -189,7 +189,76 @@ pub fn render(snapshot: &LiveSnapshot) -> String {
             *calls,
         );
     }
+    add_trunks(&mut out, snapshot);
     out
+}
+
+fn add_trunks(out: &mut String, snapshot: &LiveSnapshot) {
+    family(
+        out,
+        "hotline_trunk_up",
+        "gauge",
+        "1 while the trunk is registered (or answers OPTIONS), else 0.",
+    );
+    for trunk in &snapshot.trunks {
+        sample(
+            out,
+            "hotline_trunk_up",
+            &[("trunk", &trunk.trunk)],
+            u64::from(trunk.up),
+        );
+    }
+    family(
+        out,
+        "hotline_trunk_registrations_total",
+        "counter",
+        "REGISTER outcomes since start: ok, challenged, refused (credentials, 403), failed (timeouts, 5xx).",
+    );
+    for trunk in &snapshot.trunks {
+        let counts = &trunk.registrations;
+        for (result, count) in [
+            ("ok", counts.ok),
+            ("challenged", counts.challenged),
+            ("refused", counts.refused),
+            ("failed", counts.failed),
+        ] {
+            sample(
+                out,
+                "hotline_trunk_registrations_total",
+                &[("trunk", &trunk.trunk), ("result", result)],
+                count,
+            );
+        }
+    }
+    family(
+        out,
+        "hotline_trunk_calls_in_progress",
+        "gauge",
+        "Calls the trunk delivered that are in progress.",
+    );
+    for trunk in &snapshot.trunks {
+        let active = u64::from(trunk.calls_active);
+        sample(
+            out,
+            "hotline_trunk_calls_in_progress",
+            &[("trunk", &trunk.trunk)],
+            active,
+        );
+    }
+    family(
+        out,
+        "hotline_trunk_calls_total",
+        "counter",
+        "Calls the trunk delivered since start.",
+    );
+    for trunk in &snapshot.trunks {
+        sample(
+            out,
+            "hotline_trunk_calls_total",
+            &[("trunk", &trunk.trunk)],
+            trunk.calls_total,
+        );
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -47,6 +47,11 @@ pub(crate) enum DriverInput {
         peer: SocketAddr,
     },
     Media(MediaEvent),
+    /// A trunk host's name looked up (None: it does not resolve).
+    Resolved {
+        host: String,
+        addr: Option<SocketAddr>,
+    },
 }
 
 /// Prompts play in this language until the caller picks one (routing.toml will say).
@@ -106,6 +111,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     switchboard.handle_input(Instant::now(), Input::Sip { from, bytes: &bytes });
                 }
                 DriverInput::Media(event) => switchboard.handle_input(Instant::now(), Input::Media(event)),
+                DriverInput::Resolved { host, addr } => {
+                    switchboard.handle_input(Instant::now(), Input::Resolved { host, addr });
+                }
             },
             () = sleep => switchboard.handle_input(Instant::now(), Input::Timeout),
             Some(()) = hangups.recv() => {
@@ -196,6 +204,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                             media_answers.push(MediaEvent::Stopped { leg, rtp });
                         }
                     }
+                    Output::Resolve { host } => resolve(host, tcp.inputs.clone()),
                     Output::Record(Record::Started(start)) => {
                         if records.call_started(start).is_err() {
                             error!("call-record writer stopped: record lost");
@@ -226,6 +235,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Err(_) => error!("stopped: the call-record writer had stopped; records may be lost"),
     }
     Ok(())
+}
+
+/// Looks up a trunk host (`host[:port]`, SIP's port when none) off the loop and reports back.
+fn resolve(host: String, inputs: mpsc::Sender<DriverInput>) {
+    tokio::spawn(async move {
+        let target =
+            if crate::settings::split_host_port(&host).is_some_and(|(_, port)| port.is_some()) {
+                host.clone()
+            } else {
+                format!("{host}:5060")
+            };
+        let addr = match tokio::net::lookup_host(&target).await {
+            Ok(mut addrs) => addrs.next(),
+            Err(error) => {
+                warn!(%host, %error, "trunk host lookup failed");
+                None
+            }
+        };
+        let _ = inputs.send(DriverInput::Resolved { host, addr }).await;
+    });
 }
 
 /// Sleeps until `at`; forever when there is nothing to wait for.

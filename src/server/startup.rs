@@ -172,6 +172,11 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         switchboard.enable_registrar_with(credentials, settings.security.into());
     }
     write_pid_file(&settings.pid_file);
+    let trunks = trunk_setups(&settings, SocketAddr::new(public_ip, local.port()))?;
+    if !trunks.is_empty() {
+        info!(trunks = trunks.len(), "carrier trunks starting");
+    }
+    switchboard.set_trunks(Instant::now(), settings.numbers.rules(), trunks);
     let hangups = hangup_signal()?;
     let (live, live_readers) = tokio::sync::watch::channel(LiveSnapshot::default());
     let (reload_requests, reloads) = mpsc::channel::<ReloadRequest>(4);
@@ -325,6 +330,42 @@ fn hangup_signal() -> anyhow::Result<mpsc::Receiver<()>> {
 /// Who may start calls and registrations: `sip.trusted`, and each trunk's `inbound` blocks
 /// (or, without them, its host when that is an address; a host name is resolved by the trunk
 /// wiring, not yet here).
+/// The switchboard's view of `[trunks.NAME]`: identification and a registration or keep-alive
+/// machine each (a password in a file is read now: a missing file stops the start).
+fn trunk_setups(
+    settings: &Settings,
+    contact: SocketAddr,
+) -> anyhow::Result<Vec<crate::call::TrunkSetup>> {
+    use crate::sip::registration::keepalive::{Keepalive, KeepaliveConfig};
+    use crate::sip::registration::{Registration, RegistrationConfig};
+    // A request unanswered this long has failed (the transaction layer's 64·T1).
+    let request_timeout = settings.sip.t1 * 64;
+    let mut setups = Vec::new();
+    for (name, trunk) in &settings.trunks {
+        let watch = if trunk.register {
+            let config = RegistrationConfig::from_settings(name, trunk, contact, request_timeout)
+                .map_err(anyhow::Error::msg)?;
+            crate::call::TrunkWatch::Register(Box::new(Registration::new(config, rand::random())))
+        } else {
+            let config = KeepaliveConfig::from_settings(name, trunk, contact, request_timeout);
+            crate::call::TrunkWatch::Probe(Box::new(Keepalive::new(config, rand::random())))
+        };
+        setups.push(crate::call::TrunkSetup {
+            name: name.clone(),
+            transport: match trunk.transport {
+                crate::settings::TrunkTransport::Udp => crate::sip::transport::TransportKind::Udp,
+                crate::settings::TrunkTransport::Tcp => crate::sip::transport::TransportKind::Tcp,
+            },
+            inbound: trunk.inbound.clone(),
+            numbers: trunk.numbers.clone(),
+            caller_id: trunk.caller_id,
+            max_calls: trunk.max_calls,
+            watch,
+        });
+    }
+    Ok(setups)
+}
+
 fn admitted_sources(settings: &Settings) -> Vec<crate::sip::cidr::Cidr> {
     let mut blocks = settings.sip.trusted.clone();
     for (name, trunk) in &settings.trunks {

@@ -8,6 +8,7 @@ mod build;
 mod in_dialog;
 mod refer;
 mod register;
+mod request;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ use super::transport::Peer;
 use crate::sdp::Negotiated;
 use session::{Session, SessionState, TxPurpose};
 
+pub use request::RequestId;
 pub use uac::{OutgoingCall, PlaceError};
 
 /// Methods this service understands; everything else gets 405 with this list.
@@ -130,6 +132,13 @@ pub enum UaEvent {
     Closed { session: SessionId },
     /// An agent's softphone registered (or its last binding went away).
     Registration { user: String, registered: bool },
+    /// The final response to a request sent with [`UserAgent::send_request`].
+    RequestAnswered {
+        request: RequestId,
+        response: Box<rsip::Response>,
+    },
+    /// That request timed out or could not be delivered.
+    RequestFailed { request: RequestId },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -162,6 +171,9 @@ pub struct UserAgent {
     sessions: HashMap<SessionId, Session>,
     by_dialog: HashMap<DialogKey, SessionId>,
     by_tx: HashMap<TxKey, (SessionId, TxPurpose)>,
+    /// Our own out-of-dialog requests (a trunk's REGISTER, OPTIONS) awaiting a final answer.
+    requests: HashMap<TxKey, (RequestId, Peer)>,
+    next_request: u64,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     events: VecDeque<UaEvent>,
     transmits: VecDeque<Transmit>,
@@ -181,6 +193,8 @@ impl UserAgent {
             sessions: HashMap::new(),
             by_dialog: HashMap::new(),
             by_tx: HashMap::new(),
+            requests: HashMap::new(),
+            next_request: 1,
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -375,6 +389,7 @@ impl UserAgent {
             .map(|(key, (id, purpose))| (*id, *purpose, key.clone()))
             .collect();
         affected.sort_by_key(|(id, purpose, _)| (*id, *purpose as u8));
+        self.requests_unreachable(peer);
         for (id, purpose, key) in affected {
             self.by_tx.remove(&key);
             match purpose {
@@ -424,7 +439,7 @@ impl UserAgent {
             TxEvent::Response { key, response } => self.handle_response(now, &key, &response),
             TxEvent::Timeout { key } => {
                 let Some((id, purpose)) = self.by_tx.remove(&key) else {
-                    return;
+                    return self.request_failed(&key);
                 };
                 match purpose {
                     TxPurpose::Invite => self.invite_failed(id, 408),
@@ -474,7 +489,7 @@ impl UserAgent {
 
     fn handle_response(&mut self, now: Instant, key: &TxKey, response: &rsip::Response) {
         let Some(&(id, purpose)) = self.by_tx.get(key) else {
-            return;
+            return self.request_response(key, response);
         };
         let status = response.status_code.code();
         match purpose {

@@ -1,0 +1,553 @@
+//! Carrier trunks as the switchboard sees them: each trunk's registration (or OPTIONS
+//! keep-alive) machine driven through the user agent, its hosts resolved through the driver,
+//! and the identification of the calls it delivers (source address, dialled number, caller
+//! number in E.164, simultaneous-call limit).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::{Output, Switchboard};
+use crate::numbers::NumberRules;
+use crate::settings::CallerIdHeader;
+use crate::sip::cidr::{in_any, Cidr};
+use crate::sip::message;
+use crate::sip::registration::keepalive::{Keepalive, ProbeInput, ProbeOutput};
+use crate::sip::registration::{RegCounts, RegInput, RegOutput, RegState, Registration};
+use crate::sip::transport::{Peer, TransportKind};
+use crate::sip::ua::RequestId;
+
+/// SIP's port when a trunk's host names none.
+const DEFAULT_SIP_PORT: u16 = 5060;
+
+/// How a trunk is watched: registering with the carrier, or probing it with OPTIONS.
+#[derive(Debug)]
+pub enum TrunkWatch {
+    Register(Box<Registration>),
+    Probe(Box<Keepalive>),
+}
+
+/// One `[trunks.NAME]` as the switchboard runs it.
+#[derive(Debug)]
+pub struct TrunkSetup {
+    pub name: String,
+    pub transport: TransportKind,
+    /// Where its calls come from; empty: its hosts' addresses once resolved.
+    pub inbound: Vec<Cidr>,
+    /// The DIDs it delivers.
+    pub numbers: Vec<String>,
+    pub caller_id: CallerIdHeader,
+    pub max_calls: Option<u32>,
+    pub watch: TrunkWatch,
+}
+
+/// A trunk's state for supervisors (`/api/live`, `/metrics`, the dashboard).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrunkLive {
+    pub trunk: String,
+    /// `registered`, `registering`, `retrying`, `refused`, ... or `answering` / `not_answering`
+    /// for a trunk watched by OPTIONS.
+    pub state: String,
+    pub up: bool,
+    /// `primary` or `backup`.
+    pub server: String,
+    pub last_error: Option<String>,
+    /// Seconds until the next registration attempt or probe.
+    pub next_retry_s: Option<u64>,
+    pub calls_active: u32,
+    pub calls_total: u64,
+    /// REGISTER outcomes since start: ok, challenged, refused, failed.
+    pub registrations: RegistrationCounts,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct RegistrationCounts {
+    pub ok: u64,
+    pub challenged: u64,
+    pub refused: u64,
+    pub failed: u64,
+}
+
+impl From<RegCounts> for RegistrationCounts {
+    fn from(counts: RegCounts) -> Self {
+        Self {
+            ok: counts.ok,
+            challenged: counts.challenged,
+            refused: counts.refused,
+            failed: counts.failed,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct TrunkLine {
+    setup: TrunkSetup,
+    /// Addresses its hosts resolved to (its calls' sources when `inbound` is empty).
+    resolved: Vec<SocketAddr>,
+    pub(super) calls_active: u32,
+    calls_total: u64,
+}
+
+/// What one trunk's machine asked to send.
+enum Send {
+    Register {
+        host: String,
+        request: rsip::Request,
+    },
+    Probe {
+        host: String,
+        request: rsip::Request,
+    },
+}
+
+/// The trunks and their requests in flight.
+#[derive(Debug, Default)]
+pub(super) struct Trunks {
+    pub(super) lines: Vec<TrunkLine>,
+    rules: Option<NumberRules>,
+    requests: HashMap<RequestId, usize>,
+    /// Host names resolved by the driver.
+    addresses: HashMap<String, SocketAddr>,
+    /// Requests waiting for their host's address, by host.
+    unresolved: HashMap<String, Vec<(usize, rsip::Request)>>,
+}
+
+/// A call a trunk delivers, identified.
+#[derive(Debug, Clone)]
+pub(super) struct TrunkCall {
+    pub(super) line: usize,
+    pub(super) name: String,
+    /// The caller's number in E.164 (empty when withheld).
+    pub(super) caller: String,
+}
+
+impl Switchboard {
+    /// Sets up the carrier trunks and starts registering or probing them.
+    pub fn set_trunks(&mut self, now: Instant, rules: NumberRules, setups: Vec<TrunkSetup>) {
+        self.trunks.rules = Some(rules);
+        self.trunks.lines = setups
+            .into_iter()
+            .map(|setup| TrunkLine {
+                setup,
+                resolved: Vec::new(),
+                calls_active: 0,
+                calls_total: 0,
+            })
+            .collect();
+        for line in 0..self.trunks.lines.len() {
+            self.trunk_input(now, line, TrunkEvent::Start);
+        }
+        self.route(now);
+    }
+
+    /// The driver resolved (or failed to resolve) a trunk host's name.
+    pub(super) fn host_resolved(&mut self, now: Instant, host: &str, addr: Option<SocketAddr>) {
+        let waiting = self.trunks.unresolved.remove(host).unwrap_or_default();
+        match addr {
+            Some(addr) => {
+                self.trunks.addresses.insert(host.to_owned(), addr);
+                for (line, _) in &waiting {
+                    let line = &mut self.trunks.lines[*line];
+                    if !line.resolved.contains(&addr) {
+                        line.resolved.push(addr);
+                    }
+                }
+                for (line, request) in waiting {
+                    self.send_trunk_request(now, line, addr, request);
+                }
+            }
+            None => {
+                warn!(%host, "trunk host does not resolve");
+                for (line, _) in waiting {
+                    self.trunk_input(now, line, TrunkEvent::Failed);
+                }
+            }
+        }
+    }
+
+    /// The final answer to a trunk's REGISTER or OPTIONS (None: it failed); others' are ignored.
+    pub(super) fn trunk_response(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        response: Option<rsip::Response>,
+    ) {
+        let Some(line) = self.trunks.requests.remove(&request) else {
+            return;
+        };
+        let event = match response {
+            Some(response) => TrunkEvent::Response(Box::new(response)),
+            None => TrunkEvent::Failed,
+        };
+        self.trunk_input(now, line, event);
+    }
+
+    pub(super) fn trunks_timeout(&mut self, now: Instant) {
+        for line in 0..self.trunks.lines.len() {
+            let due = self.trunk_poll_timeout(line).is_some_and(|at| at <= now);
+            if due {
+                self.trunk_input(now, line, TrunkEvent::Timeout);
+            }
+        }
+    }
+
+    pub(super) fn trunks_poll_timeout(&self) -> Option<Instant> {
+        (0..self.trunks.lines.len())
+            .filter_map(|line| self.trunk_poll_timeout(line))
+            .min()
+    }
+
+    /// Graceful stop: registered trunks unregister, probes stop.
+    pub(super) fn stop_trunks(&mut self, now: Instant) {
+        for line in 0..self.trunks.lines.len() {
+            self.trunk_input(now, line, TrunkEvent::Stop);
+        }
+    }
+
+    /// Trunks still unregistering (a graceful stop waits for them).
+    pub(super) fn trunks_unregistering(&self) -> usize {
+        self.trunks
+            .lines
+            .iter()
+            .filter(|line| match &line.setup.watch {
+                TrunkWatch::Register(machine) => machine.status().state == RegState::Unregistering,
+                TrunkWatch::Probe(_) => false,
+            })
+            .count()
+    }
+
+    /// Which trunk an INVITE from `from` comes through, if any, with the caller's number; a
+    /// dialled number the trunk does not deliver is refused with 404.
+    pub(super) fn identify_trunk(
+        &self,
+        from: Peer,
+        invite: &rsip::Request,
+    ) -> Result<Option<TrunkCall>, u16> {
+        let Some(call) = self.identify_trunk_quietly(from, invite) else {
+            return Ok(None);
+        };
+        let (Some(rules), Some(line)) = (&self.trunks.rules, self.trunks.lines.get(call.line))
+        else {
+            return Ok(None);
+        };
+        // The carrier names the DID in the Request-URI, or (when it calls our registered
+        // Contact) in To.
+        let delivers = |user: Option<String>| {
+            user.is_some_and(|user| rules.is_one_of(&user, &line.setup.numbers))
+        };
+        let to_user = message::header_value(invite, "To").and_then(uri_user);
+        if delivers(invite.uri.user().map(str::to_owned)) || delivers(to_user) {
+            Ok(Some(call))
+        } else {
+            Err(404)
+        }
+    }
+
+    /// The trunk `from` belongs to and the caller's number it gives, without judging the call.
+    pub(super) fn identify_trunk_quietly(
+        &self,
+        from: Peer,
+        invite: &rsip::Request,
+    ) -> Option<TrunkCall> {
+        let rules = self.trunks.rules.as_ref()?;
+        let line = self.trunks.lines.iter().position(|line| {
+            if line.setup.inbound.is_empty() {
+                line.resolved.iter().any(|addr| addr.ip() == from.addr.ip())
+            } else {
+                in_any(&line.setup.inbound, from.addr.ip())
+            }
+        })?;
+        let setup = &self.trunks.lines[line].setup;
+        let from_header = message::header_value(invite, "From");
+        let identity = match setup.caller_id {
+            CallerIdHeader::Pai => message::header_value(invite, "P-Asserted-Identity"),
+            CallerIdHeader::Rpid => message::header_value(invite, "Remote-Party-ID"),
+            CallerIdHeader::From => None,
+        }
+        .or(from_header);
+        let caller = identity
+            .and_then(uri_user)
+            .and_then(|user| rules.normalise(&user))
+            .unwrap_or_default();
+        Some(TrunkCall {
+            line,
+            name: setup.name.clone(),
+            caller,
+        })
+    }
+
+    /// Takes a trunk call if the trunk's `max_calls` allows; false: refuse with 503.
+    pub(super) fn trunk_call_started(&mut self, line: usize) -> bool {
+        let line = &mut self.trunks.lines[line];
+        if line
+            .setup
+            .max_calls
+            .is_some_and(|max| line.calls_active >= max)
+        {
+            warn!(trunk = %line.setup.name, max = line.calls_active, "trunk at max_calls: 503");
+            return false;
+        }
+        line.calls_active += 1;
+        line.calls_total += 1;
+        true
+    }
+
+    pub(super) fn trunk_call_ended(&mut self, line: usize) {
+        if let Some(line) = self.trunks.lines.get_mut(line) {
+            line.calls_active = line.calls_active.saturating_sub(1);
+        }
+    }
+
+    pub(super) fn trunks_live(&self, now: Instant) -> Vec<TrunkLive> {
+        let seconds_until =
+            |at: Option<Instant>| at.map(|at| at.saturating_duration_since(now).as_secs());
+        self.trunks
+            .lines
+            .iter()
+            .map(|line| {
+                let (state, up, server, last_error, next, counts) = match &line.setup.watch {
+                    TrunkWatch::Register(machine) => {
+                        let status = machine.status();
+                        (
+                            reg_state_name(status.state).to_owned(),
+                            machine.is_up(now),
+                            status.server,
+                            status.last_error,
+                            status.next_retry,
+                            machine.counts().into(),
+                        )
+                    }
+                    TrunkWatch::Probe(machine) => {
+                        let status = machine.status();
+                        let state = if status.up {
+                            "answering"
+                        } else {
+                            "not_answering"
+                        };
+                        (
+                            state.to_owned(),
+                            status.up,
+                            status.server,
+                            status.last_error,
+                            status.next_probe,
+                            RegistrationCounts::default(),
+                        )
+                    }
+                };
+                TrunkLive {
+                    trunk: line.setup.name.clone(),
+                    state,
+                    up,
+                    server: server_name(server).to_owned(),
+                    last_error,
+                    next_retry_s: seconds_until(next),
+                    calls_active: line.calls_active,
+                    calls_total: line.calls_total,
+                    registrations: counts,
+                }
+            })
+            .collect()
+    }
+
+    fn trunk_poll_timeout(&self, line: usize) -> Option<Instant> {
+        match &self.trunks.lines[line].setup.watch {
+            TrunkWatch::Register(machine) => machine.poll_timeout(),
+            TrunkWatch::Probe(machine) => machine.poll_timeout(),
+        }
+    }
+
+    /// Feeds one event to a trunk's machine and carries out what it asks for.
+    fn trunk_input(&mut self, now: Instant, line: usize, event: TrunkEvent) {
+        let mut sends = Vec::new();
+        let trunk = &mut self.trunks.lines[line];
+        let name = trunk.setup.name.clone();
+        match &mut trunk.setup.watch {
+            TrunkWatch::Register(machine) => {
+                match event {
+                    TrunkEvent::Start => machine.handle_input(now, RegInput::Start),
+                    TrunkEvent::Stop => machine.handle_input(now, RegInput::Stop),
+                    TrunkEvent::Response(response) => {
+                        machine.handle_input(now, RegInput::Response(*response))
+                    }
+                    TrunkEvent::Failed => machine.handle_input(now, RegInput::Timeout),
+                    TrunkEvent::Timeout => machine.handle_timeout(now),
+                }
+                while let Some(output) = machine.poll_output() {
+                    match output {
+                        RegOutput::Send { host, request, .. } => {
+                            sends.push(Send::Register { host, request })
+                        }
+                        RegOutput::StateChanged(status) => {
+                            let state = reg_state_name(status.state);
+                            let server = server_name(status.server);
+                            match (&status.last_error, status.state) {
+                                (Some(error), RegState::Refused | RegState::Retrying) => warn!(
+                                    trunk = %name, state, server, error = %error,
+                                    retry_in_s = status.next_retry.map(|at| at.saturating_duration_since(now).as_secs()),
+                                    "trunk registration"
+                                ),
+                                _ => info!(
+                                    trunk = %name, state, server, contact = %status.contact_addr,
+                                    "trunk registration"
+                                ),
+                            }
+                        }
+                    }
+                }
+            }
+            TrunkWatch::Probe(machine) => {
+                match event {
+                    TrunkEvent::Start => machine.handle_input(now, ProbeInput::Start),
+                    TrunkEvent::Stop => machine.handle_input(now, ProbeInput::Stop),
+                    TrunkEvent::Response(response) => {
+                        machine.handle_input(now, ProbeInput::Response(*response))
+                    }
+                    TrunkEvent::Failed => machine.handle_input(now, ProbeInput::Timeout),
+                    TrunkEvent::Timeout => machine.handle_timeout(now),
+                }
+                while let Some(output) = machine.poll_output() {
+                    match output {
+                        ProbeOutput::Send { host, request, .. } => {
+                            sends.push(Send::Probe { host, request })
+                        }
+                        ProbeOutput::StateChanged(status) => {
+                            let server = server_name(status.server);
+                            match (&status.last_error, status.up) {
+                                (Some(error), false) => {
+                                    warn!(trunk = %name, server, error = %error, "trunk not answering OPTIONS")
+                                }
+                                _ => {
+                                    info!(trunk = %name, server, up = status.up, "trunk keep-alive")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for send in sends {
+            let (Send::Register { host, request } | Send::Probe { host, request }) = send;
+            match literal_address(&host).or_else(|| self.trunks.addresses.get(&host).copied()) {
+                Some(addr) => {
+                    let line_ref = &mut self.trunks.lines[line];
+                    if !line_ref.resolved.contains(&addr) {
+                        line_ref.resolved.push(addr);
+                    }
+                    self.send_trunk_request(now, line, addr, request);
+                }
+                None => {
+                    let waiting = self.trunks.unresolved.entry(host.clone()).or_default();
+                    let first = waiting.is_empty();
+                    waiting.push((line, request));
+                    if first {
+                        self.push(Output::Resolve { host });
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_trunk_request(
+        &mut self,
+        now: Instant,
+        line: usize,
+        addr: SocketAddr,
+        request: rsip::Request,
+    ) {
+        let peer = Peer {
+            transport: self.trunks.lines[line].setup.transport,
+            addr,
+        };
+        match self.ua.send_request(now, request, peer) {
+            Ok(id) => {
+                self.trunks.requests.insert(id, line);
+            }
+            Err(error) => {
+                warn!(trunk = %self.trunks.lines[line].setup.name, %error, "trunk request not sent");
+                self.trunk_input(now, line, TrunkEvent::Failed);
+            }
+        }
+    }
+}
+
+enum TrunkEvent {
+    Start,
+    Stop,
+    Response(Box<rsip::Response>),
+    Failed,
+    Timeout,
+}
+
+/// `host[:port]` that is an IP address: no lookup needed.
+fn literal_address(host: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = host.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, DEFAULT_SIP_PORT))
+}
+
+/// The user part of a name-addr or URI header value (`"Name" <sip:868712345@host>;tag=x`).
+fn uri_user(value: &str) -> Option<String> {
+    let uri = match (value.find('<'), value.find('>')) {
+        (Some(start), Some(end)) if start < end => &value[start + 1..end],
+        _ => value.split(';').next().unwrap_or_default(),
+    };
+    let rest = uri
+        .trim()
+        .strip_prefix("sip:")
+        .or_else(|| uri.trim().strip_prefix("sips:"))
+        .or_else(|| uri.trim().strip_prefix("tel:"))?;
+    let user = match rest.split_once('@') {
+        Some((user, _)) => user,
+        None if uri.trim().starts_with("tel:") => rest,
+        None => return None,
+    };
+    let user = user.split(';').next().unwrap_or_default();
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
+fn reg_state_name(state: RegState) -> &'static str {
+    match state {
+        RegState::Idle => "idle",
+        RegState::Registering => "registering",
+        RegState::Registered => "registered",
+        RegState::Retrying => "retrying",
+        RegState::Refused => "refused",
+        RegState::Unregistering => "unregistering",
+        RegState::Stopped => "stopped",
+    }
+}
+
+fn server_name(server: crate::sip::registration::Server) -> &'static str {
+    match server {
+        crate::sip::registration::Server::Primary => "primary",
+        crate::sip::registration::Server::Backup => "backup",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri_user;
+
+    #[test]
+    fn the_user_of_name_addrs_and_uris() {
+        assert_eq!(
+            uri_user("\"Jonas\" <sip:868712345@carrier.example>;tag=1").as_deref(),
+            Some("868712345")
+        );
+        assert_eq!(
+            uri_user("<tel:+37068712345>").as_deref(),
+            Some("+37068712345")
+        );
+        assert_eq!(
+            uri_user("sip:19118@127.0.0.5;user=phone").as_deref(),
+            Some("19118")
+        );
+        assert_eq!(uri_user("<sip:carrier.example>"), None);
+    }
+}

@@ -1,0 +1,235 @@
+//! A carrier trunk through the switchboard in simulated time: registration through the user
+//! agent, the calls it delivers identified (DID, caller number in E.164, trunk name,
+//! `max_calls`), and unregistration when the service drains.
+
+use std::time::Duration;
+
+use super::tests::{config, header, ok_to, Harness, PCMU_OFFER};
+use super::*;
+use crate::numbers::NumberRules;
+use crate::settings::{CallerIdHeader, Secret};
+use crate::sip::registration::{Registration, RegistrationConfig};
+use crate::sip::transport::TransportKind;
+
+const CARRIER: &str = "127.0.0.5:5060";
+
+fn carrier() -> Peer {
+    Peer {
+        transport: TransportKind::Udp,
+        addr: CARRIER.parse().unwrap(),
+    }
+}
+
+fn rules() -> NumberRules {
+    NumberRules {
+        country_code: "370".into(),
+        national_prefix: "8".into(),
+        international_prefix: "00".into(),
+    }
+}
+
+fn trunk(max_calls: Option<u32>) -> TrunkSetup {
+    trunk_at(CARRIER, max_calls)
+}
+
+fn trunk_at(host: &str, max_calls: Option<u32>) -> TrunkSetup {
+    let registration = RegistrationConfig {
+        trunk: "carrier".into(),
+        host: host.into(),
+        backup_host: None,
+        transport: TransportKind::Udp,
+        username: "hotline19118".into(),
+        auth_username: "hotline19118".into(),
+        password: Secret::new("secret"),
+        expires: Duration::from_secs(600),
+        contact_addr: "127.0.0.1:5060".parse().unwrap(),
+        request_timeout: Duration::from_secs(32),
+    };
+    TrunkSetup {
+        name: "carrier".into(),
+        transport: TransportKind::Udp,
+        inbound: Vec::new(),
+        numbers: vec!["19118".into(), "+37019118".into()],
+        caller_id: CallerIdHeader::Pai,
+        max_calls,
+        watch: TrunkWatch::Register(Box::new(Registration::new(registration, 3))),
+    }
+}
+
+/// A harness whose trunk is registered with the carrier (after one digest challenge).
+fn registered(max_calls: Option<u32>) -> Harness {
+    let mut h = Harness::new(config());
+    let now = h.sim.now;
+    h.switchboard()
+        .set_trunks(now, rules(), vec![trunk(max_calls)]);
+    h.collect();
+    let register = only_request_to_carrier(&mut h, "REGISTER");
+    let challenge = ok_to(&register, None).replace(
+        "SIP/2.0 200 OK\r\n",
+        "SIP/2.0 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"carrier\", nonce=\"n1\", qop=\"auth\", algorithm=MD5\r\n",
+    );
+    h.receive(carrier(), &challenge);
+    let answered = only_request_to_carrier(&mut h, "REGISTER");
+    let authorization = header(&answered, "Authorization").expect("credentials");
+    assert!(
+        authorization.contains("username=\"hotline19118\""),
+        "{authorization}"
+    );
+    assert!(authorization.contains("nc=00000001"), "{authorization}");
+    let ok = ok_to(&answered, None).replace(
+        "Content-Length: 0",
+        "Contact: <sip:hotline19118@127.0.0.1:5060>;expires=600\r\nContent-Length: 0",
+    );
+    h.receive(carrier(), &ok);
+    h
+}
+
+fn only_request_to_carrier(h: &mut Harness, method: &str) -> String {
+    let sent = h.take_sent();
+    let requests: Vec<&String> = sent
+        .iter()
+        .filter(|(_, to, text)| *to == carrier() && text.starts_with(method))
+        .map(|(_, _, text)| text)
+        .collect();
+    assert_eq!(requests.len(), 1, "{sent:#?}");
+    requests[0].clone()
+}
+
+fn trunk_invite(call_id: &str, dialled: &str, caller: &str) -> String {
+    format!(
+        "INVITE sip:hotline19118@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {CARRIER};branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 69\r\n\
+         From: <sip:anonymous@carrier.example>;tag=c\r\n\
+         P-Asserted-Identity: <sip:{caller}@carrier.example>\r\n\
+         To: <sip:{dialled}@carrier.example>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:{caller}@{CARRIER}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{PCMU_OFFER}",
+        PCMU_OFFER.len()
+    )
+}
+
+fn statuses(h: &mut Harness) -> Vec<String> {
+    h.take_sent()
+        .into_iter()
+        .filter(|(_, to, _)| *to == carrier())
+        .map(|(_, _, text)| text.lines().next().unwrap_or_default().to_owned())
+        .filter(|line| line.starts_with("SIP/2.0") && !line.starts_with("SIP/2.0 100"))
+        .collect()
+}
+
+#[test]
+fn a_registered_trunk_is_up_and_shows_in_the_live_picture() {
+    let mut h = registered(None);
+    let now = h.sim.now;
+    let live = h.switchboard().live(now);
+    let trunk = &live.trunks[0];
+    assert_eq!(
+        (trunk.trunk.as_str(), trunk.state.as_str()),
+        ("carrier", "registered")
+    );
+    assert!(trunk.up);
+    assert_eq!(
+        (trunk.registrations.ok, trunk.registrations.challenged),
+        (1, 1)
+    );
+    assert!(h.resolves.is_empty(), "an IP address needs no lookup");
+}
+
+#[test]
+fn trunk_calls_are_identified_by_did_with_the_caller_in_e164_and_limited_by_max_calls() {
+    let mut h = registered(Some(1));
+    h.receive(
+        carrier(),
+        &trunk_invite("unknown-did", "852000000", "868712345"),
+    );
+    assert_eq!(statuses(&mut h), ["SIP/2.0 404 Not Found"]);
+
+    h.receive(carrier(), &trunk_invite("first", "19118", "868712345"));
+    assert!(statuses(&mut h)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+    h.receive(
+        carrier(),
+        &trunk_invite("second", "+37019118", "0048221234567"),
+    );
+    assert_eq!(statuses(&mut h), ["SIP/2.0 503 Service Unavailable"]);
+    let now = h.sim.now;
+    let live = h.switchboard().live(now);
+    assert_eq!(
+        (live.trunks[0].calls_active, live.trunks[0].calls_total),
+        (1, 1)
+    );
+
+    let records: Vec<(String, Option<String>, String)> = h
+        .records
+        .iter()
+        .map(|r| (r.call_id.clone(), r.caller.clone(), r.trunk.clone()))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            (
+                "unknown-did".into(),
+                Some("+37068712345".into()),
+                "carrier".into()
+            ),
+            (
+                "second".into(),
+                Some("+48221234567".into()),
+                "carrier".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_call_from_elsewhere_is_not_the_trunks() {
+    let mut h = registered(Some(0));
+    let stranger = Peer {
+        transport: TransportKind::Udp,
+        addr: "127.0.0.1:6000".parse().unwrap(),
+    };
+    // max_calls = 0 would refuse any trunk call: this one is not the trunk's.
+    h.receive(stranger, &trunk_invite("direct", "19118", "868712345"));
+    let sent = h.take_sent();
+    assert!(
+        sent.iter()
+            .any(|(_, _, text)| text.starts_with("SIP/2.0 200")),
+        "{sent:#?}"
+    );
+}
+
+#[test]
+fn draining_unregisters_the_trunk_and_waits_for_the_answer() {
+    let mut h = registered(None);
+    h.input(Input::Drain);
+    let unregister = only_request_to_carrier(&mut h, "REGISTER");
+    assert_eq!(header(&unregister, "Expires"), Some("0"), "{unregister}");
+    assert_eq!(h.switchboard().stats().trunks_unregistering, 1);
+    assert!(!h.switchboard().stats().is_idle());
+    h.receive(carrier(), &ok_to(&unregister, None));
+    assert!(h.switchboard().stats().is_idle());
+}
+
+#[test]
+fn a_trunk_host_name_is_resolved_by_the_driver_before_registering() {
+    let mut h = Harness::new(config());
+    let now = h.sim.now;
+    let setup = trunk_at("carrier.invalid", None);
+    h.switchboard().set_trunks(now, rules(), vec![setup]);
+    h.collect();
+    assert_eq!(h.resolves, ["carrier.invalid"]);
+    assert!(h.take_sent().is_empty());
+    h.input(Input::Resolved {
+        host: "carrier.invalid".into(),
+        addr: Some(CARRIER.parse().unwrap()),
+    });
+    only_request_to_carrier(&mut h, "REGISTER");
+    // Its calls are now known by that address.
+    h.receive(carrier(), &trunk_invite("by-name", "19999", "868712345"));
+    assert_eq!(statuses(&mut h), ["SIP/2.0 404 Not Found"]);
+}
