@@ -79,6 +79,21 @@ enum Command {
         #[arg(long)]
         rollback: bool,
     },
+    /// Call NUMBER through a carrier trunk from the running service (POST /api/trunks/NAME/calls), play a
+    /// prompt when answered, hang up and report: exit 0 when answered, 1 with the SIP status
+    /// and reason when not.
+    Call {
+        /// The trunk's name ([trunks.NAME] in the settings).
+        #[arg(long)]
+        trunk: String,
+        /// The number to dial, as the carrier expects it.
+        number: String,
+        /// The prompt to play (a name in the prompts folder).
+        #[arg(long, default_value = "welcome")]
+        prompt: String,
+        #[arg(long, default_value = "lt")]
+        language: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -175,6 +190,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             print!("{}", runtime.block_on(hotline::cli::stats::run(options))?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Call {
+            trunk,
+            number,
+            prompt,
+            language,
+        } => {
+            use hotline::cli::call::{self, Order, Outcome};
+            let options = hotline::cli::reload::Options {
+                pid_file: &settings.pid_file,
+                listen: settings.http.listen,
+                token: settings.http.token.as_deref(),
+            };
+            let order = Order {
+                trunk: &trunk,
+                number: &number,
+                language: &language,
+                prompt: &prompt,
+            };
+            match call::run(&options, &order)? {
+                Outcome::Answered {
+                    answered_after_ms,
+                    talked_ms,
+                } => {
+                    println!(
+                        "answered after {:.1} s; {prompt} played; hung up after {:.1} s",
+                        answered_after_ms as f64 / 1000.0,
+                        talked_ms as f64 / 1000.0
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Outcome::Failed { status, reason } => {
+                    println!("not answered: {status} {reason}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Reload { rollback } => {
             use hotline::cli::reload::{self, Answer};

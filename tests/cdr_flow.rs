@@ -837,6 +837,9 @@ impl Sim {
                 }
                 Output::Media(command) => self.media(command),
                 Output::Resolve { host } => panic!("no trunk here, yet asked to resolve {host}"),
+                Output::TrunkCallEnded { request, .. } => {
+                    panic!("no call placed, yet {request} ended")
+                }
                 Output::Record(Record::Started(start)) => self.starts.push(start),
                 Output::Record(Record::Ended { record, events, .. }) => {
                     if let Some(&index) = self.by_call_id.get(&record.call_id) {
@@ -1621,12 +1624,14 @@ async fn check_backend(run: &Run, database_url: &str, spool: &Path) {
     let addr = listener.local_addr().unwrap();
     let (_live_tx, live_rx) = tokio::sync::watch::channel(LiveSnapshot::default());
     let (reload_tx, _reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(1);
+    let (calls_tx, _calls_rx) = tokio::sync::mpsc::channel(1);
     let state = HttpState {
         token: Some(TOKEN.into()),
         store: store.clone(),
         thresholds: Thresholds::default(),
         live: live_rx,
         reload: reload_tx,
+        calls: calls_tx,
     };
     let server = tokio::spawn(async move { serve(listener, state).await });
 

@@ -8,15 +8,16 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use hotline::call::RegistrationCounts;
+use hotline::call::{RegistrationCounts, TrunkCallResult};
 use hotline::cdr::{
     CallEvent, CallRecord, CallStart, CdrStore, Dimension, DtmfMode, Outcome, StatsQuery,
     Thresholds, TransferMode,
 };
 use hotline::http::live::{
-    AgentLive, LiveCall, LiveSnapshot, OutcomeCount, QueueLive, ReloadRequest, TrunkLive,
+    AgentLive, CallOrder, LiveCall, LiveSnapshot, OutcomeCount, QueueLive, ReloadRequest, TrunkLive,
 };
 use hotline::http::{check_bind, serve, HttpState};
 use serde_json::Value;
@@ -373,6 +374,24 @@ async fn start_with(thresholds: Thresholds) -> Harness {
             let _ = request.reply.send(answer);
         }
     });
+    // The service loop's side of placed calls: the trunk "carrier" answers, others do not exist.
+    let (calls_tx, mut calls_rx) = mpsc::channel::<CallOrder>(4);
+    tokio::spawn(async move {
+        while let Some(order) = calls_rx.recv().await {
+            let result = if order.trunk == "carrier" && order.prompt == "welcome" {
+                TrunkCallResult::Answered {
+                    answered_after: Duration::from_millis(1200),
+                    talked: Duration::from_millis(3100),
+                }
+            } else {
+                TrunkCallResult::Failed {
+                    status: 404,
+                    reason: format!("no trunk named {}", order.trunk),
+                }
+            };
+            let _ = order.reply.send(result);
+        }
+    });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = HttpState {
@@ -381,6 +400,7 @@ async fn start_with(thresholds: Thresholds) -> Harness {
         thresholds,
         live: live_rx,
         reload: reload_tx,
+        calls: calls_tx,
     };
     tokio::spawn(async move { serve(listener, state).await });
     Harness {
@@ -413,14 +433,35 @@ impl Reply {
 
 /// A minimal HTTP/1.1 client (one request per connection).
 async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send(addr, method, path, headers, "").await
+}
+
+async fn http_with_body(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    send(addr, "POST", path, headers, body).await
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
     );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
@@ -510,6 +551,7 @@ async fn health_is_open_and_everything_else_needs_the_token() {
         ("GET", "/api/calls/a01"),
         ("GET", "/api/live"),
         ("POST", "/api/reload"),
+        ("POST", "/api/trunks/carrier/calls"),
         ("GET", "/metrics"),
         ("GET", "/"),
     ] {
@@ -770,6 +812,45 @@ async fn live_returns_the_published_snapshot_and_reload_round_trips() {
         ])
     );
     assert_eq!(get(server.addr, "/api/reload").await.status, 405);
+}
+
+#[tokio::test]
+async fn a_supervisor_places_a_call_through_a_trunk_and_hears_how_it_went() {
+    let server = start().await;
+    let (name, value) = bearer();
+    let json = [(name, value.as_str()), ("Content-Type", "application/json")];
+    let answered = http_with_body(
+        server.addr,
+        "/api/trunks/carrier/calls",
+        &json,
+        r#"{"number":"861234567"}"#,
+    )
+    .await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert_eq!(
+        answered.json(),
+        serde_json::json!({ "answered_after_ms": 1200, "talked_ms": 3100 })
+    );
+    let failed = http_with_body(
+        server.addr,
+        "/api/trunks/nosuch/calls",
+        &json,
+        r#"{"number":"861234567"}"#,
+    )
+    .await;
+    assert_eq!(failed.status, 502, "{}", failed.body);
+    assert_eq!(
+        failed.json(),
+        serde_json::json!({ "status": 404, "reason": "no trunk named nosuch" })
+    );
+    // The CLI reads the same answers.
+    assert_eq!(
+        hotline::cli::call::answer(failed.status, &failed.body),
+        Ok(hotline::cli::call::Outcome::Failed {
+            status: 404,
+            reason: "no trunk named nosuch".into()
+        })
+    );
 }
 
 #[test]

@@ -73,6 +73,7 @@ impl Switchboard {
                 ("X-Hotline-Caller".into(), caller_number),
             ],
             rtp_port,
+            credentials: None,
         };
         match self.ua.invite(now, outgoing) {
             Ok(id) => {

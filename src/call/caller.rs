@@ -85,7 +85,7 @@ impl Switchboard {
             }
         };
         if let Some(trunk) = &trunk {
-            if !self.trunk_call_started(trunk.line) {
+            if !self.trunk_line_taken(trunk.line) {
                 let retry = vec![rsip::headers::RetryAfter::new("5").into()];
                 self.ua.reject(now, id, 503, retry);
                 return self.record_rejected(now, &invite, from, 503);
@@ -95,7 +95,7 @@ impl Switchboard {
         let Some(rtp_port) = self.ports.allocate() else {
             warn!("no free RTP port: rejecting call");
             if let Some(line) = trunk_line {
-                self.trunk_call_ended(line);
+                self.trunk_line_released(line);
             }
             let retry = vec![rsip::headers::RetryAfter::new("5").into()];
             self.ua.reject(now, id, 503, retry);
@@ -104,7 +104,7 @@ impl Switchboard {
         if let Err(status) = self.ua.accept(now, id, rtp_port) {
             self.ports.release(rtp_port);
             if let Some(line) = trunk_line {
-                self.trunk_call_ended(line);
+                self.trunk_line_released(line);
             }
             return self.record_rejected(now, &invite, from, status);
         }
@@ -305,7 +305,7 @@ impl Switchboard {
         };
         self.ports.release(call.rtp_port);
         if let Some(line) = call.trunk_line {
-            self.trunk_call_ended(line);
+            self.trunk_line_released(line);
         }
         let reason = call.end_reason.unwrap_or(EndReason::CallerHungUp);
         let dtmf = call.dtmf_source.map(DtmfSource::as_str).unwrap_or("none");

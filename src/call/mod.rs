@@ -9,6 +9,7 @@ mod agent;
 mod caller;
 mod flow;
 pub mod live;
+mod outbound;
 mod queue;
 mod record;
 pub mod sim;
@@ -33,6 +34,7 @@ use crate::sip::registrar::{AuthPolicy, Credentials};
 use crate::sip::transport::Peer;
 use crate::sip::ua::{SessionId, Transmit, UaConfig, UaEvent, UserAgent};
 
+pub use outbound::{TrunkCallRequest, TrunkCallResult};
 pub use record::EndReason;
 pub use trunk::{RegistrationCounts, TrunkLive, TrunkSetup, TrunkWatch};
 
@@ -66,6 +68,8 @@ pub enum Input<'a> {
         host: String,
         addr: Option<std::net::SocketAddr>,
     },
+    /// Place a call through a trunk (a test call): [`Output::TrunkCallEnded`] answers.
+    PlaceTrunkCall(TrunkCallRequest),
     /// Graceful stop begins: new calls get 503, calls in progress go on, trunks unregister.
     Drain,
     /// Graceful stop ends: every call is hung up (records follow as the calls finish).
@@ -94,6 +98,11 @@ pub enum Output {
     /// [`Input::Resolved`].
     Resolve {
         host: String,
+    },
+    /// How a call placed with [`Input::PlaceTrunkCall`] went.
+    TrunkCallEnded {
+        request: u64,
+        result: TrunkCallResult,
     },
 }
 
@@ -169,6 +178,8 @@ pub struct Switchboard {
     awaiting_rtp: HashMap<LegId, AwaitingRtp>,
     pending: VecDeque<Pending>,
     trunks: trunk::Trunks,
+    /// Calls placed through trunks (test calls), by session.
+    placed: HashMap<SessionId, outbound::PlacedCall>,
     outputs: VecDeque<Output>,
 }
 
@@ -193,6 +204,7 @@ impl Switchboard {
             awaiting_rtp: HashMap::new(),
             pending: VecDeque::new(),
             trunks: trunk::Trunks::default(),
+            placed: HashMap::new(),
             outputs: VecDeque::new(),
         }
     }
@@ -243,6 +255,7 @@ impl Switchboard {
             Input::TransportError(peer) => self.ua.handle_transport_error(now, peer),
             Input::WallClock(wall) => self.wall_anchor = Some((now, wall)),
             Input::Resolved { host, addr } => self.host_resolved(now, &host, addr),
+            Input::PlaceTrunkCall(call) => self.place_trunk_call(now, call),
             Input::Drain => {
                 tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
                 self.ua.set_accepting(false);
@@ -260,6 +273,11 @@ impl Switchboard {
                 }
                 for id in calls {
                     self.hang_up(now, id, EndReason::ServiceStopped);
+                }
+                let mut placed: Vec<SessionId> = self.placed.keys().copied().collect();
+                placed.sort();
+                for id in placed {
+                    self.ua.hang_up(now, id);
                 }
             }
         }
@@ -286,7 +304,7 @@ impl Switchboard {
     pub fn stats(&self) -> SwitchboardStats {
         let ua = self.ua.stats();
         let mut stats = SwitchboardStats {
-            calls: self.calls.len(),
+            calls: self.calls.len() + self.placed.len(),
             sip_sessions: ua.sessions,
             transactions: ua.transactions,
             rtp_ports_in_use: self.ports.in_use(),
@@ -340,7 +358,16 @@ impl Switchboard {
             UaEvent::Answered {
                 session,
                 negotiated,
+            } if self.is_placed_call(session) => {
+                self.placed_call_answered(now, session, negotiated)
+            }
+            UaEvent::Answered {
+                session,
+                negotiated,
             } => self.leg_answered(now, session, negotiated),
+            UaEvent::Failed { session, status } if self.is_placed_call(session) => {
+                self.placed_call_failed(session, status)
+            }
             UaEvent::Failed { session, status } => self.leg_failed(now, session, status),
             UaEvent::Digit { session, digit } => {
                 self.digit(now, session, digit, crate::media::dtmf::DtmfSource::SipInfo)
@@ -358,6 +385,9 @@ impl Switchboard {
                 self.hang_up(now, caller, EndReason::Rejected(488))
             }
             UaEvent::Transfer { session, outcome } => self.transfer_ended(now, session, outcome),
+            UaEvent::Closed { session } if self.is_placed_call(session) => {
+                self.placed_call_closed(now, session)
+            }
             UaEvent::Closed { session } => {
                 if self.calls.contains_key(&session) {
                     self.finish(now, session);
@@ -381,6 +411,11 @@ impl Switchboard {
 
     fn media_event(&mut self, now: Instant, event: MediaEvent) {
         match event {
+            MediaEvent::Inactive { leg } | MediaEvent::Failed { leg, .. }
+                if self.is_placed_call(session_of(leg)) =>
+            {
+                self.placed_call_done(now, session_of(leg))
+            }
             MediaEvent::Inactive { leg } => {
                 self.hang_up(now, session_of(leg), EndReason::RtpTimeout)
             }
@@ -392,6 +427,9 @@ impl Switchboard {
             }
             MediaEvent::Digit { leg, digit, source } => {
                 self.digit(now, session_of(leg), digit, source)
+            }
+            MediaEvent::PlaybackFinished { leg, .. } if self.is_placed_call(session_of(leg)) => {
+                self.placed_call_done(now, session_of(leg))
             }
             MediaEvent::PlaybackFinished { leg, generation } => {
                 let id = session_of(leg);

@@ -123,12 +123,14 @@ fn in_dialog(
 pub(super) struct Harness {
     pub(super) sim: Simulator,
     pub(super) sent: Vec<(Duration, Peer, String)>,
-    media: Vec<MediaCommand>,
+    pub(super) media: Vec<MediaCommand>,
     ended: Vec<(String, EndReason)>,
     started: Vec<String>,
     pub(super) records: Vec<crate::cdr::CallRecord>,
     /// Host names the switchboard asked the driver to look up.
     pub(super) resolves: Vec<String>,
+    /// Results of calls placed through trunks.
+    pub(super) placed: Vec<(u64, TrunkCallResult)>,
 }
 
 impl Harness {
@@ -151,6 +153,7 @@ impl Harness {
             started: Vec::new(),
             records: Vec::new(),
             resolves: Vec::new(),
+            placed: Vec::new(),
         }
     }
 
@@ -184,6 +187,7 @@ impl Harness {
                 }
                 Output::Media(command) => self.media.push(command),
                 Output::Resolve { host } => self.resolves.push(host),
+                Output::TrunkCallEnded { request, result } => self.placed.push((request, result)),
                 Output::Record(Record::Started(start)) => self.started.push(start.call_id),
                 Output::Record(Record::Ended { record, reason, .. }) => {
                     if !matches!(reason, EndReason::Rejected(_)) || record.ivr_answered.is_some() {

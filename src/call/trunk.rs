@@ -15,9 +15,10 @@ use crate::settings::CallerIdHeader;
 use crate::sip::cidr::{in_any, Cidr};
 use crate::sip::message;
 use crate::sip::registration::keepalive::{Keepalive, ProbeInput, ProbeOutput};
+use crate::sip::registration::Server;
 use crate::sip::registration::{RegCounts, RegInput, RegOutput, RegState, Registration};
 use crate::sip::transport::{Peer, TransportKind};
-use crate::sip::ua::RequestId;
+use crate::sip::ua::{DigestCredentials, RequestId};
 
 /// SIP's port when a trunk's host names none.
 const DEFAULT_SIP_PORT: u16 = 5060;
@@ -33,7 +34,13 @@ pub enum TrunkWatch {
 #[derive(Debug)]
 pub struct TrunkSetup {
     pub name: String,
+    /// `host[:port]` of the carrier, and the one to fail over to.
+    pub host: String,
+    pub backup_host: Option<String>,
     pub transport: TransportKind,
+    /// The account our calls present (From user) and answer challenges with.
+    pub from_user: Option<String>,
+    pub credentials: Option<DigestCredentials>,
     /// Where its calls come from; empty: its hosts' addresses once resolved.
     pub inbound: Vec<Cidr>,
     /// The DIDs it delivers.
@@ -279,7 +286,7 @@ impl Switchboard {
     }
 
     /// Takes a trunk call if the trunk's `max_calls` allows; false: refuse with 503.
-    pub(super) fn trunk_call_started(&mut self, line: usize) -> bool {
+    pub(super) fn trunk_line_taken(&mut self, line: usize) -> bool {
         let line = &mut self.trunks.lines[line];
         if line
             .setup
@@ -294,7 +301,7 @@ impl Switchboard {
         true
     }
 
-    pub(super) fn trunk_call_ended(&mut self, line: usize) {
+    pub(super) fn trunk_line_released(&mut self, line: usize) {
         if let Some(line) = self.trunks.lines.get_mut(line) {
             line.calls_active = line.calls_active.saturating_sub(1);
         }
@@ -349,6 +356,44 @@ impl Switchboard {
                 }
             })
             .collect()
+    }
+
+    /// Where a call through trunk `name` to `number` goes: the carrier host in use (the
+    /// backup after a failover), resolved; else a status and reason to fail it with.
+    pub(super) fn trunk_call_target(
+        &self,
+        name: &str,
+        number: &str,
+    ) -> Result<super::outbound::TrunkTarget, (u16, String)> {
+        let line = self
+            .trunks
+            .lines
+            .iter()
+            .find(|line| line.setup.name == name)
+            .ok_or_else(|| (404, format!("no trunk named {name}")))?;
+        if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '+') {
+            return Err((484, format!("{number:?} is not a telephone number")));
+        }
+        let server = match &line.setup.watch {
+            TrunkWatch::Register(machine) => machine.status().server,
+            TrunkWatch::Probe(machine) => machine.active_server(),
+        };
+        let host = match (server, &line.setup.backup_host) {
+            (Server::Backup, Some(backup)) => backup,
+            _ => &line.setup.host,
+        };
+        let addr = literal_address(host)
+            .or_else(|| self.trunks.addresses.get(host).copied())
+            .ok_or_else(|| (503, format!("trunk host {host} is not resolved yet")))?;
+        Ok(super::outbound::TrunkTarget {
+            uri: format!("sip:{number}@{host}"),
+            peer: Peer {
+                transport: line.setup.transport,
+                addr,
+            },
+            caller_id: line.setup.from_user.clone(),
+            credentials: line.setup.credentials.clone(),
+        })
     }
 
     fn trunk_poll_timeout(&self, line: usize) -> Option<Instant> {
@@ -523,10 +568,10 @@ fn reg_state_name(state: RegState) -> &'static str {
     }
 }
 
-fn server_name(server: crate::sip::registration::Server) -> &'static str {
+fn server_name(server: Server) -> &'static str {
     match server {
-        crate::sip::registration::Server::Primary => "primary",
-        crate::sip::registration::Server::Backup => "backup",
+        Server::Primary => "primary",
+        Server::Backup => "backup",
     }
 }
 

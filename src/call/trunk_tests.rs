@@ -47,6 +47,13 @@ fn trunk_at(host: &str, max_calls: Option<u32>) -> TrunkSetup {
     };
     TrunkSetup {
         name: "carrier".into(),
+        host: host.into(),
+        backup_host: None,
+        from_user: Some("hotline19118".into()),
+        credentials: Some(crate::sip::ua::DigestCredentials {
+            username: "hotline19118".into(),
+            password: "secret".into(),
+        }),
         transport: TransportKind::Udp,
         inbound: Vec::new(),
         numbers: vec!["19118".into(), "+37019118".into()],
@@ -232,4 +239,138 @@ fn a_trunk_host_name_is_resolved_by_the_driver_before_registering() {
     // Its calls are now known by that address.
     h.receive(carrier(), &trunk_invite("by-name", "19999", "868712345"));
     assert_eq!(statuses(&mut h), ["SIP/2.0 404 Not Found"]);
+}
+
+#[test]
+fn a_call_placed_through_the_trunk_answers_the_carriers_challenge_plays_and_hangs_up() {
+    use crate::media::leg::{MediaCommand, MediaEvent};
+    let mut h = registered(None);
+    h.input(Input::PlaceTrunkCall(TrunkCallRequest {
+        request: 9,
+        trunk: "carrier".into(),
+        number: "0037061234567".into(),
+        language: "en".into(),
+        prompt: "welcome".into(),
+    }));
+    let invite = only_request_to_carrier(&mut h, "INVITE");
+    assert!(
+        invite.starts_with("INVITE sip:0037061234567@127.0.0.5:5060 SIP/2.0"),
+        "{invite}"
+    );
+    assert!(
+        header(&invite, "From")
+            .unwrap()
+            .contains("<sip:hotline19118@"),
+        "{invite}"
+    );
+    let challenge = ok_to(&invite, Some("carrier-1")).replace(
+        "SIP/2.0 200 OK\r\n",
+        "SIP/2.0 407 Proxy Authentication Required\r\nProxy-Authenticate: Digest realm=\"carrier\", nonce=\"n7\", qop=\"auth\"\r\n",
+    );
+    h.receive(carrier(), &challenge);
+    let sent = h.take_sent();
+    let lines: Vec<&str> = sent
+        .iter()
+        .map(|(_, _, t)| t.lines().next().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "ACK sip:0037061234567@127.0.0.5:5060 SIP/2.0",
+            "INVITE sip:0037061234567@127.0.0.5:5060 SIP/2.0"
+        ]
+    );
+    let retried = &sent[1].2;
+    assert_eq!(header(retried, "CSeq"), Some("2 INVITE"));
+    let credentials = header(retried, "Proxy-Authorization").expect("credentials");
+    assert!(
+        credentials.contains("username=\"hotline19118\""),
+        "{credentials}"
+    );
+    assert!(
+        credentials.contains("uri=\"sip:0037061234567@127.0.0.5:5060\""),
+        "{credentials}"
+    );
+
+    let answer = ok_to(retried, Some("callee")).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Contact: <sip:callee@{CARRIER}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PCMU_OFFER}",
+            PCMU_OFFER.len()
+        ),
+    );
+    h.receive(carrier(), &answer);
+    let ack = only_request_to_carrier(&mut h, "ACK");
+    assert_eq!(header(&ack, "CSeq"), Some("2 ACK"));
+    let leg = match h.media.as_slice() {
+        [MediaCommand::Start { leg, .. }, MediaCommand::Play { prompts, .. }] => {
+            assert_eq!(prompts[0].name, "welcome");
+            *leg
+        }
+        other => panic!("{other:?}"),
+    };
+    h.advance_to(Duration::from_secs(3));
+    h.input(Input::Media(MediaEvent::PlaybackFinished {
+        leg,
+        generation: 1,
+    }));
+    let bye = only_request_to_carrier(&mut h, "BYE");
+    h.receive(carrier(), &ok_to(&bye, None));
+    match h.placed.as_slice() {
+        [(9, TrunkCallResult::Answered { talked, .. })] => {
+            assert_eq!(*talked, Duration::from_secs(3))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.switchboard().stats().calls, 0);
+    assert_eq!(h.switchboard().stats().rtp_ports_in_use, 0);
+}
+
+#[test]
+fn a_call_through_an_unknown_trunk_or_refused_credentials_fails_with_the_reason() {
+    let mut h = registered(None);
+    let order = |trunk: &str| {
+        Input::PlaceTrunkCall(TrunkCallRequest {
+            request: 1,
+            trunk: trunk.into(),
+            number: "861234567".into(),
+            language: "en".into(),
+            prompt: "welcome".into(),
+        })
+    };
+    h.input(order("nosuch"));
+    assert!(matches!(
+        &h.placed[..],
+        [(1, TrunkCallResult::Failed { status: 404, .. })]
+    ));
+    h.placed.clear();
+
+    h.input(order("carrier"));
+    let invite = only_request_to_carrier(&mut h, "INVITE");
+    let challenge = |request: &str| {
+        ok_to(request, Some("c")).replace(
+            "SIP/2.0 200 OK\r\n",
+            "SIP/2.0 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"carrier\", nonce=\"n8\"\r\n",
+        )
+    };
+    h.receive(carrier(), &challenge(&invite));
+    let retried = only_request_to_carrier(&mut h, "INVITE");
+    // Challenged again: the password is wrong, and we do not loop.
+    h.receive(carrier(), &challenge(&retried));
+    assert!(h
+        .take_sent()
+        .iter()
+        .all(|(_, _, t)| !t.starts_with("INVITE")));
+    match h.placed.as_slice() {
+        [(
+            1,
+            TrunkCallResult::Failed {
+                status: 401,
+                reason,
+            },
+        )] => {
+            assert!(reason.contains("credentials"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -19,7 +19,7 @@ use super::history;
 /// Longer than the service's own wait for its loop (`http::api::RELOAD_TIMEOUT`), so the
 /// service's 504 arrives before we give up.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(40);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where `serve` writes the address its HTTP API listens on: next to the pid file.
 pub fn address_file(pid_file: &Path) -> PathBuf {
@@ -83,14 +83,21 @@ pub fn run(options: &Options) -> anyhow::Result<Answer> {
              running with these settings (http.listen, pid_file)?"
         )
     })?;
-    let (status, body) = post_reload(stream, addr, options.token)
-        .with_context(|| format!("asking the service at {addr} to reload"))?;
+    let (status, body) = post(
+        stream,
+        addr,
+        options.token,
+        "/api/reload",
+        "",
+        ANSWER_TIMEOUT,
+    )
+    .with_context(|| format!("asking the service at {addr} to reload"))?;
     answer(status, &body).map_err(|message| anyhow!("the service at {addr}: {message}"))
 }
 
 /// The address the service wrote at start, else `http.listen` (a wildcard address means
 /// this machine's loopback).
-fn service_address(options: &Options) -> anyhow::Result<SocketAddr> {
+pub(super) fn service_address(options: &Options) -> anyhow::Result<SocketAddr> {
     let file = address_file(options.pid_file);
     let addr = match std::fs::read_to_string(&file) {
         Ok(text) => text
@@ -107,22 +114,32 @@ fn service_address(options: &Options) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, addr.port()))
 }
 
-fn post_reload(
+/// POSTs `body` (JSON, or nothing) to the service's API and returns the status and body.
+pub(super) fn post(
     mut stream: TcpStream,
     addr: SocketAddr,
     token: Option<&str>,
+    path: &str,
+    body: &str,
+    answer_timeout: Duration,
 ) -> anyhow::Result<(u16, String)> {
     stream
-        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .set_read_timeout(Some(answer_timeout))
         .context("setting the read timeout")?;
     let authorization = token
         .map(|token| format!("Authorization: Bearer {token}\r\n"))
         .unwrap_or_default();
     // HTTP/1.0: the service closes the connection after the answer, so reading to the end
     // is the whole body (no chunked encoding).
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     write!(
         stream,
-        "POST /api/reload HTTP/1.0\r\nHost: {addr}\r\n{authorization}Content-Length: 0\r\n\r\n"
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\n{authorization}{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .context("sending the request")?;
     let mut response = Vec::new();

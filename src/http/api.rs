@@ -108,6 +108,74 @@ pub async fn reload(State(state): State<HttpState>) -> Response {
     }
 }
 
+/// How long `POST /api/trunks/{trunk}/calls` waits for a placed call to end (ringing, prompt, hang-up).
+const PLACED_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PlaceCall {
+    number: String,
+    #[serde(default = "default_language")]
+    language: String,
+    #[serde(default = "default_prompt")]
+    prompt: String,
+}
+
+fn default_language() -> String {
+    "lt".to_owned()
+}
+
+fn default_prompt() -> String {
+    "welcome".to_owned()
+}
+
+/// `POST /api/trunks/{trunk}/calls` `{"number","language"?,"prompt"?}`: the service calls the
+/// number through the trunk, plays the prompt and hangs up. 200 `{"answered_after_ms","talked_ms"}`
+/// when answered, 502 `{"status","reason"}` when not (SIP status, or the service's reason).
+pub async fn place_call(
+    State(state): State<HttpState>,
+    axum::extract::Path(trunk): axum::extract::Path<String>,
+    Json(order): Json<PlaceCall>,
+) -> Response {
+    let (reply, answer) = oneshot::channel();
+    let order = crate::http::live::CallOrder {
+        trunk,
+        number: order.number,
+        language: order.language,
+        prompt: order.prompt,
+        reply,
+    };
+    let exchange = async {
+        state
+            .calls
+            .send(order)
+            .await
+            .map_err(|_| "the service loop is not running")?;
+        answer
+            .await
+            .map_err(|_| "the service loop dropped the call")
+    };
+    match tokio::time::timeout(PLACED_CALL_TIMEOUT, exchange).await {
+        Ok(Ok(crate::call::TrunkCallResult::Answered {
+            answered_after,
+            talked,
+        })) => Json(json!({
+            "answered_after_ms": answered_after.as_millis() as u64,
+            "talked_ms": talked.as_millis() as u64,
+        }))
+        .into_response(),
+        Ok(Ok(crate::call::TrunkCallResult::Failed { status, reason })) => (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({ "status": status, "reason": reason })),
+        )
+            .into_response(),
+        Ok(Err(message)) => text_error(StatusCode::SERVICE_UNAVAILABLE, message),
+        Err(_) => text_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("the call did not end within {PLACED_CALL_TIMEOUT:?}"),
+        ),
+    }
+}
+
 /// 503 with the reason while the database cannot be reached (the service is fine, the
 /// figures are not available now); 500 for anything else.
 fn store_error(context: &str, error: &CdrError) -> Response {

@@ -12,3 +12,13 @@ pub use crate::call::TrunkLive;
 pub struct ReloadRequest {
     pub reply: oneshot::Sender<Result<String, Vec<String>>>,
 }
+
+/// `POST /api/trunks/{trunk}/calls`: place a call through a trunk; the answer is how it went.
+#[derive(Debug)]
+pub struct CallOrder {
+    pub trunk: String,
+    pub number: String,
+    pub language: String,
+    pub prompt: String,
+    pub reply: oneshot::Sender<crate::call::TrunkCallResult>,
+}

@@ -38,6 +38,8 @@ pub struct HttpState {
     pub thresholds: Thresholds,
     pub live: watch::Receiver<LiveSnapshot>,
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// Calls to place through trunks (`POST /api/calls`).
+    pub calls: mpsc::Sender<super::live::CallOrder>,
 }
 
 /// Refuses to serve without a token anywhere but on a loopback address, and refuses an empty
@@ -71,6 +73,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/calls/:call_id", get(api::call_events))
         .route("/api/live", get(api::live))
         .route("/api/reload", post(api::reload))
+        .route("/api/trunks/:trunk/calls", post(api::place_call))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health))
         .with_state(state)

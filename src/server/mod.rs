@@ -71,6 +71,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         mut tcp_writers,
         live,
         mut reloads,
+        mut placed_calls,
         mut hangups,
         mut stop_signals,
         mut shutdown,
@@ -82,6 +83,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Answers the media driver gives at once (a stopped leg's statistics), fed back after the
     // outputs that caused them.
     let mut media_answers: Vec<MediaEvent> = Vec::new();
+
+    // Who waits for each placed call's result, by the request number given to the switchboard.
+    let mut call_replies = std::collections::HashMap::new();
+    let mut next_call_request = 0_u64;
 
     let mut buffer = vec![0u8; UDP_BUFFER];
     loop {
@@ -121,6 +126,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 if let Some(loaded) = routing.reload() {
                     apply_routing(&mut switchboard, loaded);
                 }
+            }
+            Some(order) = placed_calls.recv() => {
+                next_call_request += 1;
+                call_replies.insert(next_call_request, order.reply);
+                let request = crate::call::TrunkCallRequest {
+                    request: next_call_request,
+                    trunk: order.trunk,
+                    number: order.number,
+                    language: order.language,
+                    prompt: order.prompt,
+                };
+                switchboard.handle_input(Instant::now(), Input::PlaceTrunkCall(request));
             }
             Some(request) = reloads.recv() => {
                 let answer = routing.reload_reporting().map(|loaded| {
@@ -205,6 +222,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                         }
                     }
                     Output::Resolve { host } => resolve(host, tcp.inputs.clone()),
+                    Output::TrunkCallEnded { request, result } => {
+                        if let Some(reply) = call_replies.remove(&request) {
+                            let _ = reply.send(result);
+                        }
+                    }
                     Output::Record(Record::Started(start)) => {
                         if records.call_started(start).is_err() {
                             error!("call-record writer stopped: record lost");

@@ -39,6 +39,8 @@ pub(super) struct Service {
     pub(super) tcp_writers: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
     pub(super) live: watch::Sender<LiveSnapshot>,
     pub(super) reloads: mpsc::Receiver<ReloadRequest>,
+    /// Calls supervisors ask to place through a trunk.
+    pub(super) placed_calls: mpsc::Receiver<crate::http::live::CallOrder>,
     pub(super) hangups: mpsc::Receiver<()>,
     pub(super) stop_signals: mpsc::Receiver<&'static str>,
     pub(super) shutdown: shutdown::Shutdown,
@@ -180,6 +182,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
     let hangups = hangup_signal()?;
     let (live, live_readers) = tokio::sync::watch::channel(LiveSnapshot::default());
     let (reload_requests, reloads) = mpsc::channel::<ReloadRequest>(4);
+    let (call_orders, placed_calls) = mpsc::channel::<crate::http::live::CallOrder>(4);
     crate::http::check_bind(settings.http.listen, &settings.http.token)
         .map_err(|problem| anyhow::anyhow!("http.listen: {problem}"))?;
     let http_listener = tokio::net::TcpListener::bind(settings.http.listen)
@@ -199,6 +202,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         thresholds: settings.stats.into(),
         live: live_readers,
         reload: reload_requests,
+        calls: call_orders,
     };
     tokio::spawn(async move {
         if let Err(error) = crate::http::serve(http_listener, http_state).await {
@@ -235,6 +239,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         tcp_writers: HashMap::new(),
         live,
         reloads,
+        placed_calls,
         hangups,
         stop_signals,
         shutdown,
@@ -350,8 +355,23 @@ fn trunk_setups(
             let config = KeepaliveConfig::from_settings(name, trunk, contact, request_timeout);
             crate::call::TrunkWatch::Probe(Box::new(Keepalive::new(config, rand::random())))
         };
+        let password = trunk
+            .resolve_password()
+            .map_err(|error| anyhow::anyhow!("trunks.{name}.password_file: {error}"))?;
+        let credentials = trunk
+            .username
+            .as_ref()
+            .zip(password)
+            .map(|(username, password)| crate::sip::ua::DigestCredentials {
+                username: trunk.auth_user().unwrap_or(username).to_owned(),
+                password: password.expose().to_owned(),
+            });
         setups.push(crate::call::TrunkSetup {
             name: name.clone(),
+            host: trunk.host.clone(),
+            backup_host: trunk.backup_host.clone(),
+            from_user: trunk.username.clone(),
+            credentials,
             transport: match trunk.transport {
                 crate::settings::TrunkTransport::Udp => crate::sip::transport::TransportKind::Udp,
                 crate::settings::TrunkTransport::Tcp => crate::sip::transport::TransportKind::Tcp,

@@ -5,7 +5,7 @@ use crate::sip::registrar::{md5_hex, split_auth_params};
 
 /// A challenge from the registrar (or a proxy before it), reused until it goes stale.
 #[derive(Debug, Clone)]
-pub(super) struct Challenge {
+pub(crate) struct Challenge {
     /// `Authorization` (401) or `Proxy-Authorization` (407).
     pub header: &'static str,
     realm: String,
@@ -18,13 +18,13 @@ pub(super) struct Challenge {
 
 /// What a 401/407 says besides the challenge itself.
 #[derive(Debug)]
-pub(super) struct Parsed {
+pub(crate) struct Parsed {
     pub challenge: Challenge,
     pub stale: bool,
 }
 
 /// Parses a `WWW-Authenticate`/`Proxy-Authenticate` value; the error says what is unusable.
-pub(super) fn parse(value: &str, proxy: bool) -> Result<Parsed, String> {
+pub(crate) fn parse(value: &str, proxy: bool) -> Result<Parsed, String> {
     let rest = value
         .trim()
         .strip_prefix("Digest")

@@ -17,7 +17,7 @@
 //! ignored. Time comes in as `now`; randomness (branches, tags, cnonces, jitter) from a seed.
 //! Trunks that do not register are watched by [`keepalive::Keepalive`] (OPTIONS) instead.
 
-mod auth;
+pub(crate) mod auth;
 pub mod keepalive;
 mod wire;
 

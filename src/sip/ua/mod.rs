@@ -35,6 +35,7 @@ use crate::sdp::Negotiated;
 use session::{Session, SessionState, TxPurpose};
 
 pub use request::RequestId;
+pub use session::DigestCredentials;
 pub use uac::{OutgoingCall, PlaceError};
 
 /// Methods this service understands; everything else gets 405 with this list.

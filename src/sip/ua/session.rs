@@ -134,6 +134,21 @@ pub(super) struct Session {
     pub(super) confirmed: bool,
     /// The REFER under way, if any.
     pub(super) transfer: Option<Transfer>,
+    /// UAC: what answers a 401/407 to our INVITE (a carrier's trunk), once.
+    pub(super) credentials: Option<DigestCredentials>,
+}
+
+/// A user name and password a carrier challenges our INVITEs for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for DigestCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DigestCredentials({}, ***)", self.username)
+    }
 }
 
 /// A REFER we sent (RFC 3515): where to, and whether the far end accepted it (202) so that

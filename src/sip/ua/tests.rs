@@ -35,6 +35,7 @@ fn outgoing() -> OutgoingCall {
         from_user: Some("+37060000000".into()),
         headers: vec![("X-Hotline-Caller".into(), "370\r\n600".into())],
         rtp_port: 30000,
+        credentials: None,
     }
 }
 

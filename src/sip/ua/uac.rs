@@ -8,11 +8,12 @@ use rand::Rng;
 use rsip::headers::UntypedHeader;
 use tracing::{info, warn};
 
-use super::session::{Role, SdpState, Session, SessionState, TxPurpose};
+use super::session::{DigestCredentials, Role, SdpState, Session, SessionState, TxPurpose};
 use super::{SessionId, UaEvent, UserAgent};
 use crate::sdp::{self, Codec, SessionDescription};
 use crate::sip::dialog::{Dialog, DialogKey};
 use crate::sip::message;
+use crate::sip::registration::auth;
 use crate::sip::transaction::TxKey;
 use crate::sip::transport::Peer;
 
@@ -30,6 +31,8 @@ pub struct OutgoingCall {
     /// Extra headers (`X-...`), values kept on one line.
     pub headers: Vec<(String, String)>,
     pub rtp_port: u16,
+    /// Answers one digest challenge (401/407) to the INVITE: a carrier trunk's account.
+    pub credentials: Option<DigestCredentials>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +130,7 @@ impl UserAgent {
                 ack: None,
                 confirmed: false,
                 transfer: None,
+                credentials: call.credentials,
             },
         );
         self.drain_transactions(now);
@@ -142,6 +146,9 @@ impl UserAgent {
     ) {
         let status = response.status_code.code();
         if status < 200 {
+            return;
+        }
+        if matches!(status, 401 | 407) && self.answer_challenge(now, key, id, response) {
             return;
         }
         if status >= 300 {
@@ -170,7 +177,8 @@ impl UserAgent {
                 return self.invite_failed(id, 502);
             }
         };
-        let ack = Bytes::from(dialog.ack(via, 1).to_string());
+        let invite_cseq = message::cseq(&session.invite).map_or(1, |(number, _)| number);
+        let ack = Bytes::from(dialog.ack(via, invite_cseq).to_string());
         let cancelled = session.state == SessionState::Cancelling;
         session.ack = Some(ack.clone());
         session.dialog = Some(dialog);
@@ -198,6 +206,92 @@ impl UserAgent {
             session: id,
             negotiated,
         });
+    }
+
+    /// Sends the INVITE again with credentials answering a carrier's 401/407 (once per
+    /// call: a second challenge means they were refused). False when it cannot be answered.
+    fn answer_challenge(
+        &mut self,
+        now: Instant,
+        key: &TxKey,
+        id: SessionId,
+        response: &rsip::Response,
+    ) -> bool {
+        let proxy = response.status_code.code() == 407;
+        let header = if proxy {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        let cnonce = self.random_token();
+        let via = self.via_for(id);
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        if session.state != SessionState::Early {
+            return false;
+        }
+        let (Some(credentials), Some(value)) = (
+            session.credentials.take(),
+            message::header_value(response, header),
+        ) else {
+            return false;
+        };
+        let mut challenge = match auth::parse(value, proxy) {
+            Ok(parsed) => parsed.challenge,
+            Err(error) => {
+                session
+                    .span
+                    .in_scope(|| warn!(%error, "carrier's challenge unusable"));
+                return false;
+            }
+        };
+        let uri = session.invite.uri.to_string();
+        let answer = challenge.answer(
+            "INVITE",
+            &uri,
+            &credentials.username,
+            &credentials.password,
+            &cnonce,
+        );
+        let mut invite = session.invite.clone();
+        let cseq = message::cseq(&invite).map_or(1, |(number, _)| number) + 1;
+        invite.headers.retain(|h| {
+            !matches!(h, rsip::Header::Via(_) | rsip::Header::CSeq(_))
+                && !matches!(h, rsip::Header::Other(name, _) if name.eq_ignore_ascii_case(challenge.header))
+        });
+        invite.headers.push(rsip::headers::Via::new(via).into());
+        invite
+            .headers
+            .push(rsip::headers::CSeq::new(format!("{cseq} INVITE")).into());
+        invite
+            .headers
+            .push(rsip::Header::Other(challenge.header.to_owned(), answer));
+        let peer = session.peer;
+        let Ok(new_key) = self.transactions.send_request(now, invite.clone(), peer) else {
+            return false;
+        };
+        session.span.in_scope(|| {
+            info!(
+                status = response.status_code.code(),
+                "answering the carrier's challenge"
+            )
+        });
+        session.invite = invite;
+        session.invite_tx = Some(new_key.clone());
+        self.by_tx.remove(key);
+        self.by_tx.insert(new_key, (id, TxPurpose::Invite));
+        true
+    }
+
+    fn via_for(&mut self, id: SessionId) -> String {
+        let transport = self
+            .sessions
+            .get(&id)
+            .map_or(crate::sip::transport::TransportKind::Udp, |s| {
+                s.peer.transport
+            });
+        self.via(transport)
     }
 
     /// Our INVITE ended without a dialog.

@@ -92,6 +92,7 @@ impl UserAgent {
                 ack: None,
                 confirmed: false,
                 transfer: None,
+                credentials: None,
             },
         );
         self.events.push_back(UaEvent::Incoming {
