@@ -69,6 +69,10 @@ max_auth_failures_per_address = 30
 auth_failure_window = "15m"
 ban_time = "5m"
 nonce_lifetime = "5m"
+rate = 8.0
+burst = 16
+rate_exempt = ["127.0.0.1/32"]
+max_calls_per_source = 50
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,8 +257,8 @@ pub struct ShutdownSettings {
     pub grace: Duration,
 }
 
-/// Defences of the public edge: failed logins and bans (`[security]`).
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// Defences of the public edge: failed logins, request rates and bans (`[security]`).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecuritySettings {
     /// Failed logins of one user name from one address within `auth_failure_window` before
@@ -269,10 +273,28 @@ pub struct SecuritySettings {
     /// A digest nonce is usable this long, then answered with `stale=true`.
     #[serde(deserialize_with = "duration")]
     pub nonce_lifetime: Duration,
+    /// Requests outside dialogs per second one address may sustain (trunks exempt); beyond
+    /// `burst` at once the address is silenced for `ban_time`.
+    pub rate: f64,
+    pub burst: u32,
+    /// Address blocks never rate-limited (a SIP front on this host); trunks are exempt anyway.
+    pub rate_exempt: Vec<Cidr>,
+    /// Calls in progress from one address (not a trunk's) beyond which new INVITEs get 503.
+    pub max_calls_per_source: u32,
 }
 
-impl From<SecuritySettings> for crate::sip::registrar::AuthPolicy {
-    fn from(security: SecuritySettings) -> Self {
+impl SecuritySettings {
+    pub fn flood_policy(&self) -> crate::sip::flood::FloodPolicy {
+        crate::sip::flood::FloodPolicy {
+            rate: self.rate,
+            burst: self.burst,
+            ban_time: self.ban_time,
+        }
+    }
+}
+
+impl From<&SecuritySettings> for crate::sip::registrar::AuthPolicy {
+    fn from(security: &SecuritySettings) -> Self {
         crate::sip::registrar::AuthPolicy {
             max_failures: security.max_auth_failures,
             max_failures_per_address: security.max_auth_failures_per_address,
@@ -325,7 +347,8 @@ impl Settings {
                     .try_parsing(true)
                     // `HOTLINE__SIP__TRUSTED=127.0.0.1/32,10.20.0.0/16`
                     .list_separator(",")
-                    .with_list_parse_key("sip.trusted"),
+                    .with_list_parse_key("sip.trusted")
+                    .with_list_parse_key("security.rate_exempt"),
             )
             .build()?;
         // The config crate drops the key from custom errors (bad address, bad duration):
@@ -422,7 +445,7 @@ mod tests {
         assert_eq!(settings.rtp.port_min, 30000);
         assert_eq!(settings.sip.t1, Duration::from_millis(500));
         assert_eq!(settings.shutdown.grace, Duration::from_secs(300));
-        let policy = crate::sip::registrar::AuthPolicy::from(settings.security);
+        let policy = crate::sip::registrar::AuthPolicy::from(&settings.security);
         assert_eq!(policy, crate::sip::registrar::AuthPolicy::default());
         assert_eq!(settings.sip.server_header, crate::sip::ua::DEFAULT_PRODUCT);
         assert_eq!(settings.routing_settle, Duration::from_secs(2));

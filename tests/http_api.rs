@@ -17,7 +17,8 @@ use hotline::cdr::{
     Thresholds, TransferMode,
 };
 use hotline::http::live::{
-    AgentLive, CallOrder, LiveCall, LiveSnapshot, OutcomeCount, QueueLive, ReloadRequest, TrunkLive,
+    AgentLive, BanLive, CallOrder, LiftBan, LiveCall, LiveSnapshot, OutcomeCount, QueueLive,
+    ReloadRequest, SecurityLive, TrunkLive,
 };
 use hotline::http::{check_bind, serve, HttpState};
 use serde_json::Value;
@@ -336,6 +337,16 @@ fn snapshot() -> LiveSnapshot {
                 failed: 0,
             },
         }],
+        security: SecurityLive {
+            events: [("auth_failed".to_owned(), 12), ("flood".to_owned(), 1)]
+                .into_iter()
+                .collect(),
+            bans: vec![BanLive {
+                address: "127.0.0.3".into(),
+                reason: "flood".into(),
+                seconds_left: 281,
+            }],
+        },
     }
 }
 
@@ -392,6 +403,18 @@ async fn start_with(thresholds: Thresholds) -> Harness {
             let _ = order.reply.send(result);
         }
     });
+    // Its side of lifting bans: 127.0.0.3 has two bans, nobody else any.
+    let (bans_tx, mut bans_rx) = mpsc::channel::<LiftBan>(4);
+    tokio::spawn(async move {
+        while let Some(lift) = bans_rx.recv().await {
+            let lifted = if lift.ip.to_string() == "127.0.0.3" {
+                2
+            } else {
+                0
+            };
+            let _ = lift.reply.send(lifted);
+        }
+    });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = HttpState {
@@ -401,6 +424,7 @@ async fn start_with(thresholds: Thresholds) -> Harness {
         live: live_rx,
         reload: reload_tx,
         calls: calls_tx,
+        bans: bans_tx,
     };
     tokio::spawn(async move { serve(listener, state).await });
     Harness {
@@ -1053,6 +1077,27 @@ async fn metrics_parse_and_carry_the_snapshot() {
         value(r#"hotline_trunk_calls_total{trunk="carrier"}"#),
         counter(3.0)
     );
+    assert_eq!(
+        value(r#"hotline_security_events_total{event="auth_failed"}"#),
+        counter(12.0)
+    );
+    assert_eq!(value("hotline_security_bans{}"), gauge(1.0));
+}
+
+#[tokio::test]
+async fn a_supervisor_lifts_a_ban() {
+    let server = start().await;
+    let (name, value) = bearer();
+    let auth = [(name, value.as_str())];
+    let lifted = http(server.addr, "DELETE", "/api/bans/127.0.0.3", &auth).await;
+    assert_eq!(lifted.status, 200, "{}", lifted.body);
+    assert_eq!(lifted.json(), serde_json::json!({ "lifted": 2 }));
+    let none = http(server.addr, "DELETE", "/api/bans/127.0.0.9", &auth).await;
+    assert_eq!(none.status, 404, "{}", none.body);
+    let bad = http(server.addr, "DELETE", "/api/bans/not-an-ip", &auth).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let anonymous = http(server.addr, "DELETE", "/api/bans/127.0.0.3", &[]).await;
+    assert_eq!(anonymous.status, 401);
 }
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -1105,6 +1150,7 @@ async fn dashboard_shows_the_seeded_day_in_chromium() {
     assert!(html.contains("<b id=\"longest-wait\">1:35</b>"));
     assert!(html.contains("<td>carrier</td><td style=\"color:#d62728\">refused (primary)</td>"));
     assert!(html.contains("<td>401 credentials refused</td><td>12:34</td>"));
+    assert!(html.contains("<tr><td>127.0.0.3</td><td>flood</td><td>4:41</td></tr>"));
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(!html.contains("<img src=x"));
     // Calls per local hour: 1 at 00, 6 at 09, 4 at 10, 2 at 11.

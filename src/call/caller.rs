@@ -61,6 +61,8 @@ pub(super) struct Call {
     /// The queue the flow put the caller in, with what agents' phones show.
     pub(super) queue: Option<QueueCall>,
     pub(super) facts: CallFacts,
+    /// Where the INVITE came from (calls per source are limited).
+    pub(super) source: std::net::IpAddr,
     /// The carrier trunk the call came through (its `max_calls` count).
     pub(super) trunk_line: Option<usize>,
     /// What the caller's media received, once it stopped.
@@ -92,6 +94,16 @@ impl Switchboard {
             }
         }
         let trunk_line = trunk.as_ref().map(|trunk| trunk.line);
+        if trunk_line.is_none() && self.source_at_its_limit(from) {
+            warn!(
+                "SECURITY event=max_calls_per_source src={} user=- calls={}",
+                from.addr.ip(),
+                self.max_calls_per_source.unwrap_or_default()
+            );
+            let retry = vec![rsip::headers::RetryAfter::new("30").into()];
+            self.ua.reject(now, id, 503, retry);
+            return self.record_rejected(now, &invite, from, 503);
+        }
         let Some(rtp_port) = self.ports.allocate() else {
             warn!("no free RTP port: rejecting call");
             if let Some(line) = trunk_line {
@@ -139,6 +151,7 @@ impl Switchboard {
                 bridged: false,
                 queue: None,
                 facts,
+                source: from.addr.ip(),
                 trunk_line,
                 rtp: None,
             },
@@ -295,6 +308,23 @@ impl Switchboard {
             self.hang_up_leg(now, leg);
         }
         self.report_to_acd(now, AcdInput::CallerLeft { call: CallId(id.0) });
+    }
+
+    /// Whether `from` has as many calls in progress as one address may (`max_calls_per_source`).
+    fn source_at_its_limit(&self, from: Peer) -> bool {
+        let Some(max) = self.max_calls_per_source else {
+            return false;
+        };
+        let ip = from.addr.ip();
+        if self.ua.is_limit_exempt(ip) {
+            return false;
+        }
+        let calls = self
+            .calls
+            .values()
+            .filter(|call| call.trunk_line.is_none() && call.source == ip)
+            .count();
+        calls >= max as usize
     }
 
     /// The caller's SIP session is over: everything released, the record written.

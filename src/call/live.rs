@@ -20,10 +20,30 @@ pub struct LiveSnapshot {
     pub agents: Vec<AgentLive>,
     /// Carrier trunks: registration or keep-alive state, last error, next retry, calls.
     pub trunks: Vec<super::TrunkLive>,
+    /// The public edge's defences: events since start and the bans in force.
+    pub security: SecurityLive,
     /// Since the service started: calls by outcome, group and language.
     pub outcomes: Vec<OutcomeCount>,
     /// Since the service started: calls by DTMF mode (rfc4733, sip-info, inband, none).
     pub dtmf_modes: BTreeMap<String, u64>,
+}
+
+/// Security counters since start and the bans in force now.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SecurityLive {
+    /// Events since start, by name: `auth_failed`, `login_banned`, `banned_request`,
+    /// `nonce_replay`, `uri_mismatch`, `flood`, `scanner`, `dropped`.
+    pub events: BTreeMap<String, u64>,
+    pub bans: Vec<BanLive>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BanLive {
+    pub address: String,
+    /// `flood`, `scanner` (silenced), `login` (REGISTER refused from the address) or
+    /// `login:USER` (that user from that address).
+    pub reason: String,
+    pub seconds_left: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,7 +149,53 @@ impl Switchboard {
             queues: queues.into_values().collect(),
             agents,
             trunks: self.trunks_live(now),
+            security: self.security_live(now),
             ..LiveSnapshot::default()
         }
+    }
+}
+
+impl Switchboard {
+    fn security_live(&self, now: Instant) -> SecurityLive {
+        let logins = self.ua.security_stats(now);
+        let flood = self.ua.flood_stats(now);
+        let events = [
+            ("auth_failed", logins.auth_failures),
+            ("login_banned", logins.bans),
+            ("banned_request", logins.banned_requests),
+            ("nonce_replay", logins.nonce_replays),
+            ("uri_mismatch", logins.uri_mismatches),
+            ("flood", flood.flood_bans),
+            ("scanner", flood.scanner_bans),
+            ("dropped", flood.dropped),
+        ]
+        .into_iter()
+        .map(|(name, count)| (name.to_owned(), count))
+        .collect();
+        let seconds_left = |until: Instant| until.saturating_duration_since(now).as_secs();
+        let mut bans: Vec<BanLive> = self
+            .ua
+            .flood_bans(now)
+            .into_iter()
+            .map(|(ip, until, reason)| BanLive {
+                address: ip.to_string(),
+                reason: reason.to_owned(),
+                seconds_left: seconds_left(until),
+            })
+            .collect();
+        bans.extend(self.ua.bans(now).into_iter().map(|(key, until)| {
+            let (address, reason) = match key {
+                crate::sip::registrar::BanKey::Address(ip) => (ip.to_string(), "login".to_owned()),
+                crate::sip::registrar::BanKey::UserAt(user, ip) => {
+                    (ip.to_string(), format!("login:{user}"))
+                }
+            };
+            BanLive {
+                address,
+                reason,
+                seconds_left: seconds_left(until),
+            }
+        }));
+        SecurityLive { events, bans }
     }
 }

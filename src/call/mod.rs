@@ -178,6 +178,8 @@ pub struct Switchboard {
     awaiting_rtp: HashMap<LegId, AwaitingRtp>,
     pending: VecDeque<Pending>,
     trunks: trunk::Trunks,
+    /// Calls in progress one address (not a trunk) may have; more get 503.
+    max_calls_per_source: Option<u32>,
     /// Calls placed through trunks (test calls), by session.
     placed: HashMap<SessionId, outbound::PlacedCall>,
     outputs: VecDeque<Output>,
@@ -205,6 +207,7 @@ impl Switchboard {
             pending: VecDeque::new(),
             trunks: trunk::Trunks::default(),
             placed: HashMap::new(),
+            max_calls_per_source: None,
             outputs: VecDeque::new(),
         }
     }
@@ -223,6 +226,22 @@ impl Switchboard {
     /// trunks' `inbound`); others get 403.
     pub fn admit_only(&mut self, blocks: Vec<crate::sip::cidr::Cidr>) {
         self.ua.admit_only(Some(blocks));
+    }
+
+    /// Limits each source's requests (flood bans, scanners) and calls in progress; trunks are
+    /// exempt (their `max_calls` applies).
+    pub fn limit_sources(
+        &mut self,
+        guard: crate::sip::flood::FloodGuard,
+        max_calls_per_source: u32,
+    ) {
+        self.ua.limit_sources(guard);
+        self.max_calls_per_source = Some(max_calls_per_source);
+    }
+
+    /// Lifts every ban on `ip` (failed logins, flood, scanner); how many there were.
+    pub fn lift_bans(&mut self, now: Instant, ip: std::net::IpAddr) -> usize {
+        self.ua.lift_bans(now, ip)
     }
 
     /// What the Server and User-Agent headers say (`sip.server_header`).

@@ -176,6 +176,40 @@ pub async fn place_call(
     }
 }
 
+/// `DELETE /api/bans/{ip}`: lifts every ban on the address (flood, scanner, failed logins).
+/// 200 `{"lifted": n}`, 404 when none was in force, 400 for a malformed address.
+pub async fn lift_ban(
+    State(state): State<HttpState>,
+    axum::extract::Path(ip): axum::extract::Path<String>,
+) -> Response {
+    let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+        return text_error(
+            StatusCode::BAD_REQUEST,
+            format!("{ip:?} is not an IP address"),
+        );
+    };
+    let (reply, answer) = oneshot::channel();
+    let exchange = async {
+        state
+            .bans
+            .send(crate::http::live::LiftBan { ip, reply })
+            .await
+            .map_err(|_| "the service loop is not running")?;
+        answer
+            .await
+            .map_err(|_| "the service loop dropped the request")
+    };
+    match tokio::time::timeout(RELOAD_TIMEOUT, exchange).await {
+        Ok(Ok(0)) => text_error(StatusCode::NOT_FOUND, format!("no ban in force on {ip}")),
+        Ok(Ok(lifted)) => Json(json!({ "lifted": lifted })).into_response(),
+        Ok(Err(message)) => text_error(StatusCode::SERVICE_UNAVAILABLE, message),
+        Err(_) => text_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("no answer from the service loop within {RELOAD_TIMEOUT:?}"),
+        ),
+    }
+}
+
 /// 503 with the reason while the database cannot be reached (the service is fine, the
 /// figures are not available now); 500 for anything else.
 fn store_error(context: &str, error: &CdrError) -> Response {

@@ -226,6 +226,7 @@ fn live_panel(html: &mut String, snapshot: &LiveSnapshot) {
     }
     html.push_str("</table></div>\n");
     trunk_panel(html, snapshot);
+    ban_panel(html, snapshot);
 
     let mut states: BTreeMap<&str, usize> = ["idle", "ringing", "on_call", "wrap_up"]
         .into_iter()
@@ -278,6 +279,27 @@ fn trunk_panel(html: &mut String, snapshot: &LiveSnapshot) {
             trunk.calls_active,
             esc(trunk.last_error.as_deref().unwrap_or("")),
             trunk.next_retry_s.map(minutes_seconds).unwrap_or_default(),
+        );
+    }
+    html.push_str("</table></div>\n");
+}
+
+/// Addresses banned now, why and for how long (lifted with `DELETE /api/bans/{ip}`).
+fn ban_panel(html: &mut String, snapshot: &LiveSnapshot) {
+    if snapshot.security.bans.is_empty() {
+        return;
+    }
+    html.push_str(
+        "<div class=\"panel\"><h2>Banned addresses</h2><table><tr><th>address</th>\
+         <th>reason</th><th>ends in</th></tr>",
+    );
+    for ban in &snapshot.security.bans {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&ban.address),
+            esc(&ban.reason),
+            minutes_seconds(ban.seconds_left),
         );
     }
     html.push_str("</table></div>\n");

@@ -4,6 +4,7 @@
 use tokio::sync::oneshot;
 
 pub use crate::call::live::{AgentLive, LiveCall, LiveSnapshot, OutcomeCount, QueueLive};
+pub use crate::call::live::{BanLive, SecurityLive};
 pub use crate::call::TrunkLive;
 
 /// `POST /api/reload`: validate and apply routing.toml; the answer is the new version's hash
@@ -21,4 +22,11 @@ pub struct CallOrder {
     pub language: String,
     pub prompt: String,
     pub reply: oneshot::Sender<crate::call::TrunkCallResult>,
+}
+
+/// `DELETE /api/bans/{ip}`: lift every ban on an address; the answer is how many there were.
+#[derive(Debug)]
+pub struct LiftBan {
+    pub ip: std::net::IpAddr,
+    pub reply: oneshot::Sender<usize>,
 }

@@ -190,7 +190,33 @@ pub fn render(snapshot: &LiveSnapshot) -> String {
         );
     }
     add_trunks(&mut out, snapshot);
+    add_security(&mut out, snapshot);
     out
+}
+
+fn add_security(out: &mut String, snapshot: &LiveSnapshot) {
+    family(
+        out,
+        "hotline_security_events_total",
+        "counter",
+        "Security events since start: failed logins, bans, replayed nonces, floods, scanners, requests dropped from banned addresses.",
+    );
+    for (event, count) in &snapshot.security.events {
+        sample(
+            out,
+            "hotline_security_events_total",
+            &[("event", event)],
+            *count,
+        );
+    }
+    family(
+        out,
+        "hotline_security_bans",
+        "gauge",
+        "Bans in force (addresses silenced for floods or scanning, logins refused).",
+    );
+    let bans = snapshot.security.bans.len() as u64;
+    sample(out, "hotline_security_bans", &[], bans);
 }
 
 fn add_trunks(out: &mut String, snapshot: &LiveSnapshot) {

@@ -40,6 +40,8 @@ pub struct HttpState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Calls to place through trunks (`POST /api/calls`).
     pub calls: mpsc::Sender<super::live::CallOrder>,
+    /// Bans to lift (`DELETE /api/bans/{ip}`).
+    pub bans: mpsc::Sender<super::live::LiftBan>,
 }
 
 /// Refuses to serve without a token anywhere but on a loopback address, and refuses an empty
@@ -74,6 +76,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/live", get(api::live))
         .route("/api/reload", post(api::reload))
         .route("/api/trunks/:trunk/calls", post(api::place_call))
+        .route("/api/bans/:ip", axum::routing::delete(api::lift_ban))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health))
         .with_state(state)

@@ -72,6 +72,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         live,
         mut reloads,
         mut placed_calls,
+        mut lift_bans,
         mut hangups,
         mut stop_signals,
         mut shutdown,
@@ -138,6 +139,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     prompt: order.prompt,
                 };
                 switchboard.handle_input(Instant::now(), Input::PlaceTrunkCall(request));
+            }
+            Some(lift) = lift_bans.recv() => {
+                let lifted = switchboard.lift_bans(Instant::now(), lift.ip);
+                info!(ip = %lift.ip, lifted, "bans lifted by a supervisor");
+                let _ = lift.reply.send(lifted);
             }
             Some(request) = reloads.recv() => {
                 let answer = routing.reload_reporting().map(|loaded| {

@@ -41,6 +41,8 @@ pub(super) struct Service {
     pub(super) reloads: mpsc::Receiver<ReloadRequest>,
     /// Calls supervisors ask to place through a trunk.
     pub(super) placed_calls: mpsc::Receiver<crate::http::live::CallOrder>,
+    /// Bans supervisors lift.
+    pub(super) lift_bans: mpsc::Receiver<crate::http::live::LiftBan>,
     pub(super) hangups: mpsc::Receiver<()>,
     pub(super) stop_signals: mpsc::Receiver<&'static str>,
     pub(super) shutdown: shutdown::Shutdown,
@@ -164,6 +166,10 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
     let mut switchboard = Switchboard::new(config, prompts, loaded.flows, rand::random());
     switchboard.set_server_header(&settings.sip.server_header);
     switchboard.admit_only(admitted_sources(&settings));
+    switchboard.limit_sources(
+        source_limits(&settings),
+        settings.security.max_calls_per_source,
+    );
     if let Some(routing) = loaded.routing {
         switchboard.set_routing(Instant::now(), routing);
     }
@@ -171,7 +177,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         let credentials = Credentials::load(path)
             .context("loading agent credentials (setting sip.credentials)")?;
         info!(realm = credentials.realm(), "agent registration enabled");
-        switchboard.enable_registrar_with(credentials, settings.security.into());
+        switchboard.enable_registrar_with(credentials, (&settings.security).into());
     }
     write_pid_file(&settings.pid_file);
     let trunks = trunk_setups(&settings, SocketAddr::new(public_ip, local.port()))?;
@@ -183,6 +189,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
     let (live, live_readers) = tokio::sync::watch::channel(LiveSnapshot::default());
     let (reload_requests, reloads) = mpsc::channel::<ReloadRequest>(4);
     let (call_orders, placed_calls) = mpsc::channel::<crate::http::live::CallOrder>(4);
+    let (ban_lifts, lift_bans) = mpsc::channel::<crate::http::live::LiftBan>(4);
     crate::http::check_bind(settings.http.listen, &settings.http.token)
         .map_err(|problem| anyhow::anyhow!("http.listen: {problem}"))?;
     let http_listener = tokio::net::TcpListener::bind(settings.http.listen)
@@ -203,6 +210,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         live: live_readers,
         reload: reload_requests,
         calls: call_orders,
+        bans: ban_lifts,
     };
     tokio::spawn(async move {
         if let Err(error) = crate::http::serve(http_listener, http_state).await {
@@ -240,6 +248,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         live,
         reloads,
         placed_calls,
+        lift_bans,
         hangups,
         stop_signals,
         shutdown,
@@ -386,8 +395,9 @@ fn trunk_setups(
     Ok(setups)
 }
 
-fn admitted_sources(settings: &Settings) -> Vec<crate::sip::cidr::Cidr> {
-    let mut blocks = settings.sip.trusted.clone();
+/// The trunks' source blocks: their `inbound`, else their host when it is an IP address.
+fn trunk_sources(settings: &Settings) -> Vec<crate::sip::cidr::Cidr> {
+    let mut blocks = Vec::new();
     for (name, trunk) in &settings.trunks {
         if !trunk.inbound.is_empty() {
             blocks.extend(trunk.inbound.iter().copied());
@@ -407,9 +417,23 @@ fn admitted_sources(settings: &Settings) -> Vec<crate::sip::cidr::Cidr> {
             ),
         }
     }
+    blocks
+}
+
+/// Who may start calls and registrations: `sip.trusted` and the trunks.
+fn admitted_sources(settings: &Settings) -> Vec<crate::sip::cidr::Cidr> {
+    let mut blocks = settings.sip.trusted.clone();
+    blocks.extend(trunk_sources(settings));
     info!(
         blocks = blocks.len(),
         "new calls and registrations admitted from sip.trusted and trunks"
     );
     blocks
+}
+
+/// The source limits: `[security]` rates, with the trunks and `security.rate_exempt` exempt.
+fn source_limits(settings: &Settings) -> crate::sip::flood::FloodGuard {
+    let mut exempt = settings.security.rate_exempt.clone();
+    exempt.extend(trunk_sources(settings));
+    crate::sip::flood::FloodGuard::new(settings.security.flood_policy(), exempt)
 }

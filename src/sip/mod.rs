@@ -3,6 +3,7 @@
 
 pub mod cidr;
 pub mod dialog;
+pub mod flood;
 
 pub mod framing;
 pub mod message;

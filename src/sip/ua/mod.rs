@@ -27,6 +27,7 @@ use tracing::debug;
 
 use super::cidr::Cidr;
 use super::dialog::DialogKey;
+use super::flood::{FloodGuard, FloodStats, Verdict};
 use super::message;
 use super::registrar::{AuthPolicy, BanKey, Credentials, Registrar, SecurityStats};
 use super::transaction::{TimerConfig, TransactionLayer, TxEvent, TxKey, TxOutput};
@@ -165,6 +166,8 @@ pub struct UserAgent {
     accepting: bool,
     /// Who may start calls and registrations; None: anyone.
     admitted: Option<Vec<Cidr>>,
+    /// Request limits per source address; None: unlimited.
+    flood: Option<FloodGuard>,
     /// Server header of responses and User-Agent of requests.
     product: String,
     rng: StdRng,
@@ -188,6 +191,7 @@ impl UserAgent {
             registrar: None,
             accepting: true,
             admitted: None,
+            flood: None,
             product: DEFAULT_PRODUCT.to_owned(),
             rng: StdRng::seed_from_u64(seed),
             next_session: 1,
@@ -247,6 +251,38 @@ impl UserAgent {
         self.admitted = blocks;
     }
 
+    /// Limits each source's requests outside dialogs (trunks and `exempt` blocks never).
+    pub fn limit_sources(&mut self, guard: FloodGuard) {
+        self.flood = Some(guard);
+    }
+
+    /// Whether `ip` is exempt from the source limits (no limits: everyone is).
+    pub fn is_limit_exempt(&self, ip: IpAddr) -> bool {
+        self.flood.as_ref().is_none_or(|guard| guard.is_exempt(ip))
+    }
+
+    /// The source limits' counters (all zero without limits).
+    pub fn flood_stats(&self, now: Instant) -> FloodStats {
+        self.flood
+            .as_ref()
+            .map(|guard| guard.stats(now))
+            .unwrap_or_default()
+    }
+
+    /// Addresses silenced for flooding or scanning, when each ban ends and why.
+    pub fn flood_bans(&self, now: Instant) -> Vec<(IpAddr, Instant, &'static str)> {
+        self.flood
+            .as_ref()
+            .map(|guard| guard.bans(now))
+            .unwrap_or_default()
+    }
+
+    /// Lifts every ban on `ip` (login bans and flood bans); how many there were.
+    pub fn lift_bans(&mut self, now: Instant, ip: IpAddr) -> usize {
+        let flood = self.flood.as_mut().is_some_and(|guard| guard.lift(now, ip));
+        self.lift_ban(ip) + usize::from(flood)
+    }
+
     /// Whether `from` may send `request`: new INVITE, REGISTER and SUBSCRIBE only from the
     /// admitted blocks; anything inside a dialog (it has our To tag) from anyone.
     fn admits(&self, from: Peer, request: &rsip::Request) -> bool {
@@ -294,6 +330,12 @@ impl UserAgent {
 
     /// One SIP message from a transport: a UDP datagram or a framed TCP message.
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        // A banned source costs no parsing and gets no answer.
+        if let Some(guard) = self.flood.as_mut() {
+            if guard.is_banned(now, from.addr.ip()) {
+                return;
+            }
+        }
         if bytes.len() > self.config.max_message_size {
             self.reject_unparsed(from, bytes, 513, "Message Too Large");
             return;
@@ -302,6 +344,14 @@ impl UserAgent {
             Ok(mut parsed) => {
                 if let rsip::SipMessage::Request(request) = &mut parsed {
                     message::stamp_received(request, from.addr);
+                    if let Some(guard) = self.flood.as_mut() {
+                        let opens = message::to_tag(request).is_none()
+                            && request.method != rsip::Method::Ack;
+                        let agent = message::header_value(request, "User-Agent");
+                        if guard.check(now, from.addr.ip(), opens, agent) == Verdict::Silence {
+                            return;
+                        }
+                    }
                     if !self.admits(from, request) {
                         // Stateless: a stranger's requests cost no transaction state.
                         debug!(peer = %from.addr, method = %request.method, "not a trusted source: 403");
