@@ -73,6 +73,12 @@ rate = 8.0
 burst = 16
 rate_exempt = ["127.0.0.1/32"]
 max_calls_per_source = 50
+
+[features]
+pause = "*21"
+resume = "*22"
+log_out = "*23"
+log_in = "*24"
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +107,8 @@ pub struct Settings {
     #[serde(default)]
     pub trunks: BTreeMap<String, TrunkSettings>,
     pub security: SecuritySettings,
+    /// `[features]`: codes agents dial from their phone.
+    pub features: FeatureSettings,
     /// `[node]`: absent from `DEFAULTS` because its default, the host name, is read at start.
     #[serde(default)]
     pub node: NodeSettings,
@@ -255,6 +263,18 @@ pub struct ShutdownSettings {
     /// them up (new calls are refused meanwhile).
     #[serde(deserialize_with = "duration")]
     pub grace: Duration,
+}
+
+/// Codes agents dial from their registered phone (`[features]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSettings {
+    /// Take a break: not rung until `resume`.
+    pub pause: String,
+    pub resume: String,
+    /// Out of all groups until `log_in` (still registered).
+    pub log_out: String,
+    pub log_in: String,
 }
 
 /// Defences of the public edge: failed logins, request rates and bans (`[security]`).

@@ -1625,7 +1625,7 @@ async fn check_backend(run: &Run, database_url: &str, spool: &Path) {
     let (_live_tx, live_rx) = tokio::sync::watch::channel(LiveSnapshot::default());
     let (reload_tx, _reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(1);
     let (calls_tx, _calls_rx) = tokio::sync::mpsc::channel(1);
-    let (bans_tx, _bans_rx) = tokio::sync::mpsc::channel(1);
+    let (commands_tx, _commands_rx) = tokio::sync::mpsc::channel(1);
     let state = HttpState {
         token: Some(TOKEN.into()),
         store: store.clone(),
@@ -1633,7 +1633,7 @@ async fn check_backend(run: &Run, database_url: &str, spool: &Path) {
         live: live_rx,
         reload: reload_tx,
         calls: calls_tx,
-        bans: bans_tx,
+        commands: commands_tx,
     };
     let server = tokio::spawn(async move { serve(listener, state).await });
 

@@ -17,7 +17,7 @@ use hotline::cdr::{
     Thresholds, TransferMode,
 };
 use hotline::http::live::{
-    AgentLive, BanLive, CallOrder, LiftBan, LiveCall, LiveSnapshot, OutcomeCount, QueueLive,
+    AgentLive, BanLive, CallOrder, Command, LiveCall, LiveSnapshot, OutcomeCount, QueueLive,
     ReloadRequest, SecurityLive, TrunkLive,
 };
 use hotline::http::{check_bind, serve, HttpState};
@@ -403,16 +403,19 @@ async fn start_with(thresholds: Thresholds) -> Harness {
             let _ = order.reply.send(result);
         }
     });
-    // Its side of lifting bans: 127.0.0.3 has two bans, nobody else any.
-    let (bans_tx, mut bans_rx) = mpsc::channel::<LiftBan>(4);
+    // Its side of supervisors' commands: 127.0.0.3 has two bans, nobody else any; the agent
+    // "ona" exists.
+    let (commands_tx, mut commands_rx) = mpsc::channel::<Command>(4);
     tokio::spawn(async move {
-        while let Some(lift) = bans_rx.recv().await {
-            let lifted = if lift.ip.to_string() == "127.0.0.3" {
-                2
-            } else {
-                0
-            };
-            let _ = lift.reply.send(lifted);
+        while let Some(command) = commands_rx.recv().await {
+            match command {
+                Command::LiftBan { ip, reply } => {
+                    let _ = reply.send(if ip.to_string() == "127.0.0.3" { 2 } else { 0 });
+                }
+                Command::SetAgentState { agent, reply, .. } => {
+                    let _ = reply.send(agent == "ona");
+                }
+            }
         }
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -424,7 +427,7 @@ async fn start_with(thresholds: Thresholds) -> Harness {
         live: live_rx,
         reload: reload_tx,
         calls: calls_tx,
-        bans: bans_tx,
+        commands: commands_tx,
     };
     tokio::spawn(async move { serve(listener, state).await });
     Harness {
@@ -1098,6 +1101,41 @@ async fn a_supervisor_lifts_a_ban() {
     assert_eq!(bad.status, 400, "{}", bad.body);
     let anonymous = http(server.addr, "DELETE", "/api/bans/127.0.0.3", &[]).await;
     assert_eq!(anonymous.status, 401);
+}
+
+#[tokio::test]
+async fn a_supervisor_pauses_an_agent() {
+    let server = start().await;
+    let (name, value) = bearer();
+    let json = [(name, value.as_str()), ("Content-Type", "application/json")];
+    let paused = http_with_body(
+        server.addr,
+        "/api/agents/ona/state",
+        &json,
+        r#"{"state":"paused"}"#,
+    )
+    .await;
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert_eq!(
+        paused.json(),
+        serde_json::json!({ "agent": "ona", "state": "paused" })
+    );
+    let unknown = http_with_body(
+        server.addr,
+        "/api/agents/zz/state",
+        &json,
+        r#"{"state":"available"}"#,
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let nonsense = http_with_body(
+        server.addr,
+        "/api/agents/ona/state",
+        &json,
+        r#"{"state":"asleep"}"#,
+    )
+    .await;
+    assert_eq!(nonsense.status, 400, "{}", nonsense.body);
 }
 
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -2,7 +2,8 @@
 //! with the routing configuration.
 
 use super::types::{
-    after, due, AcdOutput, AgentId, AgentRecord, AgentState, CallId, CallPhase, FailReason,
+    after, due, AcdError, AcdOutput, AgentId, AgentRecord, AgentState, CallId, CallPhase,
+    FailReason, PauseReason,
 };
 use super::Acd;
 use crate::routing::model::{Group, Routing};
@@ -13,6 +14,17 @@ use std::time::Instant;
 impl Acd {
     pub(super) fn back_off(&mut self, agent: &AgentId, reason: FailReason, now: Instant) {
         self.set_agent(agent, AgentState::Idle, now);
+        if reason == FailReason::NoAnswer {
+            let limit = self.settings.max_no_answer;
+            let missed = self.agents.get_mut(agent).map(|record| {
+                record.missed_in_a_row += 1;
+                record.missed_in_a_row
+            });
+            if limit > 0 && missed.is_some_and(|missed| missed >= limit) {
+                tracing::warn!(%agent, missed = limit, "agent missed rings in a row: paused until they resume");
+                let _ = self.set_pause(agent, Some(PauseReason::NoAnswer));
+            }
+        }
         let until = after(now, self.settings.backoff(reason));
         if let Some(record) = self.agents.get_mut(agent) {
             // A failed leg says nothing about the agent once it moved on (e.g. unregistered).
@@ -47,6 +59,35 @@ impl Acd {
             // An agent on a call finishes it; it goes unregistered when the call ends.
             _ => {}
         }
+    }
+
+    /// Pauses an agent (never rung while paused) or makes it available again; unknown agents
+    /// are refused. A ring in progress goes on (the agent may still answer it).
+    pub(super) fn set_pause(
+        &mut self,
+        agent: &AgentId,
+        pause: Option<PauseReason>,
+    ) -> Result<(), AcdError> {
+        let Some(record) = self.agents.get_mut(agent) else {
+            return Err(AcdError::UnknownAgent {
+                agent: agent.clone(),
+            });
+        };
+        let from = record.paused;
+        if from == pause {
+            return Ok(());
+        }
+        record.paused = pause;
+        if pause.is_none() {
+            record.missed_in_a_row = 0;
+            record.backoff_until = None;
+        }
+        self.emit(AcdOutput::PauseChanged {
+            agent: agent.clone(),
+            from,
+            to: pause,
+        });
+        Ok(())
     }
 
     /// Forgets one ring of a call; the call waits again when nobody else rings.
@@ -97,6 +138,8 @@ impl Acd {
                         since: now,
                         calls_answered: 0,
                         backoff_until: None,
+                        paused: None,
+                        missed_in_a_row: 0,
                     },
                 );
             }

@@ -16,6 +16,8 @@
 
 mod agents;
 mod announce;
+#[cfg(test)]
+mod pause_tests;
 mod queue;
 mod select;
 #[cfg(test)]
@@ -25,7 +27,7 @@ mod types;
 use types::{after, AgentRecord, CallPhase, CallRecord};
 pub use types::{
     AcdError, AcdInput, AcdOutput, AcdSettings, AgentId, AgentSnapshot, AgentState, CallId,
-    FailReason,
+    FailReason, PauseReason,
 };
 
 use crate::routing::model::Routing;
@@ -93,6 +95,7 @@ impl Acd {
                 self.registered(agent, registered, now);
                 Ok(())
             }
+            AcdInput::SetPause { agent, pause } => self.set_pause(&agent, pause),
             AcdInput::Reconfigure(routing) => {
                 self.reconfigure(routing, now);
                 Ok(())
@@ -156,6 +159,7 @@ impl Acd {
                 since: agent.since,
                 calls_answered: agent.calls_answered,
                 backoff_until: agent.backoff_until,
+                paused: agent.paused,
             })
             .collect()
     }

@@ -131,6 +131,7 @@ impl Acd {
         self.set_agent(&agent, AgentState::OnCall(call), now);
         if let Some(record) = self.agents.get_mut(&agent) {
             record.calls_answered += 1;
+            record.missed_in_a_row = 0;
         }
         self.emit(AcdOutput::Connected { call, agent });
         Ok(())

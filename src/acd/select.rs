@@ -41,6 +41,7 @@ pub(super) fn choose(
             continue;
         };
         let free = record.state == AgentState::Idle
+            && record.paused.is_none()
             && record.backoff_until.is_none_or(|until| until <= now);
         if free && (widened || speaks(agent, language)) {
             candidates.push((agent.priority, Candidate { id, index, record }));

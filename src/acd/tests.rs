@@ -18,7 +18,7 @@ options."1" = { group = "desk" }
 
 /// One `[groups.<name>]` table; agents are (name, languages, priority), `user:` names are
 /// registered users, others become `sip:<name>@127.0.0.1`.
-fn group(name: &str, settings: &str, agents: &[(&str, &[&str], u32)]) -> String {
+pub(super) fn group(name: &str, settings: &str, agents: &[(&str, &[&str], u32)]) -> String {
     let agents: Vec<String> = agents
         .iter()
         .map(|(agent, languages, priority)| {
@@ -44,16 +44,16 @@ fn routing(groups: &[String]) -> Arc<Routing> {
     Arc::new(parse(&text, "test.toml").unwrap())
 }
 
-fn a(name: &str) -> AgentId {
+pub(super) fn a(name: &str) -> AgentId {
     match name.strip_prefix("user:") {
         Some(user) => AgentId::user(user),
         None => AgentId(format!("sip:{name}@127.0.0.1")),
     }
 }
 
-const ALL: &[&str] = &["lt", "en", "ru"];
+pub(super) const ALL: &[&str] = &["lt", "en", "ru"];
 
-fn secs(n: u64) -> Duration {
+pub(super) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
@@ -61,18 +61,18 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-struct Sim {
-    acd: Acd,
+pub(super) struct Sim {
+    pub(super) acd: Acd,
     t0: Instant,
     now: Instant,
 }
 
 impl Sim {
-    fn new(groups: &[String]) -> Sim {
+    pub(super) fn new(groups: &[String]) -> Sim {
         Sim::with(groups, AcdSettings::default())
     }
 
-    fn with(groups: &[String], settings: AcdSettings) -> Sim {
+    pub(super) fn with(groups: &[String], settings: AcdSettings) -> Sim {
         let t0 = Instant::now();
         Sim {
             acd: Acd::new(routing(groups), settings, t0),
@@ -85,13 +85,13 @@ impl Sim {
         std::iter::from_fn(|| self.acd.poll_output()).collect()
     }
 
-    fn input(&mut self, input: AcdInput) -> Vec<AcdOutput> {
+    pub(super) fn input(&mut self, input: AcdInput) -> Vec<AcdOutput> {
         self.acd.handle_input(input, self.now).unwrap();
         self.drain()
     }
 
     /// Fires every timer up to `t0 + at`, in order, and returns all outputs.
-    fn run_to(&mut self, at: Duration) -> Vec<AcdOutput> {
+    pub(super) fn run_to(&mut self, at: Duration) -> Vec<AcdOutput> {
         let target = self.t0 + at;
         let mut outputs = Vec::new();
         while let Some(next) = self.acd.poll_timeout().filter(|next| *next <= target) {
@@ -106,7 +106,7 @@ impl Sim {
         outputs
     }
 
-    fn enqueue(&mut self, call: u64, group: &str, language: &str) -> Vec<AcdOutput> {
+    pub(super) fn enqueue(&mut self, call: u64, group: &str, language: &str) -> Vec<AcdOutput> {
         self.input(AcdInput::Enqueue {
             call: CallId(call),
             group: group.into(),
@@ -114,14 +114,14 @@ impl Sim {
         })
     }
 
-    fn answer(&mut self, call: u64, agent: &str) -> Vec<AcdOutput> {
+    pub(super) fn answer(&mut self, call: u64, agent: &str) -> Vec<AcdOutput> {
         self.input(AcdInput::AgentAnswered {
             call: CallId(call),
             agent: a(agent),
         })
     }
 
-    fn fail(&mut self, call: u64, agent: &str, reason: FailReason) -> Vec<AcdOutput> {
+    pub(super) fn fail(&mut self, call: u64, agent: &str, reason: FailReason) -> Vec<AcdOutput> {
         self.input(AcdInput::AgentFailed {
             call: CallId(call),
             agent: a(agent),
@@ -129,7 +129,7 @@ impl Sim {
         })
     }
 
-    fn end(&mut self, call: u64) -> Vec<AcdOutput> {
+    pub(super) fn end(&mut self, call: u64) -> Vec<AcdOutput> {
         self.input(AcdInput::CallEnded { call: CallId(call) })
     }
 
@@ -137,7 +137,7 @@ impl Sim {
         self.input(AcdInput::CallerLeft { call: CallId(call) })
     }
 
-    fn state(&self, agent: &str) -> AgentState {
+    pub(super) fn state(&self, agent: &str) -> AgentState {
         self.snapshot(agent).state
     }
 
@@ -170,7 +170,7 @@ impl Sim {
     }
 }
 
-fn rings(outputs: &[AcdOutput]) -> Vec<(u64, AgentId)> {
+pub(super) fn rings(outputs: &[AcdOutput]) -> Vec<(u64, AgentId)> {
     outputs
         .iter()
         .filter_map(|o| match o {
@@ -180,7 +180,7 @@ fn rings(outputs: &[AcdOutput]) -> Vec<(u64, AgentId)> {
         .collect()
 }
 
-fn stops(outputs: &[AcdOutput]) -> Vec<(u64, AgentId)> {
+pub(super) fn stops(outputs: &[AcdOutput]) -> Vec<(u64, AgentId)> {
     outputs
         .iter()
         .filter_map(|o| match o {
@@ -206,7 +206,7 @@ fn announces(outputs: &[AcdOutput]) -> Vec<(u64, u32, Option<Duration>)> {
 
 const FAST: &str = "ring_timeout = \"10s\"\nwrap_up = \"0s\"";
 
-fn three(strategy: &str) -> Vec<String> {
+pub(super) fn three(strategy: &str) -> Vec<String> {
     vec![group(
         "desk",
         &format!("strategy = \"{strategy}\"\n{FAST}"),
@@ -1029,7 +1029,9 @@ fn check_invariants(
         assert!(claimed, "{agent} thinks it serves {call}");
     }
     for output in outputs {
-        let call = output.call();
+        let Some(call) = output.call() else {
+            continue;
+        };
         assert!(
             seen.contains(&call),
             "output for never-enqueued {call}: {output:?} in {outputs:?}"
@@ -1061,6 +1063,7 @@ fn check_invariants(
             } => {
                 assert_eq!(acd.call_group(call), Some(group.as_str()), "{output:?}");
             }
+            AcdOutput::PauseChanged { .. } => unreachable!("not about a call"),
         }
     }
 }
@@ -1243,5 +1246,6 @@ fn kind(output: &AcdOutput) -> &'static str {
         AcdOutput::Announce { .. } => "Announce",
         AcdOutput::Overflow { .. } => "Overflow",
         AcdOutput::QueueFull { .. } => "QueueFull",
+        AcdOutput::PauseChanged { .. } => "PauseChanged",
     }
 }

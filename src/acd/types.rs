@@ -80,6 +80,11 @@ pub enum AcdInput {
     CallEnded { call: CallId },
     /// A user agent registered or unregistered (ignored for static URI agents).
     Registered { agent: AgentId, registered: bool },
+    /// An agent pauses (`Some`) or takes calls again (`None`).
+    SetPause {
+        agent: AgentId,
+        pause: Option<PauseReason>,
+    },
     /// Live reload: group settings apply at once, agents keep their state, queued calls
     /// keep their group (calls whose group vanished overflow to "call later").
     Reconfigure(Arc<Routing>),
@@ -110,17 +115,25 @@ pub enum AcdOutput {
     /// The group already held `max_queue` callers not yet connected (waiting or ringing):
     /// same meaning of `to` as in `Overflow` (the first group of the chain with room).
     QueueFull { call: CallId, to: Option<String> },
+    /// An agent's pause changed (by themselves, a supervisor or `max_no_answer`): an audit row.
+    PauseChanged {
+        agent: AgentId,
+        from: Option<PauseReason>,
+        to: Option<PauseReason>,
+    },
 }
 
 impl AcdOutput {
-    pub fn call(&self) -> CallId {
+    /// The call an output is about (None: it is about an agent only).
+    pub fn call(&self) -> Option<CallId> {
         match self {
             AcdOutput::Ring { call, .. }
             | AcdOutput::StopRinging { call, .. }
             | AcdOutput::Connected { call, .. }
             | AcdOutput::Announce { call, .. }
             | AcdOutput::Overflow { call, .. }
-            | AcdOutput::QueueFull { call, .. } => *call,
+            | AcdOutput::QueueFull { call, .. } => Some(*call),
+            AcdOutput::PauseChanged { .. } => None,
         }
     }
 }
@@ -137,6 +150,8 @@ pub enum AcdError {
     NotRinging { call: CallId, agent: AgentId },
     #[error("{call} is not connected to an agent")]
     NotConnected { call: CallId },
+    #[error("no agent {agent} in any group")]
+    UnknownAgent { agent: AgentId },
 }
 
 /// An agent's global state (shared by all its groups).
@@ -153,6 +168,27 @@ pub enum AgentState {
     Unregistered,
 }
 
+/// Why an agent takes no calls although registered: they said so, or missed rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PauseReason {
+    /// A break (`*21`, the API); `*22` resumes.
+    Break,
+    /// Logged out of all groups (`*23`); `*24` logs in.
+    LoggedOut,
+    /// `max_no_answer` rings in a row went unanswered; the agent resumes by `*22`/`*24`.
+    NoAnswer,
+}
+
+impl PauseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::Break => "paused",
+            PauseReason::LoggedOut => "logged_out",
+            PauseReason::NoAnswer => "auto_paused",
+        }
+    }
+}
+
 /// One agent's state for statistics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentSnapshot {
@@ -164,6 +200,8 @@ pub struct AgentSnapshot {
     pub calls_answered: u64,
     /// The agent is skipped until then after a failed ring.
     pub backoff_until: Option<Instant>,
+    /// Paused agents are never rung, whatever their state.
+    pub paused: Option<PauseReason>,
 }
 
 /// Tunables not in routing.toml.
@@ -178,6 +216,8 @@ pub struct AcdSettings {
     pub backoff_unreachable: Duration,
     pub backoff_declined: Duration,
     pub backoff_no_answer: Duration,
+    /// Rings in a row an agent may miss (no answer) before being paused; 0 = never.
+    pub max_no_answer: u32,
 }
 
 impl Default for AcdSettings {
@@ -190,6 +230,7 @@ impl Default for AcdSettings {
             backoff_unreachable: Duration::from_secs(60),
             backoff_declined: Duration::from_secs(15),
             backoff_no_answer: Duration::from_secs(10),
+            max_no_answer: 2,
         }
     }
 }
@@ -211,6 +252,9 @@ pub(super) struct AgentRecord {
     pub(super) since: Instant,
     pub(super) calls_answered: u64,
     pub(super) backoff_until: Option<Instant>,
+    pub(super) paused: Option<PauseReason>,
+    /// Rings missed in a row (no answer); an answer resets it.
+    pub(super) missed_in_a_row: u32,
 }
 
 #[derive(Debug, Clone)]

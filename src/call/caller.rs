@@ -78,6 +78,9 @@ impl Switchboard {
         from: Peer,
         invite: rsip::Request,
     ) {
+        if self.feature_code(now, id, from, &invite) {
+            return;
+        }
         let trunk = match self.identify_trunk(from, &invite) {
             Ok(trunk) => trunk,
             Err(status) => {

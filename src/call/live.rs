@@ -66,7 +66,8 @@ pub struct QueueLive {
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentLive {
     pub agent: String,
-    /// `idle`, `ringing`, `on_call`, `wrap_up`, `unregistered`.
+    /// `idle`, `ringing`, `on_call`, `wrap_up`, `unregistered`, or, when free but not taking
+    /// calls, `paused`, `logged_out` or `auto_paused`.
     pub state: String,
     pub since_s: u64,
     pub calls_answered: u64,
@@ -131,12 +132,15 @@ impl Switchboard {
             .into_iter()
             .map(|agent| AgentLive {
                 agent: agent.agent.0,
-                state: match agent.state {
-                    AgentState::Idle => "idle",
-                    AgentState::Ringing(_) => "ringing",
-                    AgentState::OnCall(_) => "on_call",
-                    AgentState::WrapUp { .. } => "wrap_up",
-                    AgentState::Unregistered => "unregistered",
+                state: match (agent.state, agent.paused) {
+                    (AgentState::Idle | AgentState::WrapUp { .. }, Some(pause)) => pause.as_str(),
+                    (state, _) => match state {
+                        AgentState::Idle => "idle",
+                        AgentState::Ringing(_) => "ringing",
+                        AgentState::OnCall(_) => "on_call",
+                        AgentState::WrapUp { .. } => "wrap_up",
+                        AgentState::Unregistered => "unregistered",
+                    },
                 }
                 .to_owned(),
                 since_s: now.saturating_duration_since(agent.since).as_secs(),

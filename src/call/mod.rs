@@ -7,6 +7,9 @@
 
 mod agent;
 mod caller;
+mod feature;
+#[cfg(test)]
+mod feature_tests;
 mod flow;
 pub mod live;
 mod outbound;
@@ -34,6 +37,7 @@ use crate::sip::registrar::{AuthPolicy, Credentials};
 use crate::sip::transport::Peer;
 use crate::sip::ua::{SessionId, Transmit, UaConfig, UaEvent, UserAgent};
 
+pub use feature::FeatureCodes;
 pub use outbound::{TrunkCallRequest, TrunkCallResult};
 pub use record::EndReason;
 pub use trunk::{RegistrationCounts, TrunkLive, TrunkSetup, TrunkWatch};
@@ -178,10 +182,12 @@ pub struct Switchboard {
     awaiting_rtp: HashMap<LegId, AwaitingRtp>,
     pending: VecDeque<Pending>,
     trunks: trunk::Trunks,
+    /// Agents' feature codes (`*21` pause...).
+    feature_codes: FeatureCodes,
     /// Calls in progress one address (not a trunk) may have; more get 503.
     max_calls_per_source: Option<u32>,
-    /// Calls placed through trunks (test calls), by session.
-    placed: HashMap<SessionId, outbound::PlacedCall>,
+    /// Calls that play one prompt and end: placed through trunks, agents' feature codes.
+    prompt_calls: HashMap<SessionId, outbound::PromptCall>,
     outputs: VecDeque<Output>,
 }
 
@@ -206,8 +212,9 @@ impl Switchboard {
             awaiting_rtp: HashMap::new(),
             pending: VecDeque::new(),
             trunks: trunk::Trunks::default(),
-            placed: HashMap::new(),
+            prompt_calls: HashMap::new(),
             max_calls_per_source: None,
+            feature_codes: FeatureCodes::default(),
             outputs: VecDeque::new(),
         }
     }
@@ -293,7 +300,7 @@ impl Switchboard {
                 for id in calls {
                     self.hang_up(now, id, EndReason::ServiceStopped);
                 }
-                let mut placed: Vec<SessionId> = self.placed.keys().copied().collect();
+                let mut placed: Vec<SessionId> = self.prompt_calls.keys().copied().collect();
                 placed.sort();
                 for id in placed {
                     self.ua.hang_up(now, id);
@@ -323,7 +330,7 @@ impl Switchboard {
     pub fn stats(&self) -> SwitchboardStats {
         let ua = self.ua.stats();
         let mut stats = SwitchboardStats {
-            calls: self.calls.len() + self.placed.len(),
+            calls: self.calls.len() + self.prompt_calls.len(),
             sip_sessions: ua.sessions,
             transactions: ua.transactions,
             rtp_ports_in_use: self.ports.in_use(),
@@ -373,19 +380,25 @@ impl Switchboard {
             UaEvent::Media {
                 session,
                 negotiated,
+            } if self.is_prompt_call(session) => {
+                self.prompt_call_answered(now, session, Some(negotiated))
+            }
+            UaEvent::Media {
+                session,
+                negotiated,
             } => self.media_agreed(now, session, &negotiated),
             UaEvent::Answered {
                 session,
                 negotiated,
-            } if self.is_placed_call(session) => {
-                self.placed_call_answered(now, session, negotiated)
+            } if self.is_prompt_call(session) => {
+                self.prompt_call_answered(now, session, negotiated)
             }
             UaEvent::Answered {
                 session,
                 negotiated,
             } => self.leg_answered(now, session, negotiated),
-            UaEvent::Failed { session, status } if self.is_placed_call(session) => {
-                self.placed_call_failed(session, status)
+            UaEvent::Failed { session, status } if self.is_prompt_call(session) => {
+                self.prompt_call_failed(session, status)
             }
             UaEvent::Failed { session, status } => self.leg_failed(now, session, status),
             UaEvent::Digit { session, digit } => {
@@ -404,8 +417,8 @@ impl Switchboard {
                 self.hang_up(now, caller, EndReason::Rejected(488))
             }
             UaEvent::Transfer { session, outcome } => self.transfer_ended(now, session, outcome),
-            UaEvent::Closed { session } if self.is_placed_call(session) => {
-                self.placed_call_closed(now, session)
+            UaEvent::Closed { session } if self.is_prompt_call(session) => {
+                self.prompt_call_closed(now, session)
             }
             UaEvent::Closed { session } => {
                 if self.calls.contains_key(&session) {
@@ -431,9 +444,9 @@ impl Switchboard {
     fn media_event(&mut self, now: Instant, event: MediaEvent) {
         match event {
             MediaEvent::Inactive { leg } | MediaEvent::Failed { leg, .. }
-                if self.is_placed_call(session_of(leg)) =>
+                if self.is_prompt_call(session_of(leg)) =>
             {
-                self.placed_call_done(now, session_of(leg))
+                self.prompt_call_done(now, session_of(leg))
             }
             MediaEvent::Inactive { leg } => {
                 self.hang_up(now, session_of(leg), EndReason::RtpTimeout)
@@ -447,8 +460,8 @@ impl Switchboard {
             MediaEvent::Digit { leg, digit, source } => {
                 self.digit(now, session_of(leg), digit, source)
             }
-            MediaEvent::PlaybackFinished { leg, .. } if self.is_placed_call(session_of(leg)) => {
-                self.placed_call_done(now, session_of(leg))
+            MediaEvent::PlaybackFinished { leg, .. } if self.is_prompt_call(session_of(leg)) => {
+                self.prompt_call_done(now, session_of(leg))
             }
             MediaEvent::PlaybackFinished { leg, generation } => {
                 let id = session_of(leg);

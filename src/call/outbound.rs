@@ -1,6 +1,7 @@
-//! Calls the service places through a carrier trunk (`hotline call --trunk NAME NUMBER`): the
-//! INVITE goes to the trunk's host with its account's credentials for a digest challenge, the
-//! answered call hears one prompt, then we hang up and say how it went.
+//! Calls whose whole content is one prompt, then our hang-up: those the service places through
+//! a carrier trunk (`hotline call --trunk NAME NUMBER`: the INVITE goes to the trunk's host with
+//! its account's credentials for a digest challenge, and the driver hears how it went), and an
+//! agent's feature-code call (`*21`...), answered with a confirmation.
 
 use std::time::{Duration, Instant};
 
@@ -40,8 +41,9 @@ pub enum TrunkCallResult {
 }
 
 #[derive(Debug)]
-pub(super) struct PlacedCall {
-    request: u64,
+pub(super) struct PromptCall {
+    /// A trunk call's request number, reported back when it ends; None for a feature code.
+    request: Option<u64>,
     rtp_port: u16,
     language: String,
     prompt: String,
@@ -76,10 +78,10 @@ impl Switchboard {
                 self.ua
                     .span(id)
                     .in_scope(|| info!(trunk = %call.trunk, number = %call.number, "placing a call through the trunk"));
-                self.placed.insert(
+                self.prompt_calls.insert(
                     id,
-                    PlacedCall {
-                        request: call.request,
+                    PromptCall {
+                        request: Some(call.request),
                         rtp_port,
                         language: call.language,
                         prompt: call.prompt,
@@ -96,20 +98,53 @@ impl Switchboard {
         }
     }
 
-    pub(super) fn is_placed_call(&self, id: SessionId) -> bool {
-        self.placed.contains_key(&id)
+    /// Answers an agent's feature-code call; `prompt` confirms what it did.
+    pub(super) fn answer_with_prompt(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        language: &str,
+        prompt: &str,
+    ) {
+        let Some(rtp_port) = self.ports.allocate() else {
+            return self.ua.reject(now, id, 503, vec![]);
+        };
+        if self.ua.accept(now, id, rtp_port).is_err() {
+            return self.ports.release(rtp_port);
+        }
+        self.prompt_calls.insert(
+            id,
+            PromptCall {
+                request: None,
+                rtp_port,
+                language: language.to_owned(),
+                prompt: prompt.to_owned(),
+                started: now,
+                answered: None,
+                media_started: false,
+            },
+        );
+        self.ua.answer(now, id);
     }
 
-    /// Answered: the prompt plays, and when it ends we hang up.
-    pub(super) fn placed_call_answered(
+    pub(super) fn is_prompt_call(&self, id: SessionId) -> bool {
+        self.prompt_calls.contains_key(&id)
+    }
+
+    /// Answered (or, for a call we answered, media agreed): the prompt plays, and when it ends
+    /// we hang up.
+    pub(super) fn prompt_call_answered(
         &mut self,
         now: Instant,
         id: SessionId,
         negotiated: Option<Negotiated>,
     ) {
-        let Some(placed) = self.placed.get_mut(&id) else {
+        let Some(placed) = self.prompt_calls.get_mut(&id) else {
             return;
         };
+        if placed.media_started {
+            return;
+        }
         placed.answered = Some(now);
         let Some(negotiated) = negotiated else {
             warn!("the answer has no usable SDP: hanging up");
@@ -134,23 +169,25 @@ impl Switchboard {
     }
 
     /// The prompt is over (or the media failed): we hang up.
-    pub(super) fn placed_call_done(&mut self, now: Instant, id: SessionId) {
-        if self.placed.contains_key(&id) {
+    pub(super) fn prompt_call_done(&mut self, now: Instant, id: SessionId) {
+        if self.prompt_calls.contains_key(&id) {
             self.ua.hang_up(now, id);
         }
     }
 
     /// The INVITE failed: nobody answered, or the carrier refused.
-    pub(super) fn placed_call_failed(&mut self, id: SessionId, status: u16) {
-        if let Some(placed) = self.placed.remove(&id) {
+    pub(super) fn prompt_call_failed(&mut self, id: SessionId, status: u16) {
+        if let Some(placed) = self.prompt_calls.remove(&id) {
             self.ports.release(placed.rtp_port);
-            self.report_placed_call_failure(placed.request, status, reason_phrase(status));
+            if let Some(request) = placed.request {
+                self.report_placed_call_failure(request, status, reason_phrase(status));
+            }
         }
     }
 
     /// The call is over on the wire.
-    pub(super) fn placed_call_closed(&mut self, now: Instant, id: SessionId) {
-        let Some(placed) = self.placed.remove(&id) else {
+    pub(super) fn prompt_call_closed(&mut self, now: Instant, id: SessionId) {
+        let Some(placed) = self.prompt_calls.remove(&id) else {
             return;
         };
         if placed.media_started {
@@ -167,11 +204,10 @@ impl Switchboard {
                 reason: "ended before an answer".into(),
             },
         };
-        info!(?result, "placed call ended");
-        self.push(Output::TrunkCallEnded {
-            request: placed.request,
-            result,
-        });
+        info!(?result, "prompt call ended");
+        if let Some(request) = placed.request {
+            self.push(Output::TrunkCallEnded { request, result });
+        }
     }
 
     fn report_placed_call_failure(&mut self, request: u64, status: u16, reason: String) {

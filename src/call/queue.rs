@@ -114,7 +114,36 @@ impl Switchboard {
                 }
                 None => self.flow_event(now, SessionId(call.0), FlowEvent::QueueGaveUp),
             },
+            AcdOutput::PauseChanged { agent, from, to } => {
+                let name = |pause: Option<crate::acd::PauseReason>| {
+                    pause.map_or("available", crate::acd::PauseReason::as_str)
+                };
+                info!(%agent, from = name(from), to = name(to), "agent state changed");
+            }
         }
+    }
+
+    /// A supervisor (API) or the agent (feature code) pauses or resumes an agent; false when
+    /// no group has that agent.
+    pub fn set_agent_pause(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        pause: Option<crate::acd::PauseReason>,
+    ) -> bool {
+        let Some(acd) = self.acd.as_mut() else {
+            return false;
+        };
+        let id = if agent.contains(':') {
+            AgentId(agent.to_owned())
+        } else {
+            AgentId::user(agent)
+        };
+        let accepted = acd
+            .handle_input(AcdInput::SetPause { agent: id, pause }, now)
+            .is_ok();
+        self.route(now);
+        accepted
     }
 
     /// Where the ACD's chosen agent is: a static URI, or the user's registered contact.

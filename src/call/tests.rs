@@ -15,7 +15,14 @@ use crate::sip::ua::{UaConfig, ALLOW};
 
 /// Short tones standing in for the welcome, digit and goodbye prompts.
 fn test_prompts() -> PromptLibrary {
-    let names = ["welcome", "goodbye", "digit_5", "digit_pound"];
+    let names = [
+        "welcome",
+        "goodbye",
+        "digit_5",
+        "digit_pound",
+        "agent_paused",
+        "agent_available",
+    ];
     PromptLibrary::from_prompts(
         names
             .iter()
@@ -46,7 +53,7 @@ pub(crate) fn config() -> SwitchboardConfig {
     }
 }
 
-fn udp() -> Peer {
+pub(super) fn udp() -> Peer {
     Peer {
         transport: TransportKind::Udp,
         addr: CALLER.parse().unwrap(),
@@ -63,7 +70,13 @@ fn tcp() -> Peer {
 pub(super) const PCMU_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=audio 6002 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
 
-fn invite_with(call_id: &str, branch: &str, extra: &str, content_type: &str, body: &str) -> String {
+pub(super) fn invite_with(
+    call_id: &str,
+    branch: &str,
+    extra: &str,
+    content_type: &str,
+    body: &str,
+) -> String {
     let content_type = if body.is_empty() {
         String::new()
     } else {
@@ -88,7 +101,7 @@ fn invite(call_id: &str) -> String {
 }
 
 /// An in-dialog request from the caller (ACK, BYE, INFO, re-INVITE...).
-fn in_dialog(
+pub(super) fn in_dialog(
     method: &str,
     call_id: &str,
     to_tag: &str,
@@ -230,7 +243,7 @@ pub(super) fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn to_tag(message: &str) -> String {
+pub(super) fn to_tag(message: &str) -> String {
     let to = header(message, "To").unwrap();
     to.split(";tag=")
         .nth(1)
@@ -734,18 +747,27 @@ fn info_with_an_unknown_body_gets_415() {
 
 #[test]
 fn register_is_challenged_then_accepted_with_the_binding_listed() {
+    let mut h = Harness::new(config());
+    let ok = register_agent(&mut h, "agent1");
+    assert_eq!(
+        header(&ok, "Contact"),
+        Some("<sip:agent1@127.0.0.1:5080>;expires=60")
+    );
+}
+
+/// Lets `user` (password `pw`) register from `udp()` and returns the final response.
+pub(super) fn register_agent(h: &mut Harness, user: &str) -> String {
     use md5::{Digest, Md5};
     let md5 = |text: String| hex::encode(Md5::digest(text.as_bytes()));
-    let mut h = Harness::new(config());
-    let ha1 = crate::sip::registrar::Credentials::ha1("agent1", "hotline", "pw");
-    let credentials = format!("realm = \"hotline\"\n[users]\nagent1 = \"{ha1}\"\n");
+    let ha1 = crate::sip::registrar::Credentials::ha1(user, "hotline", "pw");
+    let credentials = format!("realm = \"hotline\"\n[users]\n{user} = \"{ha1}\"\n");
     h.switchboard()
         .enable_registrar(crate::sip::registrar::Credentials::parse(&credentials).unwrap());
     let register = |cseq: u32, auth: &str| {
         format!(
             "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-reg{cseq}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:agent1@127.0.0.1>;tag=r\r\nTo: <sip:agent1@127.0.0.1>\r\n\
-             Call-ID: reg\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:agent1@127.0.0.1:5080>\r\nExpires: 60\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=r\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: reg\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@127.0.0.1:5080>\r\nExpires: 60\r\n\
              {auth}Content-Length: 0\r\n\r\n"
         )
     };
@@ -764,17 +786,14 @@ fn register_is_challenged_then_accepted_with_the_binding_listed() {
     let ha2 = md5("REGISTER:sip:127.0.0.1:5060".to_owned());
     let response = md5(format!("{ha1}:{nonce}:00000001:c:auth:{ha2}"));
     let auth = format!(
-        "Authorization: Digest username=\"agent1\", realm=\"hotline\", nonce=\"{nonce}\", \
+        "Authorization: Digest username=\"{user}\", realm=\"hotline\", nonce=\"{nonce}\", \
          uri=\"sip:127.0.0.1:5060\", response=\"{response}\", qop=auth, nc=00000001, cnonce=\"c\"\r\n"
     );
     h.receive(udp(), &register(2, &auth));
     let sent = h.take_sent();
-    let ok = &sent.last().unwrap().2;
+    let ok = sent.last().unwrap().2.clone();
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    assert_eq!(
-        header(ok, "Contact"),
-        Some("<sip:agent1@127.0.0.1:5080>;expires=60")
-    );
+    ok
 }
 
 /// A flow that puts every caller straight through to one agent (bridge mode).

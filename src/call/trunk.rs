@@ -537,7 +537,7 @@ fn literal_address(host: &str) -> Option<SocketAddr> {
 }
 
 /// The user part of a name-addr or URI header value (`"Name" <sip:868712345@host>;tag=x`).
-fn uri_user(value: &str) -> Option<String> {
+pub(super) fn uri_user(value: &str) -> Option<String> {
     let uri = match (value.find('<'), value.find('>')) {
         (Some(start), Some(end)) if start < end => &value[start + 1..end],
         _ => value.split(';').next().unwrap_or_default(),

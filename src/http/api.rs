@@ -189,10 +189,66 @@ pub async fn lift_ban(
         );
     };
     let (reply, answer) = oneshot::channel();
+    let command = crate::http::live::Command::LiftBan { ip, reply };
+    match ask(&state, command, answer).await {
+        Ok(0) => text_error(StatusCode::NOT_FOUND, format!("no ban in force on {ip}")),
+        Ok(lifted) => Json(json!({ "lifted": lifted })).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct AgentStateChange {
+    /// `available`, `paused` or `logged_out`.
+    state: String,
+}
+
+/// `POST /api/agents/{agent}/state` `{"state": "paused"|"available"|"logged_out"}`: the agent
+/// (`ona` for a registering user, else its static URI) is paused or made available. 200 with
+/// the new state, 404 when no group has the agent, 400 for another state.
+pub async fn set_agent_state(
+    State(state): State<HttpState>,
+    axum::extract::Path(agent): axum::extract::Path<String>,
+    Json(change): Json<AgentStateChange>,
+) -> Response {
+    let pause = match change.state.as_str() {
+        "available" => None,
+        "paused" => Some(crate::acd::PauseReason::Break),
+        "logged_out" => Some(crate::acd::PauseReason::LoggedOut),
+        other => {
+            return text_error(
+                StatusCode::BAD_REQUEST,
+                format!("state {other:?}: expected available, paused or logged_out"),
+            )
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    let command = crate::http::live::Command::SetAgentState {
+        agent: agent.clone(),
+        pause,
+        reply,
+    };
+    match ask(&state, command, answer).await {
+        Ok(true) => Json(json!({ "agent": agent, "state": change.state })).into_response(),
+        Ok(false) => text_error(
+            StatusCode::NOT_FOUND,
+            format!("no agent {agent} in any group"),
+        ),
+        Err(response) => response,
+    }
+}
+
+/// Sends a command to the service loop and waits for its answer (an error response when the
+/// loop is gone or silent).
+async fn ask<T>(
+    state: &HttpState,
+    command: crate::http::live::Command,
+    answer: oneshot::Receiver<T>,
+) -> Result<T, Response> {
     let exchange = async {
         state
-            .bans
-            .send(crate::http::live::LiftBan { ip, reply })
+            .commands
+            .send(command)
             .await
             .map_err(|_| "the service loop is not running")?;
         answer
@@ -200,13 +256,12 @@ pub async fn lift_ban(
             .map_err(|_| "the service loop dropped the request")
     };
     match tokio::time::timeout(RELOAD_TIMEOUT, exchange).await {
-        Ok(Ok(0)) => text_error(StatusCode::NOT_FOUND, format!("no ban in force on {ip}")),
-        Ok(Ok(lifted)) => Json(json!({ "lifted": lifted })).into_response(),
-        Ok(Err(message)) => text_error(StatusCode::SERVICE_UNAVAILABLE, message),
-        Err(_) => text_error(
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(text_error(StatusCode::SERVICE_UNAVAILABLE, message)),
+        Err(_) => Err(text_error(
             StatusCode::GATEWAY_TIMEOUT,
             format!("no answer from the service loop within {RELOAD_TIMEOUT:?}"),
-        ),
+        )),
     }
 }
 

@@ -24,9 +24,19 @@ pub struct CallOrder {
     pub reply: oneshot::Sender<crate::call::TrunkCallResult>,
 }
 
-/// `DELETE /api/bans/{ip}`: lift every ban on an address; the answer is how many there were.
+/// What supervisors ask the running service through the API, each with its answer.
 #[derive(Debug)]
-pub struct LiftBan {
-    pub ip: std::net::IpAddr,
-    pub reply: oneshot::Sender<usize>,
+pub enum Command {
+    /// `DELETE /api/bans/{ip}`: lift every ban on an address; the answer is how many there were.
+    LiftBan {
+        ip: std::net::IpAddr,
+        reply: oneshot::Sender<usize>,
+    },
+    /// `POST /api/agents/{agent}/state`: pause (`Some`) or make available; the answer is false
+    /// when no group has the agent.
+    SetAgentState {
+        agent: String,
+        pause: Option<crate::acd::PauseReason>,
+        reply: oneshot::Sender<bool>,
+    },
 }

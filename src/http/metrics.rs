@@ -17,7 +17,16 @@ use super::server::HttpState;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Agent states always exported, so a state with no agents reads 0 rather than vanishing.
-const AGENT_STATES: &[&str] = &["idle", "ringing", "on_call", "wrap_up", "unregistered"];
+const AGENT_STATES: &[&str] = &[
+    "idle",
+    "ringing",
+    "on_call",
+    "wrap_up",
+    "unregistered",
+    "paused",
+    "logged_out",
+    "auto_paused",
+];
 /// DTMF modes always exported (see `cdr::DtmfMode`).
 const DTMF_MODES: &[&str] = &["rfc4733", "sip-info", "inband", "none"];
 
@@ -165,7 +174,7 @@ pub fn render(snapshot: &LiveSnapshot) -> String {
         &mut out,
         "hotline_agents",
         "gauge",
-        "Agents by state (idle, ringing, on_call, wrap_up, unregistered).",
+        "Agents by state (idle, ringing, on_call, wrap_up, unregistered, paused, logged_out, auto_paused).",
     );
     for (state, count) in &agents {
         sample(&mut out, "hotline_agents", &[("state", state)], *count);

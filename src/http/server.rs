@@ -40,8 +40,8 @@ pub struct HttpState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Calls to place through trunks (`POST /api/calls`).
     pub calls: mpsc::Sender<super::live::CallOrder>,
-    /// Bans to lift (`DELETE /api/bans/{ip}`).
-    pub bans: mpsc::Sender<super::live::LiftBan>,
+    /// Bans to lift, agents to pause (`DELETE /api/bans/{ip}`, `POST /api/agents/{id}/state`).
+    pub commands: mpsc::Sender<super::live::Command>,
 }
 
 /// Refuses to serve without a token anywhere but on a loopback address, and refuses an empty
@@ -77,6 +77,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/reload", post(api::reload))
         .route("/api/trunks/:trunk/calls", post(api::place_call))
         .route("/api/bans/:ip", axum::routing::delete(api::lift_ban))
+        .route("/api/agents/:agent/state", post(api::set_agent_state))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health))
         .with_state(state)

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::call::{Input, Output, Record, Switchboard};
-use crate::http::live::{LiveSnapshot, OutcomeCount};
+use crate::http::live::{Command, LiveSnapshot, OutcomeCount};
 use crate::media::leg::{MediaCommand, MediaEvent};
 use crate::settings::Settings;
 use crate::sip::transport::{Peer, TransportKind};
@@ -72,7 +72,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         live,
         mut reloads,
         mut placed_calls,
-        mut lift_bans,
+        mut commands,
         mut hangups,
         mut stop_signals,
         mut shutdown,
@@ -140,11 +140,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 };
                 switchboard.handle_input(Instant::now(), Input::PlaceTrunkCall(request));
             }
-            Some(lift) = lift_bans.recv() => {
-                let lifted = switchboard.lift_bans(Instant::now(), lift.ip);
-                info!(ip = %lift.ip, lifted, "bans lifted by a supervisor");
-                let _ = lift.reply.send(lifted);
-            }
+            Some(command) = commands.recv() => match command {
+                Command::LiftBan { ip, reply } => {
+                    let lifted = switchboard.lift_bans(Instant::now(), ip);
+                    info!(%ip, lifted, "bans lifted by a supervisor");
+                    let _ = reply.send(lifted);
+                }
+                Command::SetAgentState { agent, pause, reply } => {
+                    let known = switchboard.set_agent_pause(Instant::now(), &agent, pause);
+                    let _ = reply.send(known);
+                }
+            },
             Some(request) = reloads.recv() => {
                 let answer = routing.reload_reporting().map(|loaded| {
                     let hash = loaded.hash.clone();

@@ -42,7 +42,7 @@ pub(super) struct Service {
     /// Calls supervisors ask to place through a trunk.
     pub(super) placed_calls: mpsc::Receiver<crate::http::live::CallOrder>,
     /// Bans supervisors lift.
-    pub(super) lift_bans: mpsc::Receiver<crate::http::live::LiftBan>,
+    pub(super) commands: mpsc::Receiver<crate::http::live::Command>,
     pub(super) hangups: mpsc::Receiver<()>,
     pub(super) stop_signals: mpsc::Receiver<&'static str>,
     pub(super) shutdown: shutdown::Shutdown,
@@ -165,6 +165,13 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
     }
     let mut switchboard = Switchboard::new(config, prompts, loaded.flows, rand::random());
     switchboard.set_server_header(&settings.sip.server_header);
+    switchboard.set_feature_codes(crate::call::FeatureCodes {
+        pause: settings.features.pause.clone(),
+        resume: settings.features.resume.clone(),
+        log_out: settings.features.log_out.clone(),
+        log_in: settings.features.log_in.clone(),
+        language: DEFAULT_LANGUAGE.to_owned(),
+    });
     switchboard.admit_only(admitted_sources(&settings));
     switchboard.limit_sources(
         source_limits(&settings),
@@ -189,7 +196,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
     let (live, live_readers) = tokio::sync::watch::channel(LiveSnapshot::default());
     let (reload_requests, reloads) = mpsc::channel::<ReloadRequest>(4);
     let (call_orders, placed_calls) = mpsc::channel::<crate::http::live::CallOrder>(4);
-    let (ban_lifts, lift_bans) = mpsc::channel::<crate::http::live::LiftBan>(4);
+    let (command_sender, commands) = mpsc::channel::<crate::http::live::Command>(8);
     crate::http::check_bind(settings.http.listen, &settings.http.token)
         .map_err(|problem| anyhow::anyhow!("http.listen: {problem}"))?;
     let http_listener = tokio::net::TcpListener::bind(settings.http.listen)
@@ -210,7 +217,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         live: live_readers,
         reload: reload_requests,
         calls: call_orders,
-        bans: ban_lifts,
+        commands: command_sender,
     };
     tokio::spawn(async move {
         if let Err(error) = crate::http::serve(http_listener, http_state).await {
@@ -248,7 +255,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         live,
         reloads,
         placed_calls,
-        lift_bans,
+        commands,
         hangups,
         stop_signals,
         shutdown,
