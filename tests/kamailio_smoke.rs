@@ -4,18 +4,16 @@
 //! a resident (127.0.0.8) calls the DID, and the "PSTN" (127.0.0.6) takes the trunk's own
 //! outbound call.
 
-#[allow(dead_code)]
-#[path = "common/kamailio.rs"]
-mod kamailio;
+mod common;
 
-use std::fs::{self, File};
+use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kamailio::{free_udp_port, wait_until_udp_bound, Carrier, MIN_EXPIRES, TRUNK_USER};
+use common::kamailio::{
+    free_udp_port, wait_until_udp_bound, Carrier, SippAt, SippOutcome, MIN_EXPIRES, TRUNK_USER,
+};
 
 const CARRIER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
 const PSTN_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
@@ -27,9 +25,6 @@ const DID: &str = "19118";
 /// What the hotline dials out (carrier_pstn_uas.xml checks it arrives unchanged).
 const PSTN_NUMBER: &str = "0037061234567";
 
-/// SIPp's own limits (it fails the call on them); our wall deadline is a backstop.
-const SIPP_TIMEOUT: &str = "10s";
-const SIPP_WALL_DEADLINE: Duration = Duration::from_secs(20);
 const BIND_DEADLINE: Duration = Duration::from_secs(5);
 const REGISTRATION_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -41,149 +36,6 @@ fn test_dir(test: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
     dir
-}
-
-/// One SIPp process with one call (`-m 1`) of a scenario from tests/sipp/.
-struct Sipp {
-    name: String,
-    dir: PathBuf,
-    command: Command,
-}
-
-impl Sipp {
-    /// `name` labels its logs in `dir`; SIPp binds `ip:port` for SIP and a free media port.
-    fn new(dir: &Path, name: &str, scenario: &str, ip: Ipv4Addr, port: u16) -> Sipp {
-        let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/sipp")
-            .join(scenario);
-        assert!(scenario.is_file(), "no scenario {}", scenario.display());
-        let media = free_udp_port(IpAddr::V4(ip), true);
-        let mut command = Command::new("sipp");
-        command
-            .arg("-sf")
-            .arg(&scenario)
-            .args(["-i", &ip.to_string(), "-mi", &ip.to_string()])
-            .args(["-p", &port.to_string(), "-mp", &media.to_string()])
-            .args(["-t", "u1", "-m", "1", "-nostdin"])
-            .args(["-timeout", SIPP_TIMEOUT, "-timeout_error"])
-            .args(["-recv_timeout", SIPP_TIMEOUT])
-            .arg("-trace_err")
-            .arg("-error_file")
-            .arg(dir.join(format!("{name}.errors.log")))
-            .arg("-trace_msg")
-            .arg("-message_file")
-            .arg(dir.join(format!("{name}.messages.log")))
-            .current_dir(dir)
-            .stdin(Stdio::null());
-        Sipp {
-            name: name.to_string(),
-            dir: dir.to_path_buf(),
-            command,
-        }
-    }
-
-    /// A UAC calling `service@carrier`.
-    fn to(mut self, carrier: &Carrier, service: &str) -> Sipp {
-        self.command
-            .arg(carrier.addr().to_string())
-            .args(["-s", service]);
-        self
-    }
-
-    fn args(mut self, args: &[&str]) -> Sipp {
-        self.command.args(args);
-        self
-    }
-
-    fn spawn(mut self) -> Running {
-        let output = File::create(self.dir.join(format!("{}.output.log", self.name)))
-            .expect("creating SIPp output log");
-        let output_err = output.try_clone().expect("cloning SIPp output log");
-        let child = self
-            .command
-            .stdout(output)
-            .stderr(output_err)
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting sipp (Debian package sip-tester): {error}"));
-        Running {
-            name: self.name,
-            dir: self.dir,
-            child,
-        }
-    }
-
-    /// Runs it in the foreground.
-    fn run(self) -> Outcome {
-        self.spawn().finish()
-    }
-}
-
-/// A SIPp process running in the background, killed if dropped unfinished.
-struct Running {
-    name: String,
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Running {
-    fn finish(mut self) -> Outcome {
-        let deadline = Instant::now() + SIPP_WALL_DEADLINE;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Ok(None) => panic!("sipp {} ran past {SIPP_WALL_DEADLINE:?}", self.name),
-                Err(error) => panic!("waiting for sipp {}: {error}", self.name),
-            }
-        };
-        Outcome {
-            name: self.name.clone(),
-            dir: self.dir.clone(),
-            code: status.code(),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// How a SIPp run ended: exit code 0 when its call succeeded, 1 when it failed.
-struct Outcome {
-    name: String,
-    dir: PathBuf,
-    code: Option<i32>,
-}
-
-impl Outcome {
-    fn messages(&self) -> String {
-        fs::read_to_string(self.dir.join(format!("{}.messages.log", self.name))).unwrap_or_default()
-    }
-
-    fn report(&self, carrier: &Carrier) -> String {
-        let read = |kind: &str| {
-            fs::read_to_string(self.dir.join(format!("{}.{kind}.log", self.name)))
-                .unwrap_or_default()
-        };
-        format!(
-            "---- sipp {} exit code {:?} (logs in {}) ----\n-- errors --\n{}\n-- output --\n{}\n-- messages --\n{}\n---- carrier log ----\n{}",
-            self.name,
-            self.code,
-            self.dir.display(),
-            read("errors"),
-            read("output"),
-            read("messages"),
-            carrier.log()
-        )
-    }
-
-    #[track_caller]
-    fn assert_succeeded(&self, carrier: &Carrier) {
-        assert_eq!(self.code, Some(0), "{}", self.report(carrier));
-    }
 }
 
 /// The sent-by of the top Via of the first message in a SIPp message log whose first line
@@ -212,12 +64,12 @@ fn register(
     contact: SocketAddr,
     expires: u32,
     password: &str,
-) -> Outcome {
+) -> SippOutcome {
     let IpAddr::V4(ip) = from.ip() else {
         unreachable!("the hotline stand-in is IPv4")
     };
-    Sipp::new(dir, name, "carrier_register.xml", ip, from.port())
-        .to(carrier, TRUNK_USER)
+    SippAt::new(dir, name, "carrier_register.xml", ip, from.port())
+        .to(carrier.addr(), TRUNK_USER)
         .args(&["-au", TRUNK_USER, "-ap", password])
         .args(&["-set", "contact", &contact.to_string()])
         .args(&["-set", "expires", &expires.to_string()])
@@ -227,14 +79,14 @@ fn register(
 /// A resident at 127.0.0.8 calling the DID while nothing is registered: 480 from the carrier.
 fn assert_unavailable(dir: &Path, name: &str, carrier: &Carrier) {
     let port = free_udp_port(IpAddr::V4(RESIDENT_IP), false);
-    Sipp::new(
+    SippAt::new(
         dir,
         name,
         "carrier_resident_unavailable.xml",
         RESIDENT_IP,
         port,
     )
-    .to(carrier, DID)
+    .to(carrier.addr(), DID)
     .run()
     .assert_succeeded(carrier);
 }
@@ -301,7 +153,7 @@ fn carrier_registers_the_trunk_and_routes_calls_both_ways() {
 
     // (ii) A resident calls the DID: the carrier routes it to the registered contact with
     // the DID as Request-URI user, Record-Routed; ACK and BYE come through the carrier.
-    let hotline = Sipp::new(
+    let hotline = SippAt::new(
         &dir,
         "hotline-uas",
         "carrier_hotline_uas.xml",
@@ -311,14 +163,14 @@ fn carrier_registers_the_trunk_and_routes_calls_both_ways() {
     .spawn();
     wait_until_udp_bound(contact, BIND_DEADLINE).unwrap();
     let resident_port = free_udp_port(IpAddr::V4(RESIDENT_IP), false);
-    let resident = Sipp::new(
+    let resident = SippAt::new(
         &dir,
         "resident",
         "carrier_resident.xml",
         RESIDENT_IP,
         resident_port,
     )
-    .to(&carrier, DID)
+    .to(carrier.addr(), DID)
     .run();
     resident.assert_succeeded(&carrier);
     let hotline = hotline.finish();
@@ -338,7 +190,7 @@ fn carrier_registers_the_trunk_and_routes_calls_both_ways() {
 
     // (iv) The registered trunk calls out: 407, credentials, relayed to the PSTN with the
     // dialled number unchanged and the credentials removed (checked by the PSTN scenario).
-    let pstn_uas = Sipp::new(
+    let pstn_uas = SippAt::new(
         &dir,
         "pstn-uas",
         "carrier_pstn_uas.xml",
@@ -347,14 +199,14 @@ fn carrier_registers_the_trunk_and_routes_calls_both_ways() {
     )
     .spawn();
     wait_until_udp_bound(pstn, BIND_DEADLINE).unwrap();
-    let outbound = Sipp::new(
+    let outbound = SippAt::new(
         &dir,
         "outbound",
         "carrier_outbound.xml",
         HOTLINE_IP,
         trunk.port(),
     )
-    .to(&carrier, PSTN_NUMBER)
+    .to(carrier.addr(), PSTN_NUMBER)
     .args(&["-au", TRUNK_USER, "-ap", PASSWORD])
     .run();
     outbound.assert_succeeded(&carrier);

@@ -3,12 +3,15 @@
 //! the test. It is the registrar for the trunk account [`TRUNK_USER`], routes calls for any
 //! number from anyone else to the registered contact, and relays the trunk's own (407
 //! challenged) calls to a "PSTN" address. See the config's header for the details.
+//!
+//! Also [`SippAt`]: SIPp stand-ins (residents, the "PSTN", a hotline stand-in) on any loopback
+//! address, one call each, for the tests around the carrier.
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -400,4 +403,156 @@ pub fn wait_until_udp_bound(addr: SocketAddr, timeout: Duration) -> Result<()> {
         thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// SIPp's own limits for one [`SippAt`] call (it fails the call on them); the wall deadline is
+/// a backstop.
+const SIPP_TIMEOUT: &str = "10s";
+const SIPP_WALL_DEADLINE: Duration = Duration::from_secs(20);
+
+/// One SIPp process with one call (`-m 1`) of a scenario from tests/sipp/, bound to any
+/// loopback address (the carrier tests give each party its own 127.0.0.x).
+pub struct SippAt {
+    name: String,
+    dir: PathBuf,
+    command: Command,
+}
+
+impl SippAt {
+    /// `name` labels its logs in `dir`; SIPp binds `ip:port` for SIP and a free media port.
+    pub fn new(dir: &Path, name: &str, scenario: &str, ip: Ipv4Addr, port: u16) -> SippAt {
+        let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(scenario);
+        assert!(scenario.is_file(), "no scenario {}", scenario.display());
+        let media = free_udp_port(IpAddr::V4(ip), true);
+        let mut command = Command::new("sipp");
+        command
+            .arg("-sf")
+            .arg(&scenario)
+            .args(["-i", &ip.to_string(), "-mi", &ip.to_string()])
+            .args(["-p", &port.to_string(), "-mp", &media.to_string()])
+            .args(["-t", "u1", "-m", "1", "-nostdin"])
+            .args(["-timeout", SIPP_TIMEOUT, "-timeout_error"])
+            .args(["-recv_timeout", SIPP_TIMEOUT])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(dir.join(format!("{name}.errors.log")))
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(dir.join(format!("{name}.messages.log")))
+            .current_dir(dir)
+            .stdin(Stdio::null());
+        SippAt {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            command,
+        }
+    }
+
+    /// A UAC calling `service@target` (`[service]` in the scenario).
+    pub fn to(mut self, target: SocketAddr, service: &str) -> SippAt {
+        self.command.arg(target.to_string()).args(["-s", service]);
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> SippAt {
+        self.command.args(args);
+        self
+    }
+
+    /// Starts it in the background.
+    pub fn spawn(mut self) -> SippRunning {
+        let output = File::create(self.dir.join(format!("{}.output.log", self.name)))
+            .expect("creating SIPp output log");
+        let output_err = output.try_clone().expect("cloning SIPp output log");
+        let child = match self.command.stdout(output).stderr(output_err).spawn() {
+            Ok(child) => child,
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                panic!("sipp not installed: run scripts/test (installs Debian package sip-tester)")
+            }
+            Err(error) => panic!("starting sipp {}: {error}", self.name),
+        };
+        SippRunning {
+            name: self.name,
+            dir: self.dir,
+            child,
+        }
+    }
+
+    /// Runs it in the foreground.
+    pub fn run(self) -> SippOutcome {
+        self.spawn().finish()
+    }
+}
+
+/// A [`SippAt`] process running in the background, killed if dropped unfinished.
+pub struct SippRunning {
+    name: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl SippRunning {
+    /// Waits for it to exit (panics past a backstop deadline).
+    pub fn finish(mut self) -> SippOutcome {
+        let deadline = Instant::now() + SIPP_WALL_DEADLINE;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Ok(None) => panic!("sipp {} ran past {SIPP_WALL_DEADLINE:?}", self.name),
+                Err(error) => panic!("waiting for sipp {}: {error}", self.name),
+            }
+        };
+        SippOutcome {
+            name: self.name.clone(),
+            dir: self.dir.clone(),
+            code: status.code(),
+        }
+    }
+}
+
+impl Drop for SippRunning {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a [`SippAt`] run ended: exit code 0 when its call succeeded, 1 when it failed.
+pub struct SippOutcome {
+    pub name: String,
+    pub dir: PathBuf,
+    pub code: Option<i32>,
+}
+
+impl SippOutcome {
+    /// Every message SIPp sent and received (`-trace_msg`).
+    pub fn messages(&self) -> String {
+        fs::read_to_string(self.dir.join(format!("{}.messages.log", self.name))).unwrap_or_default()
+    }
+
+    /// SIPp's logs and the carrier's log, for assertion messages.
+    pub fn report(&self, carrier: &Carrier) -> String {
+        let read = |kind: &str| {
+            fs::read_to_string(self.dir.join(format!("{}.{kind}.log", self.name)))
+                .unwrap_or_default()
+        };
+        format!(
+            "---- sipp {} exit code {:?} (logs in {}) ----\n-- errors --\n{}\n-- output --\n{}\n-- messages --\n{}\n---- carrier log ----\n{}",
+            self.name,
+            self.code,
+            self.dir.display(),
+            read("errors"),
+            read("output"),
+            read("messages"),
+            carrier.log()
+        )
+    }
+
+    #[track_caller]
+    pub fn assert_succeeded(&self, carrier: &Carrier) {
+        assert_eq!(self.code, Some(0), "{}", self.report(carrier));
+    }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod kamailio;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -45,20 +46,45 @@ pub struct Service {
     readers_done: Mutex<mpsc::Receiver<()>>,
     dir: PathBuf,
     sipp_runs: AtomicU32,
+    /// The settings file given with `--config`, if any.
+    config: Option<PathBuf>,
+    /// The `HOTLINE__*` variables the service was started with (defaults and extras).
+    env: Vec<(String, String)>,
 }
 
 impl Service {
     /// Starts the service on 127.0.0.1 with a private RTP port range, database and working
     /// folder, and waits for its readiness line. `extra_env` pairs override the defaults.
     pub fn start(extra_env: &[(&str, &str)]) -> Service {
+        Service::launch(None, extra_env)
+    }
+
+    /// Like [`Service::start`], with `config_toml` written to `hotline.toml` in the test's
+    /// folder and given as `--config` (the way to set tables such as `[trunks.NAME]`). The
+    /// harness's variables (listen addresses, RTP range, database, pid file) and `extra_env`
+    /// still override the file.
+    pub fn start_with_config(config_toml: &str, extra_env: &[(&str, &str)]) -> Service {
+        Service::launch(Some(config_toml), extra_env)
+    }
+
+    fn launch(config_toml: Option<&str>, extra_env: &[(&str, &str)]) -> Service {
         let number = NEXT_SERVICE.fetch_add(1, Ordering::Relaxed);
         let slot = (std::process::id() + number) % RTP_SLOTS;
         let rtp_min = RTP_BASE + slot * RTP_PORTS_PER_SERVICE;
         let rtp_max = rtp_min + RTP_PORTS_PER_SERVICE - 1;
         let dir = test_dir(number);
         let database_url = format!("sqlite://{}", dir.join("hotline.db").display());
+        let config = config_toml.map(|text| {
+            let path = dir.join("hotline.toml");
+            fs::write(&path, text)
+                .unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
+            path
+        });
 
         let mut command = Command::new(env!("CARGO_BIN_EXE_hotline"));
+        if let Some(config) = &config {
+            command.arg("--config").arg(config);
+        }
         command
             .arg("serve")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -74,15 +100,27 @@ impl Service {
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info,hotline=debug");
         }
-        command
-            .env("HOTLINE__SIP__LISTEN", "127.0.0.1:0")
-            .env("HOTLINE__HTTP__LISTEN", "127.0.0.1:0")
-            .env("HOTLINE__RTP__PORT_MIN", rtp_min.to_string())
-            .env("HOTLINE__RTP__PORT_MAX", rtp_max.to_string())
-            .env("HOTLINE__DATABASE__URL", &database_url)
-            .env("HOTLINE__DATABASE__SPOOL", dir.join("cdr-spool.jsonl"))
-            .env("HOTLINE__PID_FILE", dir.join("hotline.pid"));
-        for (key, value) in extra_env {
+        let mut env: Vec<(String, String)> = vec![
+            ("HOTLINE__SIP__LISTEN".into(), "127.0.0.1:0".into()),
+            ("HOTLINE__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
+            ("HOTLINE__RTP__PORT_MIN".into(), rtp_min.to_string()),
+            ("HOTLINE__RTP__PORT_MAX".into(), rtp_max.to_string()),
+            ("HOTLINE__DATABASE__URL".into(), database_url),
+            (
+                "HOTLINE__DATABASE__SPOOL".into(),
+                dir.join("cdr-spool.jsonl").display().to_string(),
+            ),
+            (
+                "HOTLINE__PID_FILE".into(),
+                dir.join("hotline.pid").display().to_string(),
+            ),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string())),
+        );
+        for (key, value) in &env {
             command.env(key, value);
         }
         let mut child = command
@@ -117,6 +155,8 @@ impl Service {
             readers_done: Mutex::new(readers_done),
             dir,
             sipp_runs: AtomicU32::new(0),
+            config,
+            env,
         };
         service.sip_addr = service.wait_until_ready(&ready_lines);
         service
@@ -179,6 +219,39 @@ impl Service {
     /// The test's private working folder (database, SIPp logs, the service's `hotline.log`).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A `hotline` command set up as an operator would run it next to this service: the same
+    /// `--config` and `HOTLINE__*` variables (so it finds the service through its pid file
+    /// and uses its token). Add the subcommand and its arguments.
+    pub fn cli(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hotline"));
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("HOTLINE__") {
+                command.env_remove(&key);
+            }
+        }
+        command
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// The address of the HTTP API, from the service's log line announcing it.
+    pub fn http_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_for_log_line(
+                |line| line.contains("HTTP API and dashboard listening"),
+                Duration::from_secs(5),
+            )
+            .expect("the service logs its HTTP address");
+        log_field(&line, "http_addr")
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no http_addr in {line:?}"))
     }
 
     /// `Some(status)` once the service process has exited.
@@ -845,4 +918,36 @@ pub fn wait_for_count(service: &Service, text: &str, count: usize, timeout: Dura
             timeout,
         )
         .is_some()
+}
+
+/// One HTTP/1.0 GET (the service closes the connection after the answer, no chunking), with
+/// `Authorization: Bearer` when `token` is given; returns the status and the body.
+pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|error| panic!("connecting to the HTTP API at {addr}: {error}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("setting the HTTP read timeout");
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{authorization}\r\n"
+    )
+    .unwrap_or_else(|error| panic!("sending GET {path}: {error}"));
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .unwrap_or_else(|error| panic!("reading the answer to GET {path}: {error}"));
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in the answer to GET {path}: {response:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_owned())
 }
