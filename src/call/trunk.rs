@@ -235,37 +235,52 @@ impl Switchboard {
         let Some(call) = self.identify_trunk_quietly(from, invite) else {
             return Ok(None);
         };
-        let (Some(rules), Some(line)) = (&self.trunks.rules, self.trunks.lines.get(call.line))
-        else {
-            return Ok(None);
-        };
-        // The carrier names the DID in the Request-URI, or (when it calls our registered
-        // Contact) in To.
-        let delivers = |user: Option<String>| {
-            user.is_some_and(|user| rules.is_one_of(&user, &line.setup.numbers))
-        };
-        let to_user = message::header_value(invite, "To").and_then(uri_user);
-        if delivers(invite.uri.user().map(str::to_owned)) || delivers(to_user) {
+        if self.delivers(call.line, invite) {
             Ok(Some(call))
         } else {
             Err(404)
         }
     }
 
+    /// Whether the trunk delivers the number the INVITE dials: the Request-URI user, or (when
+    /// the carrier calls our registered Contact) the To user, one of its `numbers`.
+    fn delivers(&self, line: usize, invite: &rsip::Request) -> bool {
+        let (Some(rules), Some(line)) = (&self.trunks.rules, self.trunks.lines.get(line)) else {
+            return false;
+        };
+        let delivers = |user: Option<String>| {
+            user.is_some_and(|user| rules.is_one_of(&user, &line.setup.numbers))
+        };
+        let to_user = message::header_value(invite, "To").and_then(uri_user);
+        delivers(invite.uri.user().map(str::to_owned)) || delivers(to_user)
+    }
+
     /// The trunk `from` belongs to and the caller's number it gives, without judging the call.
+    /// Several trunks on one carrier address: the one delivering the dialled number.
     pub(super) fn identify_trunk_quietly(
         &self,
         from: Peer,
         invite: &rsip::Request,
     ) -> Option<TrunkCall> {
         let rules = self.trunks.rules.as_ref()?;
-        let line = self.trunks.lines.iter().position(|line| {
-            if line.setup.inbound.is_empty() {
-                line.resolved.iter().any(|addr| addr.ip() == from.addr.ip())
-            } else {
-                in_any(&line.setup.inbound, from.addr.ip())
-            }
-        })?;
+        let candidates: Vec<usize> = (0..self.trunks.lines.len())
+            .filter(|line| {
+                let setup = &self.trunks.lines[*line].setup;
+                if setup.inbound.is_empty() {
+                    self.trunks.lines[*line]
+                        .resolved
+                        .iter()
+                        .any(|addr| addr.ip() == from.addr.ip())
+                } else {
+                    in_any(&setup.inbound, from.addr.ip())
+                }
+            })
+            .collect();
+        let line = candidates
+            .iter()
+            .copied()
+            .find(|line| self.delivers(*line, invite))
+            .or_else(|| candidates.first().copied())?;
         let setup = &self.trunks.lines[line].setup;
         let from_header = message::header_value(invite, "From");
         let identity = match setup.caller_id {

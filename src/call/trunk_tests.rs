@@ -374,3 +374,36 @@ fn a_call_through_an_unknown_trunk_or_refused_credentials_fails_with_the_reason(
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn of_two_trunks_on_one_carrier_address_the_one_delivering_the_number_takes_the_call() {
+    let mut h = Harness::new(config());
+    let now = h.sim.now;
+    let mut second = trunk_at(CARRIER, None);
+    second.name = "second".into();
+    second.numbers = vec!["852000000".into()];
+    h.switchboard()
+        .set_trunks(now, rules(), vec![trunk(None), second]);
+    h.collect();
+    h.take_sent();
+    h.receive(
+        carrier(),
+        &trunk_invite("to-second", "852000000", "868712345"),
+    );
+    assert!(statuses(&mut h)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+    h.receive(
+        carrier(),
+        &trunk_invite("to-nobody", "852999999", "868712345"),
+    );
+    assert_eq!(statuses(&mut h), ["SIP/2.0 404 Not Found"]);
+    let now = h.sim.now;
+    let live = h.switchboard().live(now);
+    let calls: Vec<(&str, u64)> = live
+        .trunks
+        .iter()
+        .map(|t| (t.trunk.as_str(), t.calls_total))
+        .collect();
+    assert_eq!(calls, [("carrier", 0), ("second", 1)]);
+}
