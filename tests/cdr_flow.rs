@@ -836,7 +836,9 @@ impl Sim {
                     }
                 }
                 Output::Media(command) => self.media(command),
-                Output::Resolve { host } => panic!("no trunk here, yet asked to resolve {host}"),
+                Output::Resolve { host, .. } => {
+                    panic!("no trunk here, yet asked to resolve {host}")
+                }
                 Output::TrunkCallEnded { request, .. } => {
                     panic!("no call placed, yet {request} ended")
                 }

@@ -98,10 +98,11 @@ pub enum Output {
     Transmit(Transmit),
     Media(MediaCommand),
     Record(Record),
-    /// Look up a trunk host's name (`host[:port]`; SIP's port when none) and answer with
-    /// [`Input::Resolved`].
+    /// Look up a trunk host's name (`host[:port]`; without a port its SIP SRV record for
+    /// `transport`, then A/AAAA on 5060) and answer with [`Input::Resolved`].
     Resolve {
         host: String,
+        transport: crate::sip::transport::TransportKind,
     },
     /// How a call placed with [`Input::PlaceTrunkCall`] went.
     TrunkCallEnded {

@@ -199,7 +199,7 @@ impl Harness {
                     self.sent.push((at - self.sim.t0, transmit.to, text));
                 }
                 Output::Media(command) => self.media.push(command),
-                Output::Resolve { host } => self.resolves.push(host),
+                Output::Resolve { host, .. } => self.resolves.push(host),
                 Output::TrunkCallEnded { request, result } => self.placed.push((request, result)),
                 Output::Record(Record::Started(start)) => self.started.push(start.call_id),
                 Output::Record(Record::Ended { record, reason, .. }) => {

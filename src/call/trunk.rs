@@ -114,7 +114,8 @@ enum Send {
 pub(super) struct Trunks {
     pub(super) lines: Vec<TrunkLine>,
     rules: Option<NumberRules>,
-    requests: HashMap<RequestId, usize>,
+    /// Each request's trunk and the host it went to (looked up again after a failure).
+    requests: HashMap<RequestId, (usize, String)>,
     /// Host names resolved by the driver.
     addresses: HashMap<String, SocketAddr>,
     /// Requests waiting for their host's address, by host.
@@ -162,7 +163,7 @@ impl Switchboard {
                     }
                 }
                 for (line, request) in waiting {
-                    self.send_trunk_request(now, line, addr, request);
+                    self.send_trunk_request(now, line, host, addr, request);
                 }
             }
             None => {
@@ -181,12 +182,16 @@ impl Switchboard {
         request: RequestId,
         response: Option<rsip::Response>,
     ) {
-        let Some(line) = self.trunks.requests.remove(&request) else {
+        let Some((line, host)) = self.trunks.requests.remove(&request) else {
             return;
         };
         let event = match response {
             Some(response) => TrunkEvent::Response(Box::new(response)),
-            None => TrunkEvent::Failed,
+            None => {
+                // The carrier may have moved: its name is looked up again next time.
+                self.trunks.addresses.remove(&host);
+                TrunkEvent::Failed
+            }
         };
         self.trunk_input(now, line, event);
     }
@@ -495,14 +500,15 @@ impl Switchboard {
                     if !line_ref.resolved.contains(&addr) {
                         line_ref.resolved.push(addr);
                     }
-                    self.send_trunk_request(now, line, addr, request);
+                    self.send_trunk_request(now, line, &host, addr, request);
                 }
                 None => {
                     let waiting = self.trunks.unresolved.entry(host.clone()).or_default();
                     let first = waiting.is_empty();
                     waiting.push((line, request));
                     if first {
-                        self.push(Output::Resolve { host });
+                        let transport = self.trunks.lines[line].setup.transport;
+                        self.push(Output::Resolve { host, transport });
                     }
                 }
             }
@@ -513,6 +519,7 @@ impl Switchboard {
         &mut self,
         now: Instant,
         line: usize,
+        host: &str,
         addr: SocketAddr,
         request: rsip::Request,
     ) {
@@ -522,7 +529,7 @@ impl Switchboard {
         };
         match self.ua.send_request(now, request, peer) {
             Ok(id) => {
-                self.trunks.requests.insert(id, line);
+                self.trunks.requests.insert(id, (line, host.to_owned()));
             }
             Err(error) => {
                 warn!(trunk = %self.trunks.lines[line].setup.name, %error, "trunk request not sent");

@@ -4,6 +4,7 @@
 //! a request must go out over one), the media driver (whose answers go back in) and the
 //! call-record writer, then follows the graceful stop (`shutdown`).
 
+mod dns;
 mod media;
 mod routing;
 mod shutdown;
@@ -233,7 +234,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                             media_answers.push(MediaEvent::Stopped { leg, rtp });
                         }
                     }
-                    Output::Resolve { host } => resolve(host, tcp.inputs.clone()),
+                    Output::Resolve { host, transport } => {
+                        resolve(host, transport, tcp.inputs.clone())
+                    }
                     Output::TrunkCallEnded { request, result } => {
                         if let Some(reply) = call_replies.remove(&request) {
                             let _ = reply.send(result);
@@ -271,22 +274,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Looks up a trunk host (`host[:port]`, SIP's port when none) off the loop and reports back.
-fn resolve(host: String, inputs: mpsc::Sender<DriverInput>) {
+/// Looks up a trunk host (SRV, then A/AAAA; see `dns`) off the loop and reports back.
+fn resolve(host: String, transport: TransportKind, inputs: mpsc::Sender<DriverInput>) {
     tokio::spawn(async move {
-        let target =
-            if crate::settings::split_host_port(&host).is_some_and(|(_, port)| port.is_some()) {
-                host.clone()
-            } else {
-                format!("{host}:5060")
-            };
-        let addr = match tokio::net::lookup_host(&target).await {
-            Ok(mut addrs) => addrs.next(),
-            Err(error) => {
-                warn!(%host, %error, "trunk host lookup failed");
-                None
-            }
+        let protocol = match transport {
+            TransportKind::Udp => "udp",
+            TransportKind::Tcp => "tcp",
         };
+        let addr = dns::resolve_sip_host(&host, protocol).await;
+        if addr.is_none() {
+            warn!(%host, "trunk host does not resolve (SRV, A, AAAA)");
+        }
         let _ = inputs.send(DriverInput::Resolved { host, addr }).await;
     });
 }
