@@ -1,7 +1,11 @@
 //! Carrier trunks as the switchboard sees them: each trunk's registration (or OPTIONS
 //! keep-alive) machine driven through the user agent, its hosts resolved through the driver,
-//! and the identification of the calls it delivers (source address, dialled number, caller
-//! number in E.164, simultaneous-call limit).
+//! where its outbound calls go, and its state for supervisors. The calls it delivers are
+//! identified in `inbound`.
+
+mod inbound;
+
+pub(in crate::call) use inbound::uri_user;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,8 +16,7 @@ use tracing::{info, warn};
 use super::{Output, Switchboard};
 use crate::numbers::NumberRules;
 use crate::settings::CallerIdHeader;
-use crate::sip::cidr::{in_any, Cidr};
-use crate::sip::message;
+use crate::sip::cidr::Cidr;
 use crate::sip::registration::keepalive::{Keepalive, ProbeInput, ProbeOutput};
 use crate::sip::registration::Server;
 use crate::sip::registration::{RegCounts, RegInput, RegOutput, RegState, Registration};
@@ -228,103 +231,6 @@ impl Switchboard {
                 TrunkWatch::Probe(_) => false,
             })
             .count()
-    }
-
-    /// Which trunk an INVITE from `from` comes through, if any, with the caller's number; a
-    /// dialled number the trunk does not deliver is refused with 404.
-    pub(super) fn identify_trunk(
-        &self,
-        from: Peer,
-        invite: &rsip::Request,
-    ) -> Result<Option<TrunkCall>, u16> {
-        let Some(call) = self.identify_trunk_quietly(from, invite) else {
-            return Ok(None);
-        };
-        if self.delivers(call.line, invite) {
-            Ok(Some(call))
-        } else {
-            Err(404)
-        }
-    }
-
-    /// Whether the trunk delivers the number the INVITE dials: the Request-URI user, or (when
-    /// the carrier calls our registered Contact) the To user, one of its `numbers`.
-    fn delivers(&self, line: usize, invite: &rsip::Request) -> bool {
-        let (Some(rules), Some(line)) = (&self.trunks.rules, self.trunks.lines.get(line)) else {
-            return false;
-        };
-        let delivers = |user: Option<String>| {
-            user.is_some_and(|user| rules.is_one_of(&user, &line.setup.numbers))
-        };
-        let to_user = message::header_value(invite, "To").and_then(uri_user);
-        delivers(invite.uri.user().map(str::to_owned)) || delivers(to_user)
-    }
-
-    /// The trunk `from` belongs to and the caller's number it gives, without judging the call.
-    /// Several trunks on one carrier address: the one delivering the dialled number.
-    pub(super) fn identify_trunk_quietly(
-        &self,
-        from: Peer,
-        invite: &rsip::Request,
-    ) -> Option<TrunkCall> {
-        let rules = self.trunks.rules.as_ref()?;
-        let candidates: Vec<usize> = (0..self.trunks.lines.len())
-            .filter(|line| {
-                let setup = &self.trunks.lines[*line].setup;
-                if setup.inbound.is_empty() {
-                    self.trunks.lines[*line]
-                        .resolved
-                        .iter()
-                        .any(|addr| addr.ip() == from.addr.ip())
-                } else {
-                    in_any(&setup.inbound, from.addr.ip())
-                }
-            })
-            .collect();
-        let line = candidates
-            .iter()
-            .copied()
-            .find(|line| self.delivers(*line, invite))
-            .or_else(|| candidates.first().copied())?;
-        let setup = &self.trunks.lines[line].setup;
-        let from_header = message::header_value(invite, "From");
-        let identity = match setup.caller_id {
-            CallerIdHeader::Pai => message::header_value(invite, "P-Asserted-Identity"),
-            CallerIdHeader::Rpid => message::header_value(invite, "Remote-Party-ID"),
-            CallerIdHeader::From => None,
-        }
-        .or(from_header);
-        let caller = identity
-            .and_then(uri_user)
-            .and_then(|user| rules.normalise(&user))
-            .unwrap_or_default();
-        Some(TrunkCall {
-            line,
-            name: setup.name.clone(),
-            caller,
-        })
-    }
-
-    /// Takes a trunk call if the trunk's `max_calls` allows; false: refuse with 503.
-    pub(super) fn trunk_line_taken(&mut self, line: usize) -> bool {
-        let line = &mut self.trunks.lines[line];
-        if line
-            .setup
-            .max_calls
-            .is_some_and(|max| line.calls_active >= max)
-        {
-            warn!(trunk = %line.setup.name, max = line.calls_active, "trunk at max_calls: 503");
-            return false;
-        }
-        line.calls_active += 1;
-        line.calls_total += 1;
-        true
-    }
-
-    pub(super) fn trunk_line_released(&mut self, line: usize) {
-        if let Some(line) = self.trunks.lines.get_mut(line) {
-            line.calls_active = line.calls_active.saturating_sub(1);
-        }
     }
 
     pub(super) fn trunks_live(&self, now: Instant) -> Vec<TrunkLive> {
@@ -558,26 +464,6 @@ fn literal_address(host: &str) -> Option<SocketAddr> {
         .map(|ip| SocketAddr::new(ip, DEFAULT_SIP_PORT))
 }
 
-/// The user part of a name-addr or URI header value (`"Name" <sip:868712345@host>;tag=x`).
-pub(super) fn uri_user(value: &str) -> Option<String> {
-    let uri = match (value.find('<'), value.find('>')) {
-        (Some(start), Some(end)) if start < end => &value[start + 1..end],
-        _ => value.split(';').next().unwrap_or_default(),
-    };
-    let rest = uri
-        .trim()
-        .strip_prefix("sip:")
-        .or_else(|| uri.trim().strip_prefix("sips:"))
-        .or_else(|| uri.trim().strip_prefix("tel:"))?;
-    let user = match rest.split_once('@') {
-        Some((user, _)) => user,
-        None if uri.trim().starts_with("tel:") => rest,
-        None => return None,
-    };
-    let user = user.split(';').next().unwrap_or_default();
-    (!user.is_empty()).then(|| user.to_owned())
-}
-
 fn reg_state_name(state: RegState) -> &'static str {
     match state {
         RegState::Idle => "idle",
@@ -594,27 +480,5 @@ fn server_name(server: Server) -> &'static str {
     match server {
         Server::Primary => "primary",
         Server::Backup => "backup",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::uri_user;
-
-    #[test]
-    fn the_user_of_name_addrs_and_uris() {
-        assert_eq!(
-            uri_user("\"Jonas\" <sip:868712345@carrier.example>;tag=1").as_deref(),
-            Some("868712345")
-        );
-        assert_eq!(
-            uri_user("<tel:+37068712345>").as_deref(),
-            Some("+37068712345")
-        );
-        assert_eq!(
-            uri_user("sip:19118@127.0.0.5;user=phone").as_deref(),
-            Some("19118")
-        );
-        assert_eq!(uri_user("<sip:carrier.example>"), None);
     }
 }
