@@ -92,7 +92,7 @@ fn check_reports_every_value_problem_a_key_typo_a_bad_time_and_an_unknown_strate
         "broken_values.toml",
         &[
             "broken_values.toml:17: groups.desk.anounce: unknown key (expected one of: name, \
-             announce, music, hours, when_closed, transfer, strategy, ring_timeout, wrap_up, \
+             announce, music, hours, when_closed, when_empty, transfer, strategy, ring_timeout, wrap_up, \
              language_wait, max_wait, max_queue, overflow, agents)",
             "broken_values.toml:19: groups.desk.strategy: unknown strategy \"random\" (expected \
              ring-all, round-robin, longest-idle or fewest-calls)",

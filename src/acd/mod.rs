@@ -17,7 +17,7 @@
 mod agents;
 mod announce;
 #[cfg(test)]
-mod pause_tests;
+mod availability_tests;
 mod queue;
 mod select;
 #[cfg(test)]
@@ -211,7 +211,7 @@ impl Acd {
         self.expire_rings(now);
         self.expire_agent_timers(now);
         self.dispatch(now);
-        if self.expire_max_wait(now) {
+        if self.expire_max_wait(now) | self.empty_groups(now) {
             self.dispatch(now);
         }
         self.announce_due(now);

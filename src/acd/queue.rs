@@ -5,7 +5,7 @@ use super::types::{
     after, due, AcdError, AcdOutput, AgentId, AgentState, CallId, CallPhase, CallRecord, FailReason,
 };
 use super::{select, Acd};
-use crate::routing::model::Group;
+use crate::routing::model::{Group, WhenEmpty};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,15 @@ impl Acd {
                 return None;
             }
             let capacity = usize::try_from(group.max_queue).unwrap_or(usize::MAX);
+            let nobody = !self.staffed(group);
+            if nobody && group.when_empty == WhenEmpty::Message {
+                return None;
+            }
+            if nobody && group.when_empty == WhenEmpty::Overflow {
+                diverted = true;
+                target = group.overflow.as_ref().map(|o| o.value.clone());
+                continue;
+            }
             if self.queue_len(&name) < capacity {
                 record.group = name.clone();
                 record.entered = now;
@@ -247,6 +256,53 @@ impl Acd {
                     .map(|(group, _)| group),
                 None => None,
             };
+            requeued |= to.is_some();
+            self.emit(AcdOutput::Overflow { call, to });
+        }
+        requeued
+    }
+
+    /// Whether any agent of `group` can take calls now or soon: registered and not paused
+    /// (busy agents count, they will be free).
+    pub(super) fn staffed(&self, group: &Group) -> bool {
+        self.group_agent_ids(group).any(|id| {
+            self.agents.get(&id).is_some_and(|agent| {
+                agent.state != AgentState::Unregistered && agent.paused.is_none()
+            })
+        })
+    }
+
+    /// Callers waiting in a group whose last agent went away (unregistered, paused, logged
+    /// out) go on as its `when_empty` says; true when any was placed in another group.
+    pub(super) fn empty_groups(&mut self, now: Instant) -> bool {
+        let mut stranded: Vec<((Instant, u64), CallId)> = self
+            .calls
+            .iter()
+            .filter(|(_, record)| matches!(record.phase, CallPhase::Waiting))
+            .filter(|(_, record)| {
+                self.routing.groups.get(&record.group).is_some_and(|group| {
+                    group.when_empty != WhenEmpty::Wait && !self.staffed(group)
+                })
+            })
+            .map(|(call, record)| (record.order(), *call))
+            .collect();
+        stranded.sort();
+        let mut requeued = false;
+        for (_, call) in stranded {
+            let Some(record) = self.calls.remove(&call) else {
+                continue;
+            };
+            let overflow = self
+                .routing
+                .groups
+                .get(&record.group)
+                .filter(|group| group.when_empty == WhenEmpty::Overflow)
+                .and_then(|group| group.overflow.as_ref())
+                .map(|overflow| overflow.value.clone());
+            let to = overflow.and_then(|target| {
+                self.place(call, record, target, now)
+                    .map(|(group, _)| group)
+            });
             requeued |= to.is_some();
             self.emit(AcdOutput::Overflow { call, to });
         }

@@ -109,6 +109,18 @@ pub enum WhenClosed {
     Group(Located<String>),
 }
 
+/// What a group does with callers while none of its agents can take calls (all unregistered,
+/// paused or logged out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenEmpty {
+    /// On to the group's `overflow` at once.
+    Overflow,
+    /// Say nobody can take the call now (`call_later`) and end it.
+    Message,
+    /// Queue anyway until `max_wait`.
+    Wait,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transfer {
     Bridge,
@@ -134,6 +146,8 @@ pub struct Group {
     pub music: Option<Located<String>>,
     pub hours: Option<Located<String>>,
     pub when_closed: WhenClosed,
+    /// Default: `overflow` when the group has one, else `message`.
+    pub when_empty: WhenEmpty,
     pub transfer: Transfer,
     pub strategy: Strategy,
     pub ring_timeout: Duration,

@@ -5,7 +5,7 @@ use super::{Fields, Reader};
 use crate::routing::hours::{HolidayCalendar, OpeningHours, TimeRange};
 use crate::routing::model::{
     Action, AfterPlay, Agent, AgentTarget, Group, Hotline, Hours, Located, Menu, MenuOption, Place,
-    Routing, Strategy, Transfer, WhenClosed,
+    Routing, Strategy, Transfer, WhenClosed, WhenEmpty,
 };
 use chrono::{NaiveDate, Weekday};
 use chrono_tz::Tz;
@@ -261,6 +261,7 @@ impl Reader {
             "music",
             "hours",
             "when_closed",
+            "when_empty",
             "transfer",
             "strategy",
             "ring_timeout",
@@ -335,6 +336,31 @@ impl Reader {
         let max_wait = self.duration(&f, "max_wait", Duration::from_secs(300));
         let max_queue = self.integer(&f, "max_queue", 10);
         let overflow = self.string(&f, "overflow");
+        let when_empty = match self.string(&f, "when_empty") {
+            None if overflow.is_some() => WhenEmpty::Overflow,
+            None => WhenEmpty::Message,
+            Some(text) => {
+                match text.value.as_str() {
+                    "overflow" if overflow.is_some() => WhenEmpty::Overflow,
+                    "overflow" => {
+                        self.push(
+                            &text.at,
+                            "when_empty = \"overflow\" needs an overflow group".to_owned(),
+                        );
+                        WhenEmpty::Message
+                    }
+                    "message" => WhenEmpty::Message,
+                    "wait" => WhenEmpty::Wait,
+                    other => {
+                        self.push(
+                        &text.at,
+                        format!("unknown when_empty \"{other}\" (expected overflow, message or wait)"),
+                    );
+                        WhenEmpty::Message
+                    }
+                }
+            }
+        };
         let agents = match f.entries.get("agents") {
             None => {
                 self.missing(&f, "agents");
@@ -349,6 +375,7 @@ impl Reader {
             music,
             hours,
             when_closed,
+            when_empty,
             transfer,
             strategy,
             ring_timeout,

@@ -1,7 +1,8 @@
-//! Agents who pause, log out or miss rings: never rung while paused, auto-paused after
-//! `max_no_answer` missed rings in a row, and every change reported for the audit trail.
+//! Who can take calls: agents who pause, log out or miss rings (never rung while paused,
+//! auto-paused after `max_no_answer` missed rings in a row, every change reported for the
+//! audit trail), and groups nobody can serve (`when_empty`), at entry and while callers wait.
 
-use super::tests::{a, rings, secs, three, Sim};
+use super::tests::{a, group, rings, secs, three, Sim, ALL};
 use super::*;
 
 fn pause_changes(
@@ -105,4 +106,87 @@ fn max_no_answer_zero_never_pauses() {
         let out = sim.run_to(secs(10 * ring + 10 * (ring - 1)));
         assert!(pause_changes(&out).is_empty(), "{out:?}");
     }
+}
+
+/// `desk` (one registering agent, `when_empty` as given, overflow to `other` if `overflow`) and
+/// `other` (one static agent).
+fn desk_and_other(when_empty: Option<&str>, overflow: bool) -> Vec<String> {
+    let mut settings = String::new();
+    if let Some(policy) = when_empty {
+        settings.push_str(&format!("when_empty = \"{policy}\"\n"));
+    }
+    if overflow {
+        settings.push_str("overflow = \"other\"\n");
+    }
+    vec![
+        group("desk", &settings, &[("user:ona", ALL, 1)]),
+        group("other", "", &[("b", ALL, 1)]),
+    ]
+}
+
+fn register(sim: &mut Sim, user: &str) -> Vec<AcdOutput> {
+    sim.input(AcdInput::Registered {
+        agent: AgentId::user(user),
+        registered: true,
+    })
+}
+
+#[test]
+fn nobody_logged_in_sends_the_caller_to_the_overflow_at_once() {
+    let mut sim = Sim::new(&desk_and_other(None, true));
+    let out = sim.enqueue(1, "desk", "lt");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, AcdOutput::QueueFull { to: Some(g), .. } if g == "other")),
+        "{out:?}"
+    );
+    assert_eq!(rings(&out), [(1, a("b"))]);
+    assert_eq!(sim.acd.call_group(CallId(1)), Some("other"));
+}
+
+#[test]
+fn nobody_logged_in_and_no_overflow_is_said_at_once() {
+    let mut sim = Sim::new(&desk_and_other(None, false));
+    let out = sim.enqueue(1, "desk", "lt");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, AcdOutput::QueueFull { to: None, .. })),
+        "{out:?}"
+    );
+    assert_eq!(
+        sim.acd.call_group(CallId(1)),
+        None,
+        "the caller left the ACD"
+    );
+}
+
+#[test]
+fn when_empty_wait_keeps_the_caller_until_an_agent_registers() {
+    let mut sim = Sim::new(&desk_and_other(Some("wait"), true));
+    let out = sim.enqueue(1, "desk", "lt");
+    assert!(rings(&out).is_empty(), "{out:?}");
+    assert_eq!(sim.acd.call_group(CallId(1)), Some("desk"));
+    let out = register(&mut sim, "ona");
+    assert_eq!(rings(&out), [(1, a("user:ona"))]);
+}
+
+#[test]
+fn callers_waiting_when_the_last_agent_pauses_go_on_as_when_empty_says() {
+    let mut sim = Sim::new(&desk_and_other(None, true));
+    register(&mut sim, "ona");
+    sim.enqueue(1, "desk", "lt");
+    sim.answer(1, "user:ona");
+    // Caller 2 waits for ona, busy with caller 1.
+    let out = sim.enqueue(2, "desk", "lt");
+    assert!(rings(&out).is_empty(), "{out:?}");
+    assert_eq!(sim.acd.call_group(CallId(2)), Some("desk"));
+    // ona takes a break after this call: nobody is left for desk, caller 2 moves on.
+    let out = set_pause(&mut sim, "user:ona", Some(PauseReason::Break));
+    assert!(
+        out.iter().any(
+            |o| matches!(o, AcdOutput::Overflow { call: CallId(2), to: Some(g) } if g == "other")
+        ),
+        "{out:?}"
+    );
+    assert_eq!(rings(&out), [(2, a("b"))]);
 }
