@@ -190,3 +190,41 @@ fn callers_waiting_when_the_last_agent_pauses_go_on_as_when_empty_says() {
     );
     assert_eq!(rings(&out), [(2, a("b"))]);
 }
+
+#[test]
+fn a_transferred_caller_waits_in_the_new_group_ahead_of_later_callers() {
+    let groups = vec![
+        group("heating", "", &[("a", ALL, 1)]),
+        group("water", "", &[("b", ALL, 1)]),
+    ];
+    let mut sim = Sim::new(&groups);
+    sim.enqueue(1, "heating", "lt");
+    sim.answer(1, "a");
+    // b is busy with caller 2; caller 3 then waits for water.
+    sim.enqueue(2, "water", "lt");
+    sim.answer(2, "b");
+    sim.run_to(secs(5));
+    sim.enqueue(3, "water", "lt");
+    let out = sim.input(AcdInput::Transfer {
+        call: CallId(1),
+        group: "water".into(),
+    });
+    assert!(
+        matches!(sim.acd.agents[&a("a")].state, AgentState::WrapUp { .. }),
+        "a wraps up"
+    );
+    assert_eq!(sim.acd.call_group(CallId(1)), Some("water"));
+    assert_eq!(sim.acd.queue_position(CallId(1)), Some(1), "{out:?}");
+    assert_eq!(sim.acd.queue_position(CallId(3)), Some(2));
+    sim.end(2);
+    let out = sim.run_to(secs(30));
+    assert_eq!(rings(&out).first(), Some(&(1, a("b"))), "{out:?}");
+    let unknown = sim.acd.handle_input(
+        AcdInput::Transfer {
+            call: CallId(3),
+            group: "nowhere".into(),
+        },
+        sim.acd.now,
+    );
+    assert!(unknown.is_err());
+}

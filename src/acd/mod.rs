@@ -96,6 +96,7 @@ impl Acd {
                 Ok(())
             }
             AcdInput::SetPause { agent, pause } => self.set_pause(&agent, pause),
+            AcdInput::Transfer { call, group } => self.transfer(call, group, now),
             AcdInput::Reconfigure(routing) => {
                 self.reconfigure(routing, now);
                 Ok(())
@@ -147,6 +148,11 @@ impl Acd {
 
     pub fn poll_output(&mut self) -> Option<AcdOutput> {
         self.outputs.pop_front()
+    }
+
+    /// The routing the ACD works with (groups, agents).
+    pub fn routing(&self) -> &Routing {
+        &self.routing
     }
 
     /// Every known agent's state, for statistics.

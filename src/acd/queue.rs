@@ -202,6 +202,33 @@ impl Acd {
         Ok(())
     }
 
+    /// A connected call moved by its agent to another group: the agent's call ends (wrap-up,
+    /// handle time counted), the caller queues in `group` keeping its first arrival, so it is
+    /// served before callers who came later. The target's `when_empty` and overflow apply.
+    pub(super) fn transfer(
+        &mut self,
+        call: CallId,
+        group: String,
+        now: Instant,
+    ) -> Result<(), AcdError> {
+        if !self.routing.groups.contains_key(&group) {
+            return Err(AcdError::UnknownGroup { call, group });
+        }
+        let Some(mut record) = self.calls.get(&call).cloned() else {
+            return Err(AcdError::UnknownCall { call });
+        };
+        self.ended(call, now)?;
+        record.visited.clear();
+        match self.place(call, record, group, now) {
+            Some((_, false)) => {}
+            Some((to, true)) => self.emit(AcdOutput::QueueFull { call, to: Some(to) }),
+            None => self.emit(AcdOutput::QueueFull { call, to: None }),
+        }
+        self.dispatch(now);
+        self.announce_new(call, now);
+        Ok(())
+    }
+
     pub(super) fn expire_rings(&mut self, now: Instant) {
         let mut expired: Vec<(Instant, CallId, AgentId)> = Vec::new();
         for (call, record) in &self.calls {

@@ -80,6 +80,9 @@ pub enum AcdInput {
     CallEnded { call: CallId },
     /// A user agent registered or unregistered (ignored for static URI agents).
     Registered { agent: AgentId, registered: bool },
+    /// The agent connected to `call` transfers it to `group`: the agent goes to wrap-up and
+    /// the caller waits in `group` ahead of those who came later (its first arrival counts).
+    Transfer { call: CallId, group: String },
     /// An agent pauses (`Some`) or takes calls again (`None`).
     SetPause {
         agent: AgentId,

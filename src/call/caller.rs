@@ -90,7 +90,7 @@ impl Switchboard {
             }
         };
         if let Some(trunk) = &trunk {
-            if !self.trunk_line_taken(trunk.line) {
+            if !self.trunk_line_taken(now, trunk.line) {
                 let retry = vec![rsip::headers::RetryAfter::new("5").into()];
                 self.ua.reject(now, id, 503, retry);
                 return self.record_rejected(now, &invite, from, 503);

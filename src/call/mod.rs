@@ -6,6 +6,9 @@
 //! each input (`route`), so nothing is re-entered half-way.
 
 mod agent;
+mod agent_transfer;
+#[cfg(test)]
+mod agent_transfer_tests;
 mod caller;
 mod feature;
 #[cfg(test)]
@@ -434,6 +437,9 @@ impl Switchboard {
                     registered,
                 };
                 self.report_to_acd(now, input);
+            }
+            UaEvent::TransferRequested { session, target } => {
+                self.agent_transfer_requested(now, session, &target)
             }
             UaEvent::RequestAnswered { request, response } => {
                 self.trunk_response(now, request, Some(*response))

@@ -821,7 +821,7 @@ impl crate::ivr::CallFlow for StraightToAgent {
 }
 
 /// Answers a caller (who ACKs); returns our To tag and the agent INVITE the flow caused.
-fn answered_and_agent_invite(h: &mut Harness, call_id: &str) -> (String, String) {
+pub(super) fn answered_and_agent_invite(h: &mut Harness, call_id: &str) -> (String, String) {
     let tag = answered_call(h, call_id);
     let sent = h.take_sent();
     let agent_invite = sent
@@ -832,7 +832,7 @@ fn answered_and_agent_invite(h: &mut Harness, call_id: &str) -> (String, String)
 }
 
 /// The shipped routing: heating's English speaker is heating-2 on 127.0.0.1:5312.
-fn bridging_harness() -> Harness {
+pub(super) fn bridging_harness() -> Harness {
     bridging_harness_with_seed(7)
 }
 
@@ -847,7 +847,7 @@ fn bridging_harness_with_seed(seed: u64) -> Harness {
     h
 }
 
-fn agent() -> Peer {
+pub(super) fn agent() -> Peer {
     Peer {
         transport: TransportKind::Udp,
         addr: "127.0.0.1:5312".parse().unwrap(),
@@ -855,7 +855,7 @@ fn agent() -> Peer {
 }
 
 /// The agent's answer to our INVITE (`status` with SDP when 2xx).
-fn agent_response(invite: &str, status: &str, to_tag: &str) -> String {
+pub(super) fn agent_response(invite: &str, status: &str, to_tag: &str) -> String {
     let body = if status.starts_with("200") {
         "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7010 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
     } else {
@@ -1058,7 +1058,13 @@ fn a_bridged_call_is_recorded_as_connected_with_its_agent_and_group() {
 }
 
 /// A request from the agent inside the leg's dialog (our INVITE's From/To swapped).
-fn agent_request(invite: &str, method: &str, cseq: u32, branch: &str, sdp: &str) -> String {
+pub(super) fn agent_request(
+    invite: &str,
+    method: &str,
+    cseq: u32,
+    branch: &str,
+    sdp: &str,
+) -> String {
     let content_type = if sdp.is_empty() {
         String::new()
     } else {

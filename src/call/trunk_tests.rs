@@ -59,6 +59,7 @@ fn trunk_at(host: &str, max_calls: Option<u32>) -> TrunkSetup {
         numbers: vec!["19118".into(), "+37019118".into()],
         caller_id: CallerIdHeader::Pai,
         max_calls,
+        max_cps: None,
         watch: TrunkWatch::Register(Box::new(Registration::new(registration, 3))),
     }
 }
@@ -406,4 +407,45 @@ fn of_two_trunks_on_one_carrier_address_the_one_delivering_the_number_takes_the_
         .map(|t| (t.trunk.as_str(), t.calls_total))
         .collect();
     assert_eq!(calls, [("carrier", 0), ("second", 1)]);
+}
+
+#[test]
+fn a_trunk_takes_at_most_max_cps_new_calls_a_second() {
+    let mut h = Harness::new(config());
+    let now = h.sim.now;
+    let mut setup = trunk(None);
+    setup.max_cps = Some(2);
+    h.switchboard().set_trunks(now, rules(), vec![setup]);
+    h.collect();
+    h.take_sent();
+    let mut answers = Vec::new();
+    for call in 0..3 {
+        h.receive(
+            carrier(),
+            &trunk_invite(&format!("burst-{call}"), "19118", "868712345"),
+        );
+        answers.extend(statuses(&mut h));
+    }
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|s| s.starts_with("SIP/2.0 200"))
+            .count(),
+        2,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|s| s.starts_with("SIP/2.0 503"))
+            .count(),
+        1,
+        "{answers:?}"
+    );
+    // Half a second later one more call fits.
+    h.advance_to(Duration::from_millis(500));
+    h.receive(carrier(), &trunk_invite("later", "19118", "868712345"));
+    assert!(statuses(&mut h)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
 }

@@ -40,7 +40,8 @@ impl CallFlow for EchoFlow {
             | FlowEvent::Timer(_)
             | FlowEvent::TransferFailed(_)
             | FlowEvent::QueuePosition { .. }
-            | FlowEvent::QueueGaveUp => vec![],
+            | FlowEvent::QueueGaveUp
+            | FlowEvent::MovedToGroup { .. } => vec![],
         }
     }
 }

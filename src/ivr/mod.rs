@@ -49,6 +49,10 @@ pub enum FlowEvent {
     },
     /// The queue gave up (max_wait or max_queue with no overflow group): "please call later".
     QueueGaveUp,
+    /// The agent transferred the caller to `group`, where they now wait (already queued).
+    MovedToGroup {
+        group: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -396,6 +396,7 @@ fn trunk_setups(
             numbers: trunk.numbers.clone(),
             caller_id: trunk.caller_id,
             max_calls: trunk.max_calls,
+            max_cps: trunk.max_cps,
             watch,
         });
     }

@@ -108,6 +108,9 @@ pub struct TrunkSettings {
     /// Simultaneous calls; more get 503. Unset: no limit.
     #[serde(default)]
     pub max_calls: Option<u32>,
+    /// New calls per second (a second's worth may come at once); more get 503. Unset: no limit.
+    #[serde(default)]
+    pub max_cps: Option<u32>,
     #[serde(default = "thirty_seconds", deserialize_with = "duration")]
     pub options_interval: Duration,
 }
@@ -236,6 +239,12 @@ pub(super) fn validate(
         }
         if trunk.options_interval.is_zero() {
             return Err(key_error(key("options_interval"), "must be above 0".into()));
+        }
+        if trunk.max_cps == Some(0) {
+            return Err(key_error(
+                key("max_cps"),
+                "0 would refuse every call; leave it unset for no limit".into(),
+            ));
         }
         if trunk.max_calls == Some(0) {
             return Err(key_error(

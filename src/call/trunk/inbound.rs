@@ -2,6 +2,8 @@
 //! with several trunks on one address, the one delivering the dialled number), whether the
 //! trunk delivers that number (else 404), the caller's number in E.164, and `max_calls`.
 
+use std::time::Instant;
+
 use tracing::warn;
 
 use super::TrunkCall;
@@ -87,8 +89,8 @@ impl Switchboard {
         })
     }
 
-    /// Takes a trunk call if the trunk's `max_calls` allows; false: refuse with 503.
-    pub(in crate::call) fn trunk_line_taken(&mut self, line: usize) -> bool {
+    /// Takes a trunk call if the trunk's `max_calls` and `max_cps` allow; false: refuse with 503.
+    pub(in crate::call) fn trunk_line_taken(&mut self, now: Instant, line: usize) -> bool {
         let line = &mut self.trunks.lines[line];
         if line
             .setup
@@ -97,6 +99,18 @@ impl Switchboard {
         {
             warn!(trunk = %line.setup.name, max = line.calls_active, "trunk at max_calls: 503");
             return false;
+        }
+        if let Some(cps) = line.setup.max_cps.map(f64::from) {
+            let elapsed = line.cps_refilled.map_or(cps, |at| {
+                now.saturating_duration_since(at).as_secs_f64() * cps
+            });
+            line.cps_tokens = (line.cps_tokens + elapsed).min(cps);
+            line.cps_refilled = Some(now);
+            if line.cps_tokens < 1.0 {
+                warn!(trunk = %line.setup.name, cps, "trunk at max_cps: 503");
+                return false;
+            }
+            line.cps_tokens -= 1.0;
         }
         line.calls_active += 1;
         line.calls_total += 1;

@@ -50,6 +50,8 @@ pub struct TrunkSetup {
     pub numbers: Vec<String>,
     pub caller_id: CallerIdHeader,
     pub max_calls: Option<u32>,
+    /// New calls per second.
+    pub max_cps: Option<u32>,
     pub watch: TrunkWatch,
 }
 
@@ -98,6 +100,9 @@ pub(super) struct TrunkLine {
     resolved: Vec<SocketAddr>,
     pub(super) calls_active: u32,
     calls_total: u64,
+    /// `max_cps` bucket: calls it may still take now, as of `refilled`.
+    cps_tokens: f64,
+    cps_refilled: Option<Instant>,
 }
 
 /// What one trunk's machine asked to send.
@@ -145,6 +150,8 @@ impl Switchboard {
                 resolved: Vec::new(),
                 calls_active: 0,
                 calls_total: 0,
+                cps_tokens: 0.0,
+                cps_refilled: None,
             })
             .collect();
         for line in 0..self.trunks.lines.len() {

@@ -343,6 +343,22 @@ impl CallFlow for MenuFlow {
                 let prompts = vec![self.prompt("call_later"), self.prompt("goodbye")];
                 self.say(prompts, Next::HangUp)
             }
+            FlowEvent::MovedToGroup { group } => {
+                // The group's queue already holds the caller; they hear where they are going.
+                self.step(Step::Queued {
+                    group: group.clone(),
+                });
+                let mut prompts = vec![self.prompt("transfer_connecting")];
+                let announce = self
+                    .routing
+                    .groups
+                    .get(&group)
+                    .and_then(|group| group.announce.as_ref())
+                    .map(|announce| announce.value.clone());
+                prompts.extend(announce.map(|name| self.prompt(&name)));
+                self.queue_announced = false;
+                self.say(prompts, Next::Hold)
+            }
             FlowEvent::TransferFailed(status) => {
                 let group = self.routed.last().cloned().unwrap_or_default();
                 self.transfer_failed(&group, status)

@@ -84,11 +84,7 @@ impl UserAgent {
                 let response = self.response(&request, 200, None, vec![]);
                 self.respond(now, &key, response);
             }
-            // A caller asking the city hotline to transfer itself is not something we honour.
-            rsip::Method::Refer => {
-                let response = self.response_with_reason(&request, 603, "Transfer Not Allowed");
-                self.respond(now, &key, response);
-            }
+            rsip::Method::Refer => self.handle_refer(now, key, id, request),
             _ => {
                 let response = self.response(&request, 405, None, build::allow_header());
                 self.respond(now, &key, response);

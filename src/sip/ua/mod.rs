@@ -134,6 +134,9 @@ pub enum UaEvent {
     Closed { session: SessionId },
     /// An agent's softphone registered (or its last binding went away).
     Registration { user: String, registered: bool },
+    /// The far end of a call we placed (an agent's phone) asks us by REFER to transfer the
+    /// other party to `target`: answer with [`UserAgent::answer_transfer_request`].
+    TransferRequested { session: SessionId, target: String },
     /// The final response to a request sent with [`UserAgent::send_request`].
     RequestAnswered {
         request: RequestId,

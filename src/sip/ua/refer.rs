@@ -1,11 +1,13 @@
-//! Blind transfer by REFER (RFC 3515, RFC 5589): we ask the far end to call the target, follow
-//! the implicit subscription's NOTIFYs (message/sipfrag) and report how it ended.
+//! Blind transfer by REFER (RFC 3515, RFC 5589), both ways: we ask the far end to call the
+//! target, follow the implicit subscription's NOTIFYs (message/sipfrag) and report how it
+//! ended; and an agent's phone asks us to move its caller (accepted with 202 and a final
+//! NOTIFY, or refused with 403, as the switchboard decides).
 
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::session::{Transfer, TxPurpose};
+use super::session::{Role, Transfer, TxPurpose};
 use super::{SessionId, Timer, TransferOutcome, UaEvent, UserAgent};
 use crate::sip::message;
 
@@ -13,6 +15,100 @@ use crate::sip::message;
 const FINAL_NOTIFY_WAIT: Duration = Duration::from_secs(60);
 
 impl UserAgent {
+    /// A REFER inside a session: only the phone of a call we placed may transfer (a caller
+    /// asking the city hotline to transfer itself gets 603), one at a time.
+    pub(super) fn handle_refer(
+        &mut self,
+        now: Instant,
+        key: crate::sip::transaction::TxKey,
+        id: SessionId,
+        request: rsip::Request,
+    ) {
+        let target = message::header_value(&request, "Refer-To").map(|value| {
+            let value = value.trim();
+            let inner = match (value.find('<'), value.find('>')) {
+                (Some(start), Some(end)) if start < end => &value[start + 1..end],
+                _ => value,
+            };
+            inner.split('?').next().unwrap_or_default().to_owned()
+        });
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let status = match (&target, session.role) {
+            (_, Role::Uas) => Some(603),
+            (None, _) => Some(400),
+            _ if session.pending_refer.is_some() => Some(491),
+            _ => None,
+        };
+        if let Some(status) = status {
+            let response = self.response(&request, status, None, vec![]);
+            return self.respond(now, &key, response);
+        }
+        session.pending_refer = Some((key, request));
+        let target = target.unwrap_or_default();
+        session
+            .span
+            .in_scope(|| info!(%target, "the agent transfers the call"));
+        self.events.push_back(UaEvent::TransferRequested {
+            session: id,
+            target,
+        });
+    }
+
+    /// Answers the REFER `TransferRequested` announced: accepted → 202, then a NOTIFY saying
+    /// the transfer is done (`SIP/2.0 200 OK`, subscription terminated), after which the phone
+    /// hangs up (or we do); refused → 403 (no open relay).
+    pub fn answer_transfer_request(&mut self, now: Instant, id: SessionId, accept: bool) {
+        let Some((key, request)) = self
+            .sessions
+            .get_mut(&id)
+            .and_then(|s| s.pending_refer.take())
+        else {
+            return;
+        };
+        let status = if accept { 202 } else { 403 };
+        let response = self.response(&request, status, None, vec![]);
+        self.respond(now, &key, response);
+        if !accept {
+            return;
+        }
+        let Some(transport) = self.sessions.get(&id).map(|s| s.peer.transport) else {
+            return;
+        };
+        let via = self.via(transport);
+        let headers = vec![
+            rsip::Header::Other("Event".into(), "refer".into()),
+            rsip::Header::Other(
+                "Subscription-State".into(),
+                "terminated;reason=noresource".into(),
+            ),
+            self.user_agent(),
+        ];
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let Some(mut notify) = session
+            .dialog
+            .as_mut()
+            .map(|dialog| dialog.request(rsip::Method::Notify, via, headers))
+        else {
+            return;
+        };
+        message::set_body(
+            &mut notify.headers,
+            &mut notify.body,
+            "message/sipfrag;version=2.0",
+            b"SIP/2.0 200 OK\r\n".to_vec(),
+        );
+        let peer = session.peer;
+        // Its answer concerns nobody: the transaction runs on its own.
+        if let Err(error) = self.transactions.send_request(now, notify, peer) {
+            warn!(%error, "NOTIFY for the accepted REFER could not be sent");
+        }
+        self.drain_transactions(now);
+    }
+
     /// Asks the session's far end to call `target`; a `Transfer` event tells the outcome.
     pub fn refer(&mut self, now: Instant, id: SessionId, target: &str) {
         let Some(transport) = self.sessions.get(&id).map(|s| s.peer.transport) else {

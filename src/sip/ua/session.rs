@@ -136,6 +136,8 @@ pub(super) struct Session {
     pub(super) transfer: Option<Transfer>,
     /// UAC: what answers a 401/407 to our INVITE (a carrier's trunk), once.
     pub(super) credentials: Option<DigestCredentials>,
+    /// A REFER from the far end waiting for the switchboard's yes or no.
+    pub(super) pending_refer: Option<(TxKey, rsip::Request)>,
 }
 
 /// A user name and password a carrier challenges our INVITEs for.

@@ -130,6 +130,7 @@ impl UserAgent {
                 ack: None,
                 confirmed: false,
                 transfer: None,
+                pending_refer: None,
                 credentials: call.credentials,
             },
         );

@@ -92,6 +92,7 @@ impl UserAgent {
                 ack: None,
                 confirmed: false,
                 transfer: None,
+                pending_refer: None,
                 credentials: None,
             },
         );
