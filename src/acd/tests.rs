@@ -535,8 +535,17 @@ fn a_caller_whose_language_nobody_free_speaks_does_not_block_others() {
 
 #[test]
 fn positions_are_announced_and_move_up() {
+    assert_eq!(
+        AcdSettings::default().announce_every,
+        secs(45),
+        "the default period"
+    );
     let groups = vec![group("desk", FAST, &[("a", ALL, 1)])];
-    let mut sim = Sim::new(&groups);
+    let settings = AcdSettings {
+        announce_every: secs(30),
+        ..AcdSettings::default()
+    };
+    let mut sim = Sim::with(&groups, settings);
     sim.enqueue(1, "desk", "lt");
     sim.answer(1, "a");
     assert_eq!(announces(&sim.enqueue(2, "desk", "lt")), vec![(2, 1, None)]);

@@ -226,7 +226,7 @@ pub struct AcdSettings {
 impl Default for AcdSettings {
     fn default() -> Self {
         AcdSettings {
-            announce_every: Duration::from_secs(30),
+            announce_every: Duration::from_secs(45),
             estimate_min_calls: 5,
             estimate_window: Duration::from_secs(3600),
             backoff_busy: Duration::from_secs(15),
