@@ -39,6 +39,9 @@ pub(super) struct AgentLeg {
     pub(super) state: LegState,
     pub(super) rtp_port: u16,
     pub(super) media_started: bool,
+    /// The agent put the caller on hold (its re-INVITE was sendonly or inactive): the caller
+    /// hears music until it resumes.
+    pub(super) holding: bool,
 }
 
 impl Switchboard {
@@ -91,6 +94,7 @@ impl Switchboard {
                         state: LegState::Calling,
                         rtp_port,
                         media_started: false,
+                        holding: false,
                     },
                 );
                 if let Some(call) = self.calls.get_mut(&caller) {
@@ -222,6 +226,72 @@ impl Switchboard {
         if answered {
             self.remove_leg(id);
         }
+    }
+
+    /// The agent holds (or resumes) a bridged call: the relay stops and the caller hears the
+    /// group's music on hold; on resume the music stops and the relay starts again.
+    pub(super) fn agent_hold(&mut self, id: SessionId, holds: bool) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if leg.holding == holds {
+            return;
+        }
+        leg.holding = holds;
+        let caller = leg.caller;
+        leg.span
+            .in_scope(|| info!(holds, "the agent holds the caller"));
+        let pair = (leg_of(caller), leg_of(id));
+        if holds {
+            self.media(MediaCommand::Unbridge {
+                caller: pair.0,
+                agent: pair.1,
+            });
+            self.play_hold_music(caller);
+        } else {
+            self.stop_playback(caller);
+            self.media(MediaCommand::Bridge {
+                caller: pair.0,
+                agent: pair.1,
+            });
+        }
+    }
+
+    /// Whether an agent of this caller holds the call (the music loops until it resumes).
+    pub(super) fn held_by_agent(&self, caller: SessionId) -> bool {
+        self.calls.get(&caller).is_some_and(|call| {
+            call.agent_legs
+                .iter()
+                .any(|leg| self.legs.get(leg).is_some_and(|leg| leg.holding))
+        })
+    }
+
+    /// One piece of the caller's group music (else `[hotline] music`, else `queue_hold`), in
+    /// the caller's language.
+    pub(super) fn play_hold_music(&mut self, caller: SessionId) {
+        let Some(queued) = self.calls.get(&caller).and_then(|call| call.queue.clone()) else {
+            return;
+        };
+        let name = self
+            .acd
+            .as_ref()
+            .map(|acd| acd.routing())
+            .and_then(|routing| {
+                let group = routing.groups.get(&queued.group);
+                group
+                    .and_then(|group| group.music.clone())
+                    .or_else(|| routing.hotline.music.clone())
+            })
+            .map_or_else(|| "queue_hold".to_owned(), |music| music.value);
+        let Some(prompt) = self.prompts.get(&queued.language, &name) else {
+            return warn!(%name, language = %queued.language, "no music on hold to play");
+        };
+        let generation = self.bump_play_generation(caller);
+        self.media(MediaCommand::Play {
+            leg: leg_of(caller),
+            prompts: vec![prompt],
+            generation,
+        });
     }
 
     /// Forgets a leg: media stopped, port returned, the caller told.

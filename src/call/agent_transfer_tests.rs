@@ -1,10 +1,11 @@
-//! An agent's blind transfer to another enterprise through the switchboard: REFER naming a
-//! group is accepted (202, NOTIFY 200, the agent's leg ends) and the caller's next ring is an
-//! agent of that group; a REFER naming anything else gets 403 and the call stays as it was.
+//! What an agent does with a connected caller, through the switchboard: a blind transfer to
+//! another enterprise (REFER naming a group is accepted with 202 and NOTIFY 200, the agent's
+//! leg ends and the caller's next ring is an agent of that group; anything else gets 403), and
+//! hold (the caller hears the music until the agent resumes).
 
 use super::tests::{
-    agent, agent_request, agent_response, answered_and_agent_invite, bridging_harness, header,
-    Harness,
+    agent, agent_puts_caller_on_hold, agent_request, agent_response, answered_and_agent_invite,
+    bridging_harness, header, Harness, AGENT_HOLD_OFFER,
 };
 
 /// A bridged call (caller on heating-2); returns the agent's INVITE.
@@ -78,4 +79,78 @@ fn a_transfer_to_anything_but_a_group_is_refused() {
     assert_eq!(lines, ["SIP/2.0 403 Forbidden"]);
     let now = h.sim.now;
     assert_eq!(h.switchboard().live(now).calls[0].state, "connected");
+}
+
+#[test]
+fn the_caller_hears_music_while_the_agent_holds_and_the_agent_again_on_resume() {
+    use crate::media::leg::{LegId, MediaCommand, MediaEvent};
+    let mut h = bridging_harness();
+    let invite = agent_puts_caller_on_hold(&mut h, "held-1");
+    h.receive(
+        agent(),
+        &agent_request(&invite, "ACK", 2, "z9hG4bK-hold-ack", ""),
+    );
+    let media = std::mem::take(&mut h.media);
+    let unbridged = media.iter().position(|m| {
+        matches!(
+            m,
+            MediaCommand::Unbridge {
+                caller: LegId(1),
+                agent: LegId(2)
+            }
+        )
+    });
+    let music = media.iter().position(|m| matches!(m, MediaCommand::Play { leg: LegId(1), prompts, .. } if prompts[0].name == "music_on_hold"));
+    assert!(unbridged.is_some() && music > unbridged, "{media:?}");
+    // The piece ends: it plays again while the hold lasts.
+    let generation = media.iter().rev().find_map(|m| match m {
+        MediaCommand::Play {
+            leg: LegId(1),
+            generation,
+            ..
+        } => Some(*generation),
+        _ => None,
+    });
+    h.input(super::Input::Media(MediaEvent::PlaybackFinished {
+        leg: LegId(1),
+        generation: generation.unwrap(),
+    }));
+    assert!(
+        h.media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Play { leg: LegId(1), .. })),
+        "{:?}",
+        h.media
+    );
+    h.media.clear();
+    // Resume (sendrecv): the music stops, the relay starts again.
+    let resume = AGENT_HOLD_OFFER
+        .replace("a=sendonly", "a=sendrecv")
+        .replace("o=agent 1 2", "o=agent 1 3");
+    h.receive(
+        agent(),
+        &agent_request(&invite, "INVITE", 3, "z9hG4bK-resume", &resume),
+    );
+    h.receive(
+        agent(),
+        &agent_request(&invite, "ACK", 3, "z9hG4bK-resume-ack", ""),
+    );
+    assert!(
+        h.media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::StopPlayback { leg: LegId(1) })),
+        "{:?}",
+        h.media
+    );
+    assert!(
+        h.media.iter().any(|m| matches!(
+            m,
+            MediaCommand::Bridge {
+                caller: LegId(1),
+                agent: LegId(2)
+            }
+        )),
+        "{:?}",
+        h.media
+    );
 }

@@ -201,6 +201,11 @@ impl Switchboard {
                     leg: leg_of(id),
                     session,
                 });
+                let holds = matches!(
+                    negotiated.remote_direction,
+                    Direction::SendOnly | Direction::Inactive
+                ) || negotiated.remote_rtp.is_none();
+                self.agent_hold(id, holds);
             }
             return;
         }

@@ -85,7 +85,7 @@ impl Switchboard {
         self.media(MediaCommand::StopPlayback { leg: leg_of(id) });
     }
 
-    fn bump_play_generation(&mut self, id: SessionId) -> u64 {
+    pub(super) fn bump_play_generation(&mut self, id: SessionId) -> u64 {
         match self.calls.get_mut(&id) {
             Some(call) => {
                 call.play_generation += 1;

@@ -470,6 +470,14 @@ impl Switchboard {
             MediaEvent::PlaybackFinished { leg, .. } if self.is_prompt_call(session_of(leg)) => {
                 self.prompt_call_done(now, session_of(leg))
             }
+            MediaEvent::PlaybackFinished { leg, generation }
+                if self.held_by_agent(session_of(leg)) =>
+            {
+                let id = session_of(leg);
+                if self.calls.get(&id).map(|c| c.play_generation) == Some(generation) {
+                    self.play_hold_music(id);
+                }
+            }
             MediaEvent::PlaybackFinished { leg, generation } => {
                 let id = session_of(leg);
                 // An end that crossed a newer Play or a StopPlayback is not this flow's news.

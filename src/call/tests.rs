@@ -22,6 +22,7 @@ fn test_prompts() -> PromptLibrary {
         "digit_pound",
         "agent_paused",
         "agent_available",
+        "music_on_hold",
     ];
     PromptLibrary::from_prompts(
         names
@@ -1082,11 +1083,11 @@ pub(super) fn agent_request(
     )
 }
 
-const AGENT_HOLD_OFFER: &str = "v=0\r\no=agent 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+pub(super) const AGENT_HOLD_OFFER: &str = "v=0\r\no=agent 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=audio 7010 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
 
 /// A bridged call whose agent then puts the caller on hold; returns our INVITE to the agent.
-fn agent_puts_caller_on_hold(h: &mut Harness, call_id: &str) -> String {
+pub(super) fn agent_puts_caller_on_hold(h: &mut Harness, call_id: &str) -> String {
     let (tag, invite) = answered_and_agent_invite(h, call_id);
     h.receive(
         udp(),

@@ -51,6 +51,9 @@ pub enum MediaCommand {
     },
     /// Relay RTP between a caller and the agent leg that answered (B2BUA).
     Bridge { caller: LegId, agent: LegId },
+    /// Stop relaying between them (the agent put the caller on hold): each leg's own pacer
+    /// speaks again, so the caller can hear music.
+    Unbridge { caller: LegId, agent: LegId },
     /// Cut the current prompt at the next frame and drop the queue (barge-in).
     StopPlayback { leg: LegId },
     /// Release the leg; the driver answers with [`MediaEvent::Stopped`].

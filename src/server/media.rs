@@ -165,6 +165,16 @@ impl MediaDriver {
             }),
             MediaCommand::StopPlayback { leg } => self.send(PacerCommand::StopPlayback { leg }),
             MediaCommand::Bridge { caller, agent } => self.bridge(caller, agent),
+            MediaCommand::Unbridge { caller, agent } => {
+                for leg in [caller, agent] {
+                    if let Some(session) = self.sessions.get_mut(&leg) {
+                        session.partner = None;
+                        session.shared.relayed.store(false, Ordering::Relaxed);
+                        let _ = session.forward.send(None);
+                    }
+                }
+                info!(%caller, %agent, "media unbridged (agent hold)");
+            }
             MediaCommand::Stop { leg, .. } => {
                 let received = self.sessions.remove(&leg).map(|session| {
                     let _ = session.updates.send(None);
