@@ -29,6 +29,10 @@ enum Command {
     /// Validate a routing file before it goes live (default: the `routing` setting).
     /// Exit 1 with every problem as FILE:LINE: key: message.
     Check { file: Option<PathBuf> },
+    /// What a routing change does: menus, keys, groups and opening hours added, removed or
+    /// changed between OLD and NEW (comments and spacing do not count). Exit 1 when NEW is
+    /// not fit to go live (its problems are printed as `check` prints them).
+    Diff { old: PathBuf, new: PathBuf },
     /// Walk a caller's keys through the routing offline and print each step.
     Simulate {
         /// Routing file (default: the `routing` setting).
@@ -132,6 +136,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hotline::server::raise_worker_priority();
             runtime.block_on(hotline::server::run(settings))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { old, new } => {
+            let lines = hotline::cli::diff::run(&old, &new)?;
+            for line in &lines {
+                println!("{line}");
+            }
+            println!(
+                "{} -> {}: {} change(s)",
+                old.display(),
+                new.display(),
+                lines
+                    .iter()
+                    .filter(|line| !line.starts_with("    "))
+                    .count()
+            );
+            let fit = hotline::cli::check::run(&new, &settings.prompts);
+            Ok(if fit {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Check { file } => {
             let path = file.unwrap_or(settings.routing);

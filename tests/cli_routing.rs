@@ -325,3 +325,49 @@ fn simulate_the_operator_key_from_the_language_menu() {
         Some("path: language:0 (operator) > queue municipality")
     );
 }
+
+#[test]
+fn diff_tells_what_a_change_does_and_refuses_a_new_file_unfit_to_go_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = manifest_dir().join("routing.toml");
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let changed = dir.path().join("changed.toml");
+    std::fs::write(
+        &changed,
+        text.replacen("max_wait = \"5m\"", "max_wait = \"3m\"", 1)
+            .replace("# the first menu", "# a comment that does not count"),
+    )
+    .unwrap();
+    let output = hotline(
+        &["diff", shipped.to_str().unwrap(), changed.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let text_out = stdout(&output);
+    let changes: Vec<&str> = text_out
+        .lines()
+        .filter(|l| l.starts_with(['~', '+', '-']))
+        .collect();
+    assert_eq!(changes.len(), 1, "{text_out}");
+    assert!(
+        changes[0].ends_with(": max_wait: \"5m\" -> \"3m\""),
+        "{text_out}"
+    );
+
+    let broken = fixture("broken_values.toml");
+    let output = hotline(
+        &["diff", shipped.to_str().unwrap(), broken.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("unknown key"),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod check;
+pub mod diff;
 pub mod history;
 pub mod reload;
 pub mod simulate;
