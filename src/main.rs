@@ -151,7 +151,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .filter(|line| !line.starts_with("    "))
                     .count()
             );
-            let fit = hotline::cli::check::run(&new, &settings.prompts);
+            let credentials = settings.sip.credentials.as_deref();
+            let fit = hotline::cli::check::run(&new, &settings.prompts, credentials);
             Ok(if fit {
                 ExitCode::SUCCESS
             } else {
@@ -160,7 +161,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { file } => {
             let path = file.unwrap_or(settings.routing);
-            let fit = hotline::cli::check::run(&path, &settings.prompts);
+            let credentials = settings.sip.credentials.as_deref();
+            let fit = hotline::cli::check::run(&path, &settings.prompts, credentials);
             Ok(if fit {
                 ExitCode::SUCCESS
             } else {

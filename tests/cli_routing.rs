@@ -135,7 +135,10 @@ fn every_fixture_passes_check_unless_it_is_broken_on_purpose() {
         }
         seen += 1;
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let output = hotline(&["check", path.to_str().unwrap()], &[]);
+        // Registering agents need their credentials: the queue tests' file has theirs.
+        let credentials = manifest_dir().join("tests/fixtures/agents/queue_credentials.toml");
+        let env = [("HOTLINE__SIP__CREDENTIALS", credentials.to_str().unwrap())];
+        let output = hotline(&["check", path.to_str().unwrap()], &env);
         let expected = if name.starts_with("broken_") { 1 } else { 0 };
         assert_eq!(
             output.status.code(),
@@ -370,4 +373,56 @@ fn diff_tells_what_a_change_does_and_refuses_a_new_file_unfit_to_go_live() {
         "{}",
         stdout(&output)
     );
+}
+
+#[test]
+fn check_requires_a_credentials_entry_for_each_registering_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(manifest_dir().join("routing.toml")).unwrap();
+    let routing = dir.path().join("routing.toml");
+    std::fs::write(
+        &routing,
+        text.replace("uri = \"sip:water-1@127.0.0.1:5301\"", "user = \"zoe\"")
+            .replace("uri = \"sip:water-2@127.0.0.1:5302\"", "user = \"anna\""),
+    )
+    .unwrap();
+    let credentials = manifest_dir().join("tests/fixtures/agents/credentials.toml");
+    let env = [("HOTLINE__SIP__CREDENTIALS", credentials.to_str().unwrap())];
+    let output = hotline(&["check", routing.to_str().unwrap()], &env);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let problems: Vec<String> = stdout(&output).lines().map(str::to_owned).collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("groups.water.agents[0].user: agent \"zoe\" has no entry in")
+            && problems[0].ends_with("it could never register"),
+        "{problems:?}"
+    );
+    // Without a credentials file nobody could register.
+    let output = hotline(&["check", routing.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("no sip.credentials file is set"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn check_names_an_opening_time_off_the_quarter_hour_as_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(manifest_dir().join("routing.toml")).unwrap();
+    let routing = dir.path().join("routing.toml");
+    std::fs::write(
+        &routing,
+        text.replacen("mon = \"08:00-17:00\"", "mon = \"08:10-17:00\"", 1),
+    )
+    .unwrap();
+    let output = hotline(&["check", routing.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(
+        out.contains("opening time 08:10 is off the quarter hour"),
+        "{out}"
+    );
+    assert!(!out.contains("minute_10"), "{out}");
 }

@@ -413,7 +413,18 @@ impl Checker<'_> {
                     let hour = range.start_minute / 60;
                     let minute = range.start_minute % 60;
                     self.use_prompt(&format!("hour_{hour:02}"), at);
-                    self.use_prompt(&format!("minute_{minute:02}"), at);
+                    if minute % 15 == 0 {
+                        self.use_prompt(&format!("minute_{minute:02}"), at);
+                    } else {
+                        // The real cause, not the missing `minute_MM` it would lead to.
+                        self.push(
+                            at,
+                            format!(
+                                "opening time {hour:02}:{minute:02} is off the quarter hour: the \
+                                 closed message says times on :00, :15, :30 or :45 only"
+                            ),
+                        );
+                    }
                 }
             }
         }

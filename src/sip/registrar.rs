@@ -94,6 +94,11 @@ impl Credentials {
         md5_hex(&format!("{user}:{realm}:{password}"))
     }
 
+    /// Whether `user` has an entry (may register).
+    pub fn has_user(&self, user: &str) -> bool {
+        self.ha1.contains_key(user)
+    }
+
     pub fn realm(&self) -> &str {
         &self.realm
     }
