@@ -41,7 +41,8 @@ Population: completed calls (end recorded) whose arrival time is in [from, to). 
 not counted. Times are stored in UTC to the millisecond; `hour` (00-23) and `day` (YYYY-MM-DD)
 are the arrival time in Europe/Vilnius.
 wait            seconds from the group choice (group_chosen) to agent answer, or to the end of the
-                call if no agent answered. Only calls with a group choice have a wait.
+                call if no agent answered; 0 for `closed` calls (the closed message is no wait).
+                Only calls with a group choice have a wait.
 talk            seconds from agent answer to the end of the call, for `connected` calls only
                 (after a REFER transfer the hotline no longer sees the call).
 calls           number of calls in the population.

@@ -166,6 +166,10 @@ impl CallRecord {
 
     pub(crate) fn wait_ms(&self) -> Option<i64> {
         let start = self.group_chosen?;
+        // A closed group's caller hears when it opens again: that is no wait for an agent.
+        if self.outcome == Outcome::Closed {
+            return Some(0);
+        }
         let stop = self.agent_answered.unwrap_or(self.ended);
         Some(millis_between(start, stop))
     }

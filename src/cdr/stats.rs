@@ -426,6 +426,18 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_groups_message_is_no_wait() {
+        let records = [
+            record("a", Some(12), Outcome::Closed),
+            record("b", Some(4), Outcome::QueueTimeout),
+        ];
+        let from = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        let query = StatsQuery::new(from, from + chrono::Duration::days(1), vec![]);
+        let row = &compute_stats(&records, &query)[0];
+        assert_eq!((row.offered, row.max_wait_s), (2, Some(4.0)));
+    }
+
+    #[test]
     fn interrupted_calls_count_like_errors() {
         let records = [
             record("a", Some(30), Outcome::Interrupted), // offered, wait up to the last time known
