@@ -19,8 +19,13 @@ pub fn render(rows: &[StatsRow], format: OutputFormat) -> Result<String, serde_j
     }
 }
 
+/// A terminal's width: wider tables are cut into blocks of columns that fit, each repeating the
+/// key columns.
+pub const TABLE_WIDTH: usize = 120;
+
 /// Keys left-aligned, numbers right-aligned; seconds with one decimal, service level in percent,
-/// `-` where a figure is undefined (nothing to average or divide).
+/// `-` where a figure is undefined (nothing to average or divide). At most [`TABLE_WIDTH`]
+/// characters a line: the columns that do not fit follow in further blocks.
 pub fn table(rows: &[StatsRow]) -> String {
     let Some(first) = rows.first() else {
         return String::from("(no rows)\n");
@@ -58,13 +63,56 @@ pub fn table(rows: &[StatsRow]) -> String {
                 .unwrap_or(0)
         })
         .collect();
+    let keys: Vec<usize> = first
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, value))| matches!(value, FieldValue::Key(_)))
+        .map(|(column, _)| column)
+        .collect();
     let mut out = String::new();
-    let header_cells = header.iter().map(|name| ((*name).to_owned(), false));
-    push_line(&mut out, header_cells, &widths);
-    for row in cells {
-        push_line(&mut out, row.into_iter(), &widths);
+    for block in blocks(&widths, &keys, TABLE_WIDTH) {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let pick = |row: &[(String, bool)]| -> Vec<(String, bool)> {
+            block
+                .iter()
+                .filter_map(|column| row.get(*column).cloned())
+                .collect()
+        };
+        let block_widths: Vec<usize> = block.iter().map(|column| widths[*column]).collect();
+        let header_cells: Vec<(String, bool)> = header
+            .iter()
+            .map(|name| ((*name).to_owned(), false))
+            .collect();
+        push_line(&mut out, pick(&header_cells).into_iter(), &block_widths);
+        for row in &cells {
+            push_line(&mut out, pick(row).into_iter(), &block_widths);
+        }
     }
     out
+}
+
+/// Column blocks no wider than `max`: the key columns, then as many figures as fit.
+fn blocks(widths: &[usize], keys: &[usize], max: usize) -> Vec<Vec<usize>> {
+    let key_width: usize = keys.iter().map(|column| widths[*column] + 2).sum();
+    let mut blocks = Vec::new();
+    let mut current: Vec<usize> = keys.to_vec();
+    let mut width = key_width;
+    for column in (0..widths.len()).filter(|column| !keys.contains(column)) {
+        let needed = widths[column] + 2;
+        if width + needed > max + 2 && current.len() > keys.len() {
+            blocks.push(std::mem::replace(&mut current, keys.to_vec()));
+            width = key_width;
+        }
+        current.push(column);
+        width += needed;
+    }
+    if current.len() > keys.len() || blocks.is_empty() {
+        blocks.push(current);
+    }
+    blocks
 }
 
 fn push_line(out: &mut String, cells: impl Iterator<Item = (String, bool)>, widths: &[usize]) {
@@ -157,15 +205,20 @@ mod tests {
     fn three_formats_share_the_column_names() {
         let rows = [row()];
         let table = table(&rows);
-        let mut lines = table.lines();
         assert_eq!(
-            lines.next(),
-            Some("enterprise   calls  offered  answered  answered_in_sl  abandoned  short_abandoned  service_level  asa_s  avg_talk_s  max_wait_s  connected  abandoned_queue")
+            table.lines().collect::<Vec<_>>(),
+            [
+                "enterprise   calls  offered  answered  answered_in_sl  abandoned  short_abandoned  service_level  asa_s  avg_talk_s",
+                "water, cold      3        2         1               1          1                0          50.0%   12.2           -",
+                "",
+                "enterprise   max_wait_s  connected  abandoned_queue",
+                "water, cold        30.0          1                1",
+            ],
+            "cut into blocks of at most {TABLE_WIDTH} characters, the key in each"
         );
-        assert_eq!(
-            lines.next(),
-            Some("water, cold      3        2         1               1          1                0          50.0%   12.2           -        30.0          1                1")
-        );
+        assert!(table
+            .lines()
+            .all(|line| line.chars().count() <= TABLE_WIDTH));
         assert_eq!(
             csv(&rows),
             "enterprise,calls,offered,answered,answered_in_sl,abandoned,short_abandoned,service_level,asa_s,avg_talk_s,max_wait_s,connected,abandoned_queue\r\n\
