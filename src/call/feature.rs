@@ -12,14 +12,13 @@ use crate::sip::message;
 use crate::sip::transport::Peer;
 use crate::sip::ua::SessionId;
 
-/// The codes (`[features]` settings) and the language of the confirmations.
+/// The codes (`[features]` settings). Confirmations are in the routing's default language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeatureCodes {
     pub pause: String,
     pub resume: String,
     pub log_out: String,
     pub log_in: String,
-    pub language: String,
 }
 
 impl Default for FeatureCodes {
@@ -29,7 +28,6 @@ impl Default for FeatureCodes {
             resume: "*22".into(),
             log_out: "*23".into(),
             log_in: "*24".into(),
-            language: "lt".into(),
         }
     }
 }
@@ -90,7 +88,11 @@ impl Switchboard {
             return true;
         }
         info!(agent = %user, code = %dialled, state = pause.map_or("available", PauseReason::as_str), "feature code");
-        let language = self.feature_codes.language.clone();
+        let language = self
+            .acd
+            .as_ref()
+            .map(|acd| acd.routing().hotline.default_language.value.clone())
+            .unwrap_or_default();
         self.answer_with_prompt(now, id, &language, prompt);
         true
     }

@@ -9,8 +9,8 @@ use super::*;
 use crate::media::leg::{MediaCommand, MediaEvent};
 
 const ROUTING: &str = r#"[hotline]
-languages = ["lt"]
-default_language = "lt"
+languages = ["en"]
+default_language = "en"
 timezone = "Europe/Vilnius"
 fallback = "desk"
 start = "main"
@@ -20,7 +20,7 @@ prompt = "main_menu"
 options."1" = { group = "desk" }
 
 [groups.desk]
-name = { lt = "Desk" }
+name = { en = "Desk" }
 agents = [{ user = "ona" }]
 "#;
 
@@ -30,10 +30,6 @@ fn harness() -> Harness {
     let now = h.sim.now;
     h.switchboard().set_routing(now, Arc::new(routing));
     register_agent(&mut h, "ona");
-    h.switchboard().set_feature_codes(FeatureCodes {
-        language: "en".into(),
-        ..FeatureCodes::default()
-    });
     h
 }
 

@@ -170,7 +170,6 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         resume: settings.features.resume.clone(),
         log_out: settings.features.log_out.clone(),
         log_in: settings.features.log_in.clone(),
-        language: DEFAULT_LANGUAGE.to_owned(),
     });
     switchboard.admit_only(admitted_sources(&settings));
     switchboard.limit_sources(
