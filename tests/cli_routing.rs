@@ -174,6 +174,25 @@ fn simulate_english_caller_on_a_wednesday_morning_is_queued_for_heating() {
         printed.lines().last(),
         Some("path: language en > main:2 > queue heating")
     );
+    // Each prompt is shown when it really starts: after the ones queued before it.
+    let plays: Vec<(f64, f64)> = printed
+        .lines()
+        .filter(|line| line.contains(" play ["))
+        .take(5)
+        .map(|line| {
+            let start = line
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('s');
+            let length = line.rsplit('(').next().unwrap().trim_end_matches("s)");
+            (start.parse().unwrap(), length.parse().unwrap())
+        })
+        .collect();
+    for pair in plays.windows(2) {
+        let ((start, length), (next, _)) = (pair[0], pair[1]);
+        assert!((start + length - next).abs() < 0.11, "{printed}");
+    }
 }
 
 #[test]

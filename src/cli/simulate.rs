@@ -186,6 +186,8 @@ impl Simulation {
             match action {
                 FlowAction::Play(prompts) => {
                     for prompt in prompts {
+                        // Each prompt starts when what is queued before it ends.
+                        let starts = stamp(self.elapsed + self.playing.unwrap_or_default());
                         let length = match self.prompts.get(&prompt.lang, &prompt.name) {
                             Some(loaded) => {
                                 *self.playing.get_or_insert(Duration::ZERO) += loaded.duration();
@@ -197,7 +199,10 @@ impl Simulation {
                                 "missing!".to_owned()
                             }
                         };
-                        println!("{at}  play [{}] {}  ({length})", prompt.lang, prompt.name);
+                        println!(
+                            "{starts}  play [{}] {}  ({length})",
+                            prompt.lang, prompt.name
+                        );
                     }
                 }
                 FlowAction::StopPlayback => self.playing = None,
