@@ -445,3 +445,21 @@ fn check_names_an_opening_time_off_the_quarter_hour_as_the_cause() {
     );
     assert!(!out.contains("minute_10"), "{out}");
 }
+
+#[test]
+fn check_reports_value_problems_and_missing_prompts_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(manifest_dir().join("routing.toml")).unwrap();
+    let routing = dir.path().join("routing.toml");
+    std::fs::write(
+        &routing,
+        text.replacen("strategy = \"longest-idle\"", "strategy = \"random\"", 1)
+            .replacen("prompt = \"main_menu\"", "prompt = \"main_menu_v9\"", 1),
+    )
+    .unwrap();
+    let output = hotline(&["check", routing.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(out.contains("unknown strategy \"random\""), "{out}");
+    assert!(out.contains("prompt \"main_menu_v9\" is missing"), "{out}");
+}

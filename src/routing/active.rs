@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::{check, parse, Problem, PromptLoadFailure, Routing};
+use super::{check, Problem, PromptLoadFailure, Routing};
 use crate::media::prompts::{PromptError, PromptLibrary};
 
 /// A routing file that parsed and passed every check.
@@ -37,14 +37,23 @@ pub fn load_checked(
             message: format!("cannot read {}: {error}", path.display()),
         }]
     })?;
-    let routing = parse(&text, &file)?;
+    // Every problem in one pass: the checks run on what could be read despite value problems.
+    let (routing, mut problems) = crate::routing::reader::parse_lenient(&text, &file);
+    let Some(routing) = routing else {
+        return Err(problems);
+    };
     let failures: Vec<PromptLoadFailure> = prompt_errors.iter().filter_map(load_failure).collect();
-    let problems = check(
+    for problem in check(
         &routing,
         &|lang, name| prompts.get(lang, name).is_some(),
         &failures,
-    );
+    ) {
+        if !problems.contains(&problem) {
+            problems.push(problem);
+        }
+    }
     if !problems.is_empty() {
+        problems.sort_by_key(|problem| problem.line);
         return Err(problems);
     }
     let digest = Sha256::digest(text.as_bytes());

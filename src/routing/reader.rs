@@ -33,6 +33,15 @@ pub fn load(path: &Path) -> Result<Routing, Vec<Problem>> {
 
 /// Parses routing TOML text; `file_name` only labels problems.
 pub fn parse(text: &str, file_name: &str) -> Result<Routing, Vec<Problem>> {
+    match parse_lenient(text, file_name) {
+        (Some(routing), problems) if problems.is_empty() => Ok(routing),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Like [`parse`], but also the routing as far as it could be read despite its problems (a
+/// wrong value replaced by its default), so later checks can report theirs in the same pass.
+pub fn parse_lenient(text: &str, file_name: &str) -> (Option<Routing>, Vec<Problem>) {
     let mut reader = Reader::new(text, file_name);
     let document = match ImDocument::parse(text) {
         Ok(document) => document,
@@ -40,14 +49,11 @@ pub fn parse(text: &str, file_name: &str) -> Result<Routing, Vec<Problem>> {
             let line = error.span().map_or(1, |span| reader.line_of(span.start));
             let message = error.message().trim().to_string();
             reader.push_line(line, "", message);
-            return Err(reader.problems);
+            return (None, reader.problems);
         }
     };
     let routing = reader.routing(document.as_table());
-    match routing {
-        Some(routing) if reader.problems.is_empty() => Ok(routing),
-        _ => Err(reader.problems),
-    }
+    (routing, reader.problems)
 }
 
 /// Parses "500ms", "5s", "2m", "1h".
