@@ -201,6 +201,15 @@ pub struct CallEvent {
     pub detail: String,
 }
 
+/// A caller's latest choice in the language menu, as the records hold it: `caller` is the
+/// pseudonym when the store is keyed. Returning callers are greeted in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanguageChoice {
+    pub caller: String,
+    pub language: String,
+    pub chosen: DateTime<Utc>,
+}
+
 /// Millisecond difference, computed on epoch milliseconds so it equals what the database holds.
 fn millis_between(start: DateTime<Utc>, stop: DateTime<Utc>) -> i64 {
     stop.timestamp_millis() - start.timestamp_millis()
