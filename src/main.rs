@@ -37,6 +37,10 @@ enum Command {
         /// Choose this language at the language menu (lt, en, ru, pl).
         #[arg(long)]
         lang: Option<String>,
+        /// A returning caller whose language is remembered (remember_language): greeted in
+        /// it, no language menu; their first key may be change_language_key.
+        #[arg(long, value_name = "LANG")]
+        remembered: Option<String>,
         /// Local time of the call in the hotline's time zone, "YYYY-MM-DD HH:MM" (default: now).
         #[arg(long)]
         at: Option<String>,
@@ -145,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate {
             routing,
             lang,
+            remembered,
             at,
             digits,
         } => {
@@ -159,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 routing: &routing,
                 prompts: &settings.prompts,
                 language: lang,
+                remembered,
                 at,
                 keys,
             })?;
