@@ -127,13 +127,17 @@ pub struct CallRecord {
     pub trunk: String,
     pub arrived: DateTime<Utc>,
     pub ivr_answered: Option<DateTime<Utc>>,
+    /// When the caller pressed a language's key in the language menu. `None` when they were
+    /// served in a language they did not pick there: one language only, silence (the
+    /// language they were greeted in), the operator key, or their remembered language.
+    /// Only such choices are remembered for the caller's next calls.
     pub language_chosen: Option<DateTime<Utc>>,
     /// The moment the call was offered to a group (enterprise); starts the wait.
     pub group_chosen: Option<DateTime<Utc>>,
     pub queue_entered: Option<DateTime<Utc>>,
     pub agent_answered: Option<DateTime<Utc>>,
     pub ended: DateTime<Utc>,
-    /// `lt`, `en`, `ru` or `pl` once chosen.
+    /// `lt`, `en`, `ru` or `pl`: the language the caller was served in, once known.
     pub language: Option<String>,
     /// Steps taken, joined by `" > "`, e.g. `language en > main:2 > group heating`.
     pub menu_path: String,
