@@ -41,6 +41,10 @@ enum Command {
         /// Choose this language at the language menu (lt, en, ru, pl).
         #[arg(long)]
         lang: Option<String>,
+        /// A returning caller whose language is remembered (remember_language): greeted in
+        /// it, no language menu; their first key may be change_language_key.
+        #[arg(long, value_name = "LANG")]
+        remembered: Option<String>,
         /// Local time of the call in the hotline's time zone, "YYYY-MM-DD HH:MM" (default: now).
         #[arg(long)]
         at: Option<String>,
@@ -172,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate {
             routing,
             lang,
+            remembered,
             at,
             digits,
         } => {
@@ -186,6 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 routing: &routing,
                 prompts: &settings.prompts,
                 language: lang,
+                remembered,
                 at,
                 keys,
             })?;

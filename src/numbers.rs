@@ -26,6 +26,13 @@ const WITHHELD: &[&str] = &[
     "unavailable",
 ];
 
+/// Whether a caller's number is withheld: empty, or a word such as `anonymous` in its place.
+pub fn is_withheld(caller: &str) -> bool {
+    let user = strip_scheme(caller.trim());
+    let user = user.split(['@', ';']).next().unwrap_or_default().trim();
+    user.is_empty() || WITHHELD.iter().any(|word| user.eq_ignore_ascii_case(word))
+}
+
 impl NumberRules {
     /// The E.164 form (`+37068712345`) of a number as a carrier or phone sends it.
     ///
@@ -137,6 +144,22 @@ mod tests {
             Some("+37068712345")
         );
         assert_eq!(n("tel:+37068712345").as_deref(), Some("+37068712345"));
+    }
+
+    #[test]
+    fn withheld_callers_are_told_apart_from_numbers() {
+        for withheld in [
+            "",
+            " ",
+            "anonymous",
+            "Anonymous",
+            "sip:anonymous@anonymous.invalid",
+        ] {
+            assert!(is_withheld(withheld), "{withheld:?}");
+        }
+        for number in ["+37068712345", "868712345", "jonas"] {
+            assert!(!is_withheld(number), "{number:?}");
+        }
     }
 
     #[test]

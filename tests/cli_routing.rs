@@ -252,6 +252,73 @@ fn simulate_on_a_saturday_says_heating_is_closed_until_monday_and_hangs_up() {
 }
 
 #[test]
+fn simulate_a_returning_caller_greeted_in_their_remembered_language() {
+    let output = hotline(
+        &[
+            "simulate",
+            "--remembered",
+            "en",
+            "--at",
+            "2026-12-02 10:00",
+            "2",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let played: Vec<&str> = printed
+        .lines()
+        .filter_map(|line| line.split("play ").nth(1))
+        .map(|rest| rest.split("  (").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        played[..4],
+        [
+            "[en] welcome",
+            "[en] change_language",
+            "[en] digit_star",
+            "[en] main_menu"
+        ],
+        "no language menu:\n{printed}"
+    );
+    assert!(printed.contains("language en remembered"), "{printed}");
+    assert_eq!(
+        printed.lines().last(),
+        Some("path: remembered language en > main:2 > queue heating")
+    );
+
+    // The change-language key, first key in the main menu, opens the language menu.
+    let output = hotline(
+        &[
+            "simulate",
+            "--remembered",
+            "en",
+            "--at",
+            "2026-12-02 10:00",
+            "*",
+            "3",
+            "2",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    assert!(printed.contains("play [pl] language_menu_pl"), "{printed}");
+    assert_eq!(
+        printed.lines().last(),
+        Some("path: remembered language en > main:* (change language) > language ru > main:2 > queue heating")
+    );
+
+    let output = hotline(&["simulate", "--remembered", "de", "2"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("language `de` is not in [hotline] languages"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn simulate_refuses_keys_a_telephone_cannot_send() {
     let output = hotline(&["simulate", "--lang", "en", "2x"], &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));

@@ -3,7 +3,7 @@
 //! either side — with the agents and queue place released and the record written.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use rsip::headers::UntypedHeader;
 use tracing::{info, warn};
@@ -131,15 +131,21 @@ impl Switchboard {
         let call_id = message::call_id(&invite).unwrap_or_default().to_owned();
         let facts = self.call_facts(&invite, from, now);
         self.record_start(&call_id, &facts);
+        let remembered_language = self.languages.recall(&facts.caller, self.wall(now));
+        let span = self.ua.span(id);
+        if let Some(language) = &remembered_language {
+            span.in_scope(|| info!(%language, "returning caller: remembered language"));
+        }
         let flow = (self.flows)(&IncomingCall {
             call_id: call_id.clone(),
             from: header("From"),
             to: header("To"),
+            remembered_language,
         });
         self.calls.insert(
             id,
             Call {
-                span: self.ua.span(id),
+                span,
                 call_id,
                 state: CallState::Ringing,
                 rtp_port,
@@ -350,6 +356,13 @@ impl Switchboard {
         call.span
             .in_scope(|| info!(outcome = reason.as_str(), dtmf, "call ended"));
         let (record, events) = self.record_end(now, &call, reason);
+        if let (Some(caller), Some(language), Some(chosen)) =
+            (&record.caller, &record.language, record.language_chosen)
+        {
+            let wall = self.wall(now);
+            self.languages
+                .remember(caller, language, SystemTime::from(chosen), wall);
+        }
         match call.rtp {
             Some(rtp) => self.emit_record(record, events, reason, rtp),
             // Its media stops now: the driver's answer brings the statistics.

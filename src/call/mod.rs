@@ -14,6 +14,9 @@ mod feature;
 #[cfg(test)]
 mod feature_tests;
 mod flow;
+mod language_memory;
+#[cfg(test)]
+mod language_tests;
 pub mod live;
 mod outbound;
 mod queue;
@@ -120,6 +123,9 @@ pub struct IncomingCall {
     pub call_id: String,
     pub from: String,
     pub to: String,
+    /// The language this caller chose on an earlier call, while `remember_language` keeps it
+    /// (never for a withheld number).
+    pub remembered_language: Option<String>,
 }
 
 /// Makes the flow for each new call; replaced on routing reload (calls keep the flow they got).
@@ -192,6 +198,8 @@ pub struct Switchboard {
     max_calls_per_source: Option<u32>,
     /// Calls that play one prompt and end: placed through trunks, agents' feature codes.
     prompt_calls: HashMap<SessionId, outbound::PromptCall>,
+    /// Callers' latest language choices, for greeting them in it when they call again.
+    languages: language_memory::LanguageMemory,
     outputs: VecDeque<Output>,
 }
 
@@ -219,6 +227,7 @@ impl Switchboard {
             prompt_calls: HashMap::new(),
             max_calls_per_source: None,
             feature_codes: FeatureCodes::default(),
+            languages: language_memory::LanguageMemory::default(),
             outputs: VecDeque::new(),
         }
     }

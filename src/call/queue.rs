@@ -18,6 +18,8 @@ use crate::sip::ua::SessionId;
 impl Switchboard {
     /// The routing new calls use: groups and agents for the ACD (agents keep their state).
     pub fn set_routing(&mut self, now: Instant, routing: Arc<Routing>) {
+        self.languages
+            .set_window(routing.hotline.remember_language.value);
         match self.acd.as_mut() {
             Some(acd) => {
                 if let Err(error) = acd.handle_input(AcdInput::Reconfigure(routing), now) {

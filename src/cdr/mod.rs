@@ -25,7 +25,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use backend::{mask_password, DatabaseUrl};
-pub use model::{pseudonymise, CallEvent, CallRecord, CallStart, DtmfMode, Outcome, TransferMode};
+pub use model::{
+    pseudonymise, CallEvent, CallRecord, CallStart, DtmfMode, LanguageChoice, Outcome, TransferMode,
+};
 pub use spool::SpoolEntry;
 pub use stats::{compute_stats, Dimension, StatsQuery, StatsRow, Thresholds};
 pub use store::{

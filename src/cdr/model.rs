@@ -127,13 +127,17 @@ pub struct CallRecord {
     pub trunk: String,
     pub arrived: DateTime<Utc>,
     pub ivr_answered: Option<DateTime<Utc>>,
+    /// When the caller pressed a language's key in the language menu. `None` when they were
+    /// served in a language they did not pick there: one language only, silence (the
+    /// language they were greeted in), the operator key, or their remembered language.
+    /// Only such choices are remembered for the caller's next calls.
     pub language_chosen: Option<DateTime<Utc>>,
     /// The moment the call was offered to a group (enterprise); starts the wait.
     pub group_chosen: Option<DateTime<Utc>>,
     pub queue_entered: Option<DateTime<Utc>>,
     pub agent_answered: Option<DateTime<Utc>>,
     pub ended: DateTime<Utc>,
-    /// `lt`, `en`, `ru` or `pl` once chosen.
+    /// `lt`, `en`, `ru` or `pl`: the language the caller was served in, once known.
     pub language: Option<String>,
     /// Steps taken, joined by `" > "`, e.g. `language en > main:2 > group heating`.
     pub menu_path: String,
@@ -203,6 +207,15 @@ pub struct CallEvent {
     /// Short machine-readable step name, e.g. `menu`, `dtmf`, `queue_enter`, `agent_answer`.
     pub kind: String,
     pub detail: String,
+}
+
+/// A caller's latest choice in the language menu, as the records hold it: `caller` is the
+/// pseudonym when the store is keyed. Returning callers are greeted in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanguageChoice {
+    pub caller: String,
+    pub language: String,
+    pub chosen: DateTime<Utc>,
 }
 
 /// Millisecond difference, computed on epoch milliseconds so it equals what the database holds.

@@ -1,6 +1,7 @@
 //! `hotline simulate`: the supervisor's dry run. Walks the real call flow offline with a
 //! simulated clock: prompts "play" for their real length, timers run out, and each step is
-//! printed with the prompt file, the decision and the final action.
+//! printed with the prompt file, the decision and the final action. `--remembered LANG` is a
+//! returning caller whose language the service remembers (`remember_language`).
 
 use std::io::BufRead;
 use std::path::Path;
@@ -25,6 +26,8 @@ pub struct Options<'a> {
     pub routing: &'a Path,
     pub prompts: &'a Path,
     pub language: Option<String>,
+    /// The caller chose this language on an earlier call: greeted in it, no language menu.
+    pub remembered: Option<String>,
     /// Local time in the hotline's time zone, `YYYY-MM-DD HH:MM`.
     pub at: Option<String>,
     pub keys: Keys,
@@ -85,12 +88,23 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow!("language `{language}` is not in [hotline] languages"))?;
         keys.push(char::from_digit(position as u32 + 1, 10).unwrap_or('1'));
     }
+    if let Some(remembered) = &options.remembered {
+        check_remembered(&routing, remembered, options.language.is_some())?;
+    }
     let mut interactive = matches!(options.keys, Keys::Interactive) && options.language.is_none();
     if let Keys::Given(given) = options.keys {
         keys.extend(given);
     }
+    let flow =
+        MenuFlow::new(Arc::new(routing)).with_remembered_language(options.remembered.as_deref());
+    if let Some(remembered) = &options.remembered {
+        println!(
+            "{}  returning caller: language {remembered} remembered, no language menu",
+            stamp(Duration::ZERO)
+        );
+    }
     let mut simulation = Simulation {
-        flow: MenuFlow::new(Arc::new(routing)),
+        flow,
         prompts,
         start: Instant::now(),
         elapsed: Duration::ZERO,
@@ -253,6 +267,41 @@ fn read_key(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> anyhow
                 .map_or(Input::Silence, Input::Key))
         }
     }
+}
+
+/// A remembered language the flow would greet in, or why not.
+fn check_remembered(routing: &Routing, language: &str, chosen_too: bool) -> anyhow::Result<()> {
+    let hotline = &routing.hotline;
+    if chosen_too {
+        return Err(anyhow!(
+            "--lang chooses in the language menu, which a remembered caller (--remembered) skips: \
+             give one of them"
+        ));
+    }
+    if hotline.remember_language.value.is_zero() {
+        return Err(anyhow!(
+            "--remembered: this routing remembers no language (remember_language = \"0s\")"
+        ));
+    }
+    let languages: Vec<&str> = hotline
+        .languages
+        .value
+        .iter()
+        .map(|l| l.value.as_str())
+        .collect();
+    if languages.len() < 2 {
+        return Err(anyhow!(
+            "--remembered: this routing has one language, there is no language menu to skip"
+        ));
+    }
+    if !languages.contains(&language) {
+        return Err(anyhow!(
+            "--remembered: language `{language}` is not in [hotline] languages ({}); such a \
+             caller starts with the language menu",
+            languages.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn local_time(routing: &Routing, text: &str) -> anyhow::Result<SystemTime> {

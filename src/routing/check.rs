@@ -148,10 +148,42 @@ impl Checker<'_> {
         if let Some(music) = &hotline.music {
             self.use_prompt(&music.value, &music.at);
         }
+        self.change_language_key();
         // What the flow plays by itself, as the flow says for this routing.
         let at = languages.at.clone();
         for name in crate::ivr::menu::prompts::flow_prompts(self.routing) {
             self.use_prompt(&name, &at);
+        }
+    }
+
+    /// With `remember_language` on, the change-language key is pressed in the start menu, so
+    /// it must not be one of its options, nor the operator key.
+    fn change_language_key(&mut self) {
+        let hotline = &self.routing.hotline;
+        if hotline.remember_language.value.is_zero() || hotline.languages.value.len() < 2 {
+            return;
+        }
+        let key = hotline.change_language_key.clone();
+        let start = &hotline.start.value;
+        let option = self
+            .routing
+            .menus
+            .get(start)
+            .and_then(|menu| menu.options.get(&key.value.to_string()));
+        if let Some(option) = option {
+            let message = format!(
+                "change-language key \"{}\" is also option \"{}\" of the start menu \"{start}\" \
+                 (line {}): choose another key or another option",
+                key.value, key.value, option.at.line
+            );
+            self.push(&key.at, message);
+        }
+        if hotline.operator_key.as_ref().map(|k| k.value) == Some(key.value) {
+            let message = format!(
+                "change-language key \"{}\" is the operator key: choose another key",
+                key.value
+            );
+            self.push(&key.at, message);
         }
     }
 

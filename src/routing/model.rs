@@ -64,7 +64,18 @@ pub struct Hotline {
     pub start: Located<String>,
     /// Music on hold for queued callers (a prompt of the default language; none: `queue_hold`).
     pub music: Option<Located<String>>,
+    /// How long a caller's language choice is remembered: calling again within it, they are
+    /// greeted in that language without the language menu (zero: never remembered).
+    pub remember_language: Located<Duration>,
+    /// For a caller greeted in their remembered language: their first key in the start menu,
+    /// if it is this one, takes them to the language menu.
+    pub change_language_key: Located<char>,
 }
+
+/// Default of `remember_language`.
+pub const DEFAULT_REMEMBER_LANGUAGE: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Default of `change_language_key` (`9` repeats the shipped main menu).
+pub const DEFAULT_CHANGE_LANGUAGE_KEY: char = '*';
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Menu {

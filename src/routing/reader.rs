@@ -56,10 +56,10 @@ pub fn parse_lenient(text: &str, file_name: &str) -> (Option<Routing>, Vec<Probl
     (routing, reader.problems)
 }
 
-/// Parses "500ms", "5s", "2m", "1h".
+/// Parses "500ms", "5s", "2m", "1h", "90d".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad =
-        || format!("bad duration \"{text}\": expected a number and ms, s, m or h (e.g. \"5s\")");
+        || format!("bad duration \"{text}\": expected a number and ms, s, m, h or d (e.g. \"5s\")");
     let digits_end = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (number, unit) = text.split_at(digits_end);
     let number: u64 = number.parse().map_err(|_| bad())?;
@@ -68,6 +68,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => number.checked_mul(1000),
         "m" => number.checked_mul(60_000),
         "h" => number.checked_mul(3_600_000),
+        "d" => number.checked_mul(86_400_000),
         _ => None,
     };
     millis.map(Duration::from_millis).ok_or_else(bad)

@@ -88,7 +88,7 @@ fn unknown_keys_are_all_reported() {
     assert_eq!(
         problems(&text),
         vec![
-            "routing.toml:5: hotline.fallbak: unknown key (expected one of: languages, default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, language_no_input, menu_no_input, operator_key, fallback, start, music)",
+            "routing.toml:5: hotline.fallbak: unknown key (expected one of: languages, default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, language_no_input, menu_no_input, operator_key, fallback, start, music, remember_language, change_language_key)",
             "routing.toml:1: hotline.fallback: missing required key",
             "routing.toml:20: groups.desk.hour: unknown key (expected one of: name, announce, music, hours, when_closed, when_empty, transfer, strategy, ring_timeout, wrap_up, language_wait, max_wait, max_queue, overflow, agents)",
         ]
@@ -103,7 +103,7 @@ fn bad_duration() {
     );
     assert_eq!(
         problems(&text),
-        vec!["routing.toml:7: hotline.digit_timeout: bad duration \"5 sec\": expected a number and ms, s, m or h (e.g. \"5s\")"]
+        vec!["routing.toml:7: hotline.digit_timeout: bad duration \"5 sec\": expected a number and ms, s, m, h or d (e.g. \"5s\")"]
     );
 }
 
@@ -190,11 +190,15 @@ fn a_menu_option_on_the_operator_key_is_a_problem() {
         problems(&on_zero),
         vec!["routing.toml:12: menus.main.options.0: key \"0\" is the operator key (hotline.operator_key): this option could never be chosen"]
     );
-    // Another operator key frees 0; the menu's own `*` now clashes with it.
-    let star = on_zero.replace("start = \"main\"", "start = \"main\"\noperator_key = \"*\"");
+    // Another operator key frees 0; the menu's own `*` now clashes with it (the
+    // change-language key moves off its default `*`).
+    let star = on_zero.replace(
+        "start = \"main\"",
+        "start = \"main\"\noperator_key = \"*\"\nchange_language_key = \"#\"",
+    );
     assert_eq!(
         problems(&star),
-        vec!["routing.toml:18: menus.sub.options.\"*\": key \"*\" is the operator key (hotline.operator_key): this option could never be chosen"]
+        vec!["routing.toml:19: menus.sub.options.\"*\": key \"*\" is the operator key (hotline.operator_key): this option could never be chosen"]
     );
     let off = on_zero.replace("start = \"main\"", "start = \"main\"\noperator_key = \"\"");
     assert_eq!(problems(&off), Vec::<String>::new());

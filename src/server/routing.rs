@@ -192,7 +192,10 @@ fn loaded(active: ActiveRouting) -> Loaded {
     let routing = active.routing;
     let for_flows = routing.clone();
     Loaded {
-        flows: Box::new(move |_| Box::new(MenuFlow::new(for_flows.clone()))),
+        flows: Box::new(move |incoming| {
+            let flow = MenuFlow::new(for_flows.clone());
+            Box::new(flow.with_remembered_language(incoming.remembered_language.as_deref()))
+        }),
         routing: Some(routing),
         hash: active.hash,
     }

@@ -177,6 +177,12 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         settings.security.max_calls_per_source,
     );
     if let Some(routing) = loaded.routing {
+        let choices = language_choices(&store, &routing, &cdr_settings).await;
+        switchboard.set_language_memory(
+            cdr_settings.pseudonymise_key.as_deref(),
+            retention(&cdr_settings),
+            choices,
+        );
         switchboard.set_routing(Instant::now(), routing);
     }
     if let Some(path) = &settings.sip.credentials {
@@ -261,6 +267,54 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         totals: Totals::default(),
         tcp,
     })
+}
+
+/// How long the records keep a caller's number (`database.retention_days`).
+fn retention(settings: &crate::cdr::CdrSettings) -> Option<Duration> {
+    settings
+        .retention_days
+        .map(|days| Duration::from_secs(u64::from(days) * 24 * 3600))
+}
+
+/// Returning callers' languages, from the records of the last `remember_language` (no longer
+/// than the retention). A database that does not answer in time only means nobody is
+/// remembered from before this start.
+async fn language_choices(
+    store: &crate::cdr::CdrStore,
+    routing: &crate::routing::Routing,
+    settings: &crate::cdr::CdrSettings,
+) -> Vec<crate::cdr::LanguageChoice> {
+    let hotline = &routing.hotline;
+    let mut window = hotline.remember_language.value;
+    if let Some(retention) = retention(settings) {
+        window = window.min(retention);
+    }
+    if window.is_zero() || hotline.languages.value.len() < 2 {
+        return Vec::new();
+    }
+    let since = chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|window| chrono::Utc::now().checked_sub_signed(window))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let read = tokio::time::timeout(Duration::from_secs(10), store.language_choices(since));
+    match read.await {
+        Ok(Ok(choices)) => {
+            info!(
+                callers = choices.len(),
+                days = window.as_secs() / 86_400,
+                "returning callers' languages read from the call records"
+            );
+            choices
+        }
+        Ok(Err(error)) => {
+            warn!(%error, "cannot read callers' languages: only new choices are remembered");
+            Vec::new()
+        }
+        Err(_) => {
+            warn!("reading callers' languages took too long: only new choices are remembered");
+            Vec::new()
+        }
+    }
 }
 
 /// Nice level asked for the runtime's threads, which relay bridged calls' RTP.

@@ -1,12 +1,14 @@
-//! Reading back: statistics, listings, live calls and a call's audit trail, and decoding rows
-//! into the model.
+//! Reading back: statistics, listings, live calls, a call's audit trail and callers' latest
+//! language choices, and decoding rows into the model.
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{CallFilter, CdrStore, Page};
-use crate::cdr::model::{CallEvent, CallRecord, CallStart, DtmfMode, Outcome, TransferMode};
+use crate::cdr::model::{
+    CallEvent, CallRecord, CallStart, DtmfMode, LanguageChoice, Outcome, TransferMode,
+};
 use crate::cdr::stats::{compute_stats, StatsQuery, StatsRow};
 use crate::cdr::CdrError;
 
@@ -119,6 +121,50 @@ impl CdrStore {
                 })
             })
             .collect()
+    }
+
+    /// Each caller's latest choice in the language menu made at `since` or later, oldest
+    /// first: calls with a caller (as stored: the pseudonym when keyed) and a chosen language.
+    /// Retention deletes or blanks old callers, so what it removed is not found here either.
+    pub async fn language_choices(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<LanguageChoice>, CdrError> {
+        let rows = sqlx::query(
+            "SELECT call_id, caller, language, language_chosen_ms FROM calls \
+             WHERE caller IS NOT NULL AND caller <> '' AND language IS NOT NULL \
+             AND language_chosen_ms IS NOT NULL AND language_chosen_ms >= $1 \
+             ORDER BY language_chosen_ms, call_id",
+        )
+        .bind(since.timestamp_millis())
+        .fetch_all(self.pool().await?)
+        .await
+        .map_err(|source| CdrError::Database {
+            context: "reading callers' language choices",
+            source,
+        })?;
+        let mut latest: std::collections::HashMap<String, (String, DateTime<Utc>)> =
+            std::collections::HashMap::new();
+        for row in &rows {
+            let call_id: String = get(row, "call_id")?;
+            let chosen = time(
+                &call_id,
+                "language_chosen_ms",
+                get(row, "language_chosen_ms")?,
+            )?;
+            // Rows come oldest first: a later choice replaces an earlier one.
+            latest.insert(get(row, "caller")?, (get(row, "language")?, chosen));
+        }
+        let mut choices: Vec<LanguageChoice> = latest
+            .into_iter()
+            .map(|(caller, (language, chosen))| LanguageChoice {
+                caller,
+                language,
+                chosen,
+            })
+            .collect();
+        choices.sort_by(|a, b| (a.chosen, &a.caller).cmp(&(b.chosen, &b.caller)));
+        Ok(choices)
     }
 
     /// The audit trail of one call, in `seq` order.

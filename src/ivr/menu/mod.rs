@@ -3,6 +3,12 @@
 //! no-input / invalid-input / transfer-failure paths that end at the `fallback` group.
 //! Pure: the routing snapshot a call starts with stays its routing to the end.
 //!
+//! A returning caller whose language is remembered (`remember_language`; the switchboard
+//! knows their number) is greeted in it and goes straight to the start menu, told that the
+//! change-language key, as their first key there, opens the language menu. The record then
+//! has that language but no `language_chosen`: only a key pressed in the language menu is a
+//! choice (and only a choice is remembered; its time starts the memory again).
+//!
 //! Files: this one holds the flow's state, its steps and the event entry point; `navigate`
 //! moves through the menus, `transfer` routes to a group.
 
@@ -56,6 +62,13 @@ enum Place {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Language(String),
+    /// Greeted in the language the caller chose on an earlier call; no language menu.
+    RememberedLanguage(String),
+    /// The change-language key, first key in the start menu: to the language menu.
+    ChangeLanguage {
+        menu: String,
+        digit: char,
+    },
     Key {
         menu: String,
         digit: char,
@@ -95,6 +108,8 @@ impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Step::Language(language) => write!(f, "language {language}"),
+            Step::RememberedLanguage(language) => write!(f, "remembered language {language}"),
+            Step::ChangeLanguage { menu, digit } => write!(f, "{menu}:{digit} (change language)"),
             Step::Key { menu, digit } => write!(f, "{menu}:{digit}"),
             Step::Invalid { menu, digit } => write!(f, "{menu}:{digit} (invalid)"),
             Step::NoInput { menu } => write!(f, "{menu}: no key"),
@@ -140,6 +155,11 @@ pub struct MenuFlow {
     summary: FlowSummary,
     /// Wall time of the event being handled (opening hours are decided at the moment of choice).
     wall: SystemTime,
+    /// The language this caller chose on an earlier call, when this routing greets them in it.
+    remembered: Option<String>,
+    /// Greeted in the remembered language and no key pressed yet in the start menu: the
+    /// change-language key opens the language menu, and the start menu's prompt says so.
+    offering_change: bool,
 }
 
 impl MenuFlow {
@@ -162,7 +182,22 @@ impl MenuFlow {
             preface: Vec::new(),
             summary: FlowSummary::default(),
             wall: SystemTime::UNIX_EPOCH,
+            remembered: None,
+            offering_change: false,
         }
+    }
+
+    /// The caller chose `language` on an earlier call (as the switchboard remembers it): they
+    /// are greeted in it, when this routing remembers languages, offers more than one and
+    /// still has this one. Otherwise the call starts as any other.
+    pub fn with_remembered_language(mut self, language: Option<&str>) -> Self {
+        let hotline = &self.routing.hotline;
+        let usable = !hotline.remember_language.value.is_zero() && self.languages().len() > 1;
+        self.remembered = language
+            .filter(|_| usable)
+            .filter(|language| self.languages().iter().any(|l| l == language))
+            .map(str::to_owned);
+        self
     }
 
     pub fn language(&self) -> &str {
@@ -184,9 +219,8 @@ impl MenuFlow {
         let at = self.wall;
         let summary = &mut self.summary;
         match &step {
-            Step::Language(language) => {
+            Step::Language(language) | Step::RememberedLanguage(language) => {
                 summary.language = Some(language.clone());
-                summary.language_chosen = Some(at);
             }
             Step::Key { .. } | Step::Operator { .. } => summary.chose_something = true,
             Step::Closed { group } => {
@@ -212,6 +246,8 @@ impl MenuFlow {
         }
         let kind = match &step {
             Step::Language(_) => "language",
+            Step::RememberedLanguage(_) => "remembered_language",
+            Step::ChangeLanguage { .. } => "change_language",
             Step::Key { .. } => "key",
             Step::Invalid { .. } => "invalid_key",
             Step::NoInput { .. } => "no_input",
@@ -253,11 +289,18 @@ impl MenuFlow {
     fn menu_prompt(&self) -> Vec<PromptRef> {
         match &self.place {
             Place::LanguageMenu => self.language_menu(),
-            Place::Menus(stack) => stack
-                .last()
-                .and_then(|menu| self.routing.menus.get(menu))
-                .map(|menu| vec![self.prompt(&menu.prompt.value)])
-                .unwrap_or_default(),
+            Place::Menus(stack) => {
+                let mut said = Vec::new();
+                if self.offering_change {
+                    // "To change the language, press" + the key's name, before the menu.
+                    let key = self.routing.hotline.change_language_key.value;
+                    said.push(self.prompt(prompts::CHANGE_LANGUAGE));
+                    said.extend(super::digit_prompt(key).map(|name| self.prompt(name)));
+                }
+                let menu = stack.last().and_then(|menu| self.routing.menus.get(menu));
+                said.extend(menu.map(|menu| self.prompt(&menu.prompt.value)));
+                said
+            }
             Place::Leaving => vec![],
         }
     }
@@ -301,6 +344,9 @@ impl CallFlow for MenuFlow {
         self.now = Some(clock.now);
         match event {
             FlowEvent::Started => {
+                if let Some(language) = self.remembered.clone() {
+                    return self.start_remembered(language);
+                }
                 let mut prompts = vec![self.prompt("welcome")];
                 if self.languages().len() > 1 {
                     prompts.extend(self.language_menu());
@@ -367,5 +413,7 @@ impl CallFlow for MenuFlow {
     }
 }
 
+#[cfg(test)]
+mod remembered_tests;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 //! Moving through the menus: keys, actions, going back, retries and the no-input /
-//! invalid-input path to the fallback group, and what follows a finished prompt.
+//! invalid-input path to the fallback group, and what follows a finished prompt; the start
+//! in a remembered language and the way from there to the language menu.
 
-use super::{MenuFlow, Next, Place, Step, DIGIT_TIMER};
+use super::{prompts, MenuFlow, Next, Place, Step, DIGIT_TIMER};
 use crate::ivr::FlowAction;
 use crate::routing::model::{Action, AfterPlay};
 
@@ -33,11 +34,38 @@ impl MenuFlow {
         self.say(prompts, Next::AwaitDigit)
     }
 
-    fn choose_language(&mut self, language: String) -> Vec<FlowAction> {
+    /// On to the start menu in `language`; `chosen` when the caller pressed its key (not when
+    /// silence left them in the language they were greeted in).
+    fn choose_language(&mut self, language: String, chosen: bool) -> Vec<FlowAction> {
         self.step(Step::Language(language.clone()));
+        if chosen {
+            self.summary.language_chosen = Some(self.wall);
+        }
         self.language = language;
         let start = self.routing.hotline.start.value.clone();
         self.enter_menu(&start, false)
+    }
+
+    /// Welcome in the remembered language, then the change-language offer and the start menu.
+    pub(super) fn start_remembered(&mut self, language: String) -> Vec<FlowAction> {
+        self.step(Step::RememberedLanguage(language.clone()));
+        self.language = language;
+        self.offering_change = true;
+        let start = self.routing.hotline.start.value.clone();
+        self.place = Place::Menus(vec![start]);
+        let mut said = vec![self.prompt(prompts::WELCOME)];
+        said.extend(self.menu_prompt());
+        self.say(said, Next::AwaitDigit)
+    }
+
+    /// The change-language key: the language menu, as a new caller hears it after the welcome.
+    fn change_language(&mut self, menu: String, digit: char) -> Vec<FlowAction> {
+        self.step(Step::ChangeLanguage { menu, digit });
+        self.place = Place::LanguageMenu;
+        self.attempts = 0;
+        self.silences = 0;
+        let menu = self.language_menu();
+        self.say(menu, Next::AwaitDigit)
     }
 
     /// No input or an invalid key: try again, up to `max_attempts` tries, and for silence up
@@ -63,11 +91,13 @@ impl MenuFlow {
     }
 
     fn give_up(&mut self) -> Vec<FlowAction> {
+        self.offering_change = false;
         match self.place {
-            // Nobody chose a language: serve them in the default one.
+            // Nobody chose a language: serve them in the one they were greeted in (the
+            // default, or the remembered one of a caller who asked to change it).
             Place::LanguageMenu => {
-                let default = self.routing.hotline.default_language.value.clone();
-                self.choose_language(default)
+                let greeted = self.language.clone();
+                self.choose_language(greeted, false)
             }
             _ => {
                 self.step(Step::Fallback);
@@ -90,9 +120,16 @@ impl MenuFlow {
     }
 
     pub(super) fn digit(&mut self, digit: char) -> Vec<FlowAction> {
+        // The change-language key counts only as the first key in the start menu.
+        let offered = std::mem::take(&mut self.offering_change);
         let operator = self.routing.hotline.operator_key.as_ref().map(|k| k.value);
         if operator == Some(digit) && self.place != Place::Leaving {
             return self.operator(digit);
+        }
+        if offered && digit == self.routing.hotline.change_language_key.value {
+            if let Some(menu) = self.current_menu().map(str::to_owned) {
+                return self.change_language(menu, digit);
+            }
         }
         match self.place.clone() {
             Place::LanguageMenu => {
@@ -103,7 +140,7 @@ impl MenuFlow {
                     .and_then(|n| n.checked_sub(1))
                     .and_then(|index| languages.get(index).cloned());
                 match chosen {
-                    Some(language) => self.choose_language(language),
+                    Some(language) => self.choose_language(language, true),
                     None => {
                         self.step(Step::Invalid {
                             menu: "language".into(),

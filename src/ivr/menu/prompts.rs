@@ -20,11 +20,14 @@ pub const QUEUE_POSITION_SUFFIX: &str = "queue_position_suffix";
 pub const QUEUE_WAIT_PREFIX: &str = "queue_wait_prefix";
 pub const QUEUE_WAIT_LONG: &str = "queue_wait_long";
 pub const CALL_LATER: &str = "call_later";
+/// Said with the change-language key to a caller greeted in their remembered language.
+pub const CHANGE_LANGUAGE: &str = "change_language";
 
 /// Every prompt the flow itself can play with this routing (menus, `play` options, group
 /// names, `language_menu_*` and the opening-time `hour_*`/`minute_*` are the file's own and
 /// checked at their keys). Derived from the flow's paths: the closed message only when a
-/// group has hours, the queue's prompts only when a group bridges.
+/// group has hours, the queue's prompts only when a group bridges, the change-language
+/// prompt and its key's name only when languages are remembered and there is a choice.
 pub fn flow_prompts(routing: &Routing) -> Vec<String> {
     let mut names: Vec<String> = [
         WELCOME,
@@ -36,6 +39,13 @@ pub fn flow_prompts(routing: &Routing) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
+    let hotline = &routing.hotline;
+    if !hotline.remember_language.value.is_zero() && hotline.languages.value.len() > 1 {
+        names.push(CHANGE_LANGUAGE.to_owned());
+        if let Some(key) = crate::ivr::digit_prompt(hotline.change_language_key.value) {
+            names.push(key.to_owned());
+        }
+    }
     let groups = || routing.groups.values();
     if groups().any(|group| group.hours.is_some()) {
         names.extend(["closed_prefix", "today", "tomorrow", "time_at"].map(String::from));

@@ -5,7 +5,8 @@ use super::{Fields, Reader};
 use crate::routing::hours::{HolidayCalendar, OpeningHours, TimeRange};
 use crate::routing::model::{
     Action, AfterPlay, Agent, AgentTarget, Group, Hotline, Hours, Located, Menu, MenuOption, Place,
-    Routing, Strategy, Transfer, WhenClosed, WhenEmpty,
+    Routing, Strategy, Transfer, WhenClosed, WhenEmpty, DEFAULT_CHANGE_LANGUAGE_KEY,
+    DEFAULT_REMEMBER_LANGUAGE,
 };
 use chrono::{NaiveDate, Weekday};
 use chrono_tz::Tz;
@@ -85,6 +86,8 @@ impl Reader {
             "fallback",
             "start",
             "music",
+            "remember_language",
+            "change_language_key",
         ];
         let f = self.fields(table, at.clone(), &known);
         if !f.has("languages") {
@@ -116,6 +119,8 @@ impl Reader {
         let fallback = self.required_string(&f, "fallback");
         let start = self.required_string(&f, "start");
         let music = self.string(&f, "music");
+        let remember_language = self.remember_language(&f);
+        let change_language_key = self.change_language_key(&f);
         Some(Hotline {
             at,
             languages: Located {
@@ -133,7 +138,51 @@ impl Reader {
             fallback: fallback?,
             start: start?,
             music,
+            remember_language,
+            change_language_key,
         })
+    }
+
+    /// A duration such as `"90d"`; `"0s"` switches remembering off.
+    fn remember_language(&mut self, f: &Fields) -> Located<Duration> {
+        let at = f.entries.get("remember_language").map_or_else(
+            || Place {
+                line: f.at.line,
+                key: format!("{}.remember_language", f.at.key),
+            },
+            |(at, _)| at.clone(),
+        );
+        let value = self.duration(f, "remember_language", DEFAULT_REMEMBER_LANGUAGE);
+        Located { value, at }
+    }
+
+    /// One key of 0-9, * or #.
+    fn change_language_key(&mut self, f: &Fields) -> Located<char> {
+        let default = Located {
+            value: DEFAULT_CHANGE_LANGUAGE_KEY,
+            at: Place {
+                line: f.at.line,
+                key: format!("{}.change_language_key", f.at.key),
+            },
+        };
+        let Some(text) = self.string(f, "change_language_key") else {
+            return default;
+        };
+        let mut chars = text.value.chars();
+        match (chars.next(), chars.next()) {
+            (Some(key), None) if key.is_ascii_digit() || key == '*' || key == '#' => Located {
+                value: key,
+                at: text.at,
+            },
+            _ => {
+                let message = format!(
+                    "bad change-language key \"{}\" (expected one key of 0-9, * or #)",
+                    text.value
+                );
+                self.push(&text.at, message);
+                default
+            }
+        }
     }
 
     fn at_least_one(&mut self, f: &Fields, key: &str, default: u32) -> u32 {
