@@ -442,10 +442,10 @@ fn missing_prompt_in_one_language() {
 }
 
 #[test]
-fn opening_time_needs_hour_and_minute_prompts() {
-    let text = with("{ mon = \"08:00-17:00\" }", "{ mon = \"08:20-17:00\" }");
+fn opening_time_needs_hour_and_minute_prompts_and_quarter_hours() {
+    let text = with("{ mon = \"08:00-17:00\" }", "{ mon = \"08:30-17:00\" }");
     let routing = parse(&text, "routing.toml").unwrap();
-    let prompts = |_: &str, name: &str| name != "minute_20";
+    let prompts = |_: &str, name: &str| name != "minute_30";
     let found: Vec<String> = check(&routing, &prompts, &[])
         .iter()
         .map(ToString::to_string)
@@ -453,8 +453,19 @@ fn opening_time_needs_hour_and_minute_prompts() {
     assert_eq!(
         found,
         vec![
-            "routing.toml:24: hours.office.weekly.mon: prompt \"minute_20\" is missing in: lt, en"
+            "routing.toml:24: hours.office.weekly.mon: prompt \"minute_30\" is missing in: lt, en"
         ]
+    );
+    // Off the quarter hour: the cause is named, not the prompt it would need.
+    let text = with("{ mon = \"08:00-17:00\" }", "{ mon = \"08:20-17:00\" }");
+    let routing = parse(&text, "routing.toml").unwrap();
+    let found: Vec<String> = check(&routing, &|_: &str, _: &str| true, &[])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        vec!["routing.toml:24: hours.office.weekly.mon: opening time 08:20 is off the quarter hour: the closed message says times on :00, :15, :30 or :45 only"]
     );
 }
 
