@@ -544,7 +544,7 @@ fn reload_applies_to_new_calls_only_and_a_broken_file_is_refused() {
         "routing.toml:9: hotline.digit_timout: unknown key (expected one of: languages, \
          default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, \
          language_no_input, menu_no_input, operator_key, fallback, start, music, \
-         remember_language, change_language_key)"
+         remember_language, change_language_key, announce_every)"
     );
     wait_for_log(&service, "refusal of the broken file", |line| {
         line.contains("routing not reloaded: the running version stays")

@@ -183,7 +183,7 @@ fn reload_prints_the_new_hash_or_every_problem_and_fails_when_nobody_answers() {
             "routing.toml:9: hotline.digit_timout: unknown key (expected one of: languages, \
           default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, \
           language_no_input, menu_no_input, operator_key, fallback, start, music, \
-          remember_language, change_language_key)"
+          remember_language, change_language_key, announce_every)"
         ],
         "every problem the service found, as `hotline check` prints them"
     );

@@ -9,13 +9,32 @@ use super::Acd;
 use crate::routing::model::{Group, Routing};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl Acd {
-    pub(super) fn back_off(&mut self, agent: &AgentId, reason: FailReason, now: Instant) {
+    /// An agent's ring failed for a caller of `group`: it is left alone for the group's
+    /// retry time, and paused after the group's `max_no_answer` missed rings in a row.
+    pub(super) fn back_off(
+        &mut self,
+        agent: &AgentId,
+        reason: FailReason,
+        group: &str,
+        now: Instant,
+    ) {
         self.set_agent(agent, AgentState::Idle, now);
+        let group = self.routing.groups.get(group);
+        // A group gone in a reload leaves its caller's agent without a retry time or a limit.
+        let retry = match reason {
+            FailReason::Unreachable => self.settings.backoff_unreachable,
+            FailReason::Busy | FailReason::Declined => {
+                group.map_or(Duration::ZERO, |group| group.retry_after_busy)
+            }
+            FailReason::NoAnswer => {
+                group.map_or(Duration::ZERO, |group| group.retry_after_no_answer)
+            }
+        };
         if reason == FailReason::NoAnswer {
-            let limit = self.settings.max_no_answer;
+            let limit = group.map_or(0, |group| group.max_no_answer);
             let missed = self.agents.get_mut(agent).map(|record| {
                 record.missed_in_a_row += 1;
                 record.missed_in_a_row
@@ -25,7 +44,7 @@ impl Acd {
                 let _ = self.set_pause(agent, Some(PauseReason::NoAnswer));
             }
         }
-        let until = after(now, self.settings.backoff(reason));
+        let until = after(now, retry);
         if let Some(record) = self.agents.get_mut(agent) {
             // A failed leg says nothing about the agent once it moved on (e.g. unregistered).
             if record.state == AgentState::Idle {

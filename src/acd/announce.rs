@@ -30,7 +30,7 @@ impl Acd {
             self.announce(call, now);
         }
         // Ringing callers hear ringback; their announcement slot moves on.
-        let period = self.settings.announce_every;
+        let period = self.routing.hotline.announce_every;
         for record in self.calls.values_mut() {
             if matches!(record.phase, CallPhase::Ringing(_)) && due(record.next_announce, now) {
                 record.next_announce = after(now, period);
@@ -46,7 +46,7 @@ impl Acd {
             .calls
             .get(&call)
             .and_then(|record| self.estimate(&record.group, position, now));
-        let period = self.settings.announce_every;
+        let period = self.routing.hotline.announce_every;
         if let Some(record) = self.calls.get_mut(&call) {
             record.announced = true;
             record.next_announce = after(now, period);

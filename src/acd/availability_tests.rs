@@ -2,7 +2,7 @@
 //! auto-paused after `max_no_answer` missed rings in a row, every change reported for the
 //! audit trail), and groups nobody can serve (`when_empty`), at entry and while callers wait.
 
-use super::tests::{a, group, rings, secs, three, Sim, ALL};
+use super::tests::{a, group, rings, secs, three, Sim, ALL, FAST};
 use super::*;
 
 fn pause_changes(
@@ -96,11 +96,13 @@ fn two_missed_rings_in_a_row_pause_the_agent_and_an_answer_resets_the_count() {
 
 #[test]
 fn max_no_answer_zero_never_pauses() {
-    let settings = AcdSettings {
-        max_no_answer: 0,
-        ..AcdSettings::default()
-    };
-    let mut sim = Sim::with(&three("ring-all"), settings);
+    let settings = format!("strategy = \"ring-all\"\nmax_no_answer = 0\n{FAST}");
+    let groups = vec![group(
+        "desk",
+        &settings,
+        &[("a", ALL, 1), ("b", ALL, 1), ("c", ALL, 1)],
+    )];
+    let mut sim = Sim::new(&groups);
     sim.enqueue(1, "desk", "lt");
     for ring in 1..=5 {
         let out = sim.run_to(secs(10 * ring + 10 * (ring - 1)));

@@ -169,7 +169,8 @@ impl Acd {
         if rings.is_empty() {
             record.phase = CallPhase::Waiting;
         }
-        self.back_off(agent, reason, now);
+        let group = record.group.clone();
+        self.back_off(agent, reason, &group, now);
         Ok(())
     }
 
@@ -242,12 +243,17 @@ impl Acd {
         }
         expired.sort();
         for (at, call, agent) in expired {
+            let group = self
+                .calls
+                .get(&call)
+                .map(|record| record.group.clone())
+                .unwrap_or_default();
             self.drop_ring(call, &agent);
             self.emit(AcdOutput::StopRinging {
                 call,
                 agent: agent.clone(),
             });
-            self.back_off(&agent, FailReason::NoAnswer, at);
+            self.back_off(&agent, FailReason::NoAnswer, &group, at);
         }
     }
 

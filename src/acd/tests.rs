@@ -73,9 +73,13 @@ impl Sim {
     }
 
     pub(super) fn with(groups: &[String], settings: AcdSettings) -> Sim {
+        Sim::from_routing(routing(groups), settings)
+    }
+
+    pub(super) fn from_routing(routing: Arc<Routing>, settings: AcdSettings) -> Sim {
         let t0 = Instant::now();
         Sim {
-            acd: Acd::new(routing(groups), settings, t0),
+            acd: Acd::new(routing, settings, t0),
             t0,
             now: t0,
         }
@@ -204,7 +208,7 @@ fn announces(outputs: &[AcdOutput]) -> Vec<(u64, u32, Option<Duration>)> {
         .collect()
 }
 
-const FAST: &str = "ring_timeout = \"10s\"\nwrap_up = \"0s\"";
+pub(super) const FAST: &str = "ring_timeout = \"10s\"\nwrap_up = \"0s\"";
 
 pub(super) fn three(strategy: &str) -> Vec<String> {
     vec![group(
@@ -351,7 +355,7 @@ fn ring_timeout_moves_on_to_the_next_agent_exactly() {
     assert_eq!(
         sim.snapshot("a").backoff_until,
         None,
-        "backoff_no_answer = 10 s ended at 20 s"
+        "retry_after_no_answer = 10 s ended at 20 s"
     );
     let out = sim.run_to(secs(30));
     assert_eq!(stops(&out), vec![(1, a("c"))]);
@@ -535,17 +539,19 @@ fn a_caller_whose_language_nobody_free_speaks_does_not_block_others() {
 
 #[test]
 fn positions_are_announced_and_move_up() {
+    let groups = vec![group("desk", FAST, &[("a", ALL, 1)])];
     assert_eq!(
-        AcdSettings::default().announce_every,
+        routing(&groups).hotline.announce_every,
         secs(45),
         "the default period"
     );
-    let groups = vec![group("desk", FAST, &[("a", ALL, 1)])];
-    let settings = AcdSettings {
-        announce_every: secs(30),
-        ..AcdSettings::default()
-    };
-    let mut sim = Sim::with(&groups, settings);
+    let text = format!("{HEADER}{}", groups.concat()).replacen(
+        "[hotline]\n",
+        "[hotline]\nannounce_every = \"30s\"\n",
+        1,
+    );
+    let routing = Arc::new(parse(&text, "test.toml").unwrap());
+    let mut sim = Sim::from_routing(routing, AcdSettings::default());
     sim.enqueue(1, "desk", "lt");
     sim.answer(1, "a");
     assert_eq!(announces(&sim.enqueue(2, "desk", "lt")), vec![(2, 1, None)]);

@@ -207,44 +207,23 @@ pub struct AgentSnapshot {
     pub paused: Option<PauseReason>,
 }
 
-/// Tunables not in routing.toml.
+/// Tunables not in routing.toml (the retry times and `max_no_answer` are each group's, the
+/// announcement period the hotline's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcdSettings {
-    /// Period of position announcements while a caller waits.
-    pub announce_every: Duration,
     /// Completed calls needed in `estimate_window` before a wait estimate is given.
     pub estimate_min_calls: usize,
     pub estimate_window: Duration,
-    pub backoff_busy: Duration,
+    /// An agent whose phone could not be reached is not rung again for this long.
     pub backoff_unreachable: Duration,
-    pub backoff_declined: Duration,
-    pub backoff_no_answer: Duration,
-    /// Rings in a row an agent may miss (no answer) before being paused; 0 = never.
-    pub max_no_answer: u32,
 }
 
 impl Default for AcdSettings {
     fn default() -> Self {
         AcdSettings {
-            announce_every: Duration::from_secs(45),
             estimate_min_calls: 5,
             estimate_window: Duration::from_secs(3600),
-            backoff_busy: Duration::from_secs(15),
             backoff_unreachable: Duration::from_secs(60),
-            backoff_declined: Duration::from_secs(15),
-            backoff_no_answer: Duration::from_secs(10),
-            max_no_answer: 2,
-        }
-    }
-}
-
-impl AcdSettings {
-    pub(super) fn backoff(&self, reason: FailReason) -> Duration {
-        match reason {
-            FailReason::Busy => self.backoff_busy,
-            FailReason::Unreachable => self.backoff_unreachable,
-            FailReason::Declined => self.backoff_declined,
-            FailReason::NoAnswer => self.backoff_no_answer,
         }
     }
 }

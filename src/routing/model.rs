@@ -70,6 +70,8 @@ pub struct Hotline {
     /// For a caller greeted in their remembered language: their first key in the start menu,
     /// if it is this one, takes them to the language menu.
     pub change_language_key: Located<char>,
+    /// Queued callers hear their position this often (at the next natural break).
+    pub announce_every: Duration,
 }
 
 /// Default of `remember_language`.
@@ -166,6 +168,12 @@ pub struct Group {
     pub language_wait: Duration,
     pub max_wait: Duration,
     pub max_queue: u32,
+    /// An agent who was busy (or declined) is not rung again for this long.
+    pub retry_after_busy: Duration,
+    /// An agent who did not answer is not rung again for this long.
+    pub retry_after_no_answer: Duration,
+    /// Rings in a row an agent may miss before being paused (`auto_paused`); 0 = never.
+    pub max_no_answer: u32,
     pub overflow: Option<Located<String>>,
     pub agents: Vec<Agent>,
 }

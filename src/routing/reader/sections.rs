@@ -88,6 +88,7 @@ impl Reader {
             "music",
             "remember_language",
             "change_language_key",
+            "announce_every",
         ];
         let f = self.fields(table, at.clone(), &known);
         if !f.has("languages") {
@@ -121,6 +122,12 @@ impl Reader {
         let music = self.string(&f, "music");
         let remember_language = self.remember_language(&f);
         let change_language_key = self.change_language_key(&f);
+        let announce_every = self.duration(&f, "announce_every", Duration::from_secs(45));
+        if announce_every.is_zero() {
+            if let Some((at, _)) = f.entries.get("announce_every") {
+                self.push(at, "must be above 0");
+            }
+        }
         Some(Hotline {
             at,
             languages: Located {
@@ -140,6 +147,7 @@ impl Reader {
             music,
             remember_language,
             change_language_key,
+            announce_every,
         })
     }
 
@@ -319,6 +327,9 @@ impl Reader {
             "max_wait",
             "max_queue",
             "overflow",
+            "retry_after_busy",
+            "retry_after_no_answer",
+            "max_no_answer",
             "agents",
         ];
         let f = self.fields(table, at.clone(), &known);
@@ -384,6 +395,10 @@ impl Reader {
         let language_wait = self.duration(&f, "language_wait", Duration::from_secs(30));
         let max_wait = self.duration(&f, "max_wait", Duration::from_secs(300));
         let max_queue = self.integer(&f, "max_queue", 10);
+        let retry_after_busy = self.duration(&f, "retry_after_busy", Duration::from_secs(15));
+        let retry_after_no_answer =
+            self.duration(&f, "retry_after_no_answer", Duration::from_secs(10));
+        let max_no_answer = self.integer(&f, "max_no_answer", 2);
         let overflow = self.string(&f, "overflow");
         let when_empty = match self.string(&f, "when_empty") {
             None if overflow.is_some() => WhenEmpty::Overflow,
@@ -432,6 +447,9 @@ impl Reader {
             language_wait,
             max_wait,
             max_queue,
+            retry_after_busy,
+            retry_after_no_answer,
+            max_no_answer,
             overflow,
             agents,
         })
