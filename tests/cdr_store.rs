@@ -1105,3 +1105,68 @@ async fn an_end_waiting_in_the_spool_is_written_not_taken_for_an_interruption() 
     );
     assert_eq!(listed.len(), 2);
 }
+
+/// Agents' availability changes become rows of `agent_states`, in order, with the node.
+async fn assert_agent_states_stored(store: &CdrStore, url: &str) {
+    let change = |to: &str, from: &str, reason: &str, second: i64| hotline::cdr::AgentStateChange {
+        agent: "user:ona".into(),
+        from: from.into(),
+        to: to.into(),
+        reason: reason.into(),
+        at: base() + chrono::Duration::seconds(second),
+    };
+    store
+        .agent_state_changed(change("paused", "available", "feature_code", 1))
+        .await
+        .unwrap();
+    store
+        .agent_state_changed(change("available", "paused", "supervisor", 9))
+        .await
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT agent, from_state, to_state, reason, at_ms FROM agent_states ORDER BY at_ms",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let at = |second: i64| (base() + chrono::Duration::seconds(second)).timestamp_millis();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "user:ona".into(),
+                "available".into(),
+                "paused".into(),
+                "feature_code".into(),
+                at(1)
+            ),
+            (
+                "user:ona".into(),
+                "paused".into(),
+                "available".into(),
+                "supervisor".into(),
+                at(9)
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn agent_state_changes_are_stored_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let url = format!("sqlite:{}", dir.path().join("db/cdr.sqlite").display());
+    assert_agent_states_stored(&store, &url).await;
+}
+
+#[tokio::test]
+async fn agent_state_changes_are_stored_on_postgres() {
+    let server = TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = CdrStore::connect(&server.url(), &dir.path().join("spool.jsonl"))
+        .await
+        .unwrap();
+    assert_agent_states_stored(&store, &server.url()).await;
+}

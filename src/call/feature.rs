@@ -83,7 +83,7 @@ impl Switchboard {
             self.ua.reject(now, id, 403, vec![]);
             return true;
         };
-        if !self.set_agent_pause(now, &user, pause) {
+        if !self.set_agent_pause(now, &user, pause, "feature_code") {
             self.ua.reject(now, id, 404, vec![]);
             return true;
         }

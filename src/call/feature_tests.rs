@@ -97,6 +97,26 @@ fn a_registered_agent_pauses_and_resumes_with_feature_codes() {
     let ok = dial(&mut h, "*22", "ona", "resume-1");
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     assert_eq!(agent_state(&mut h), "idle");
+    // Each change is an audit row saying who made it.
+    let rows: Vec<(&str, &str, &str, &str)> = h
+        .agent_states
+        .iter()
+        .map(|c| {
+            (
+                c.agent.as_str(),
+                c.from.as_str(),
+                c.to.as_str(),
+                c.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("user:ona", "available", "paused", "feature_code"),
+            ("user:ona", "paused", "available", "feature_code"),
+        ]
+    );
     assert_eq!(header(&ok, "Content-Type"), Some("application/sdp"));
 }
 

@@ -110,6 +110,8 @@ pub enum Output {
         host: String,
         transport: crate::sip::transport::TransportKind,
     },
+    /// An agent's availability changed: an audit row for `agent_states`.
+    AgentState(crate::cdr::AgentStateChange),
     /// How a call placed with [`Input::PlaceTrunkCall`] went.
     TrunkCallEnded {
         request: u64,
@@ -192,6 +194,8 @@ pub struct Switchboard {
     awaiting_rtp: HashMap<LegId, AwaitingRtp>,
     pending: VecDeque<Pending>,
     trunks: trunk::Trunks,
+    /// Who the pause change being routed now came from (`feature_code`, `supervisor`).
+    pause_changed_by: Option<&'static str>,
     /// Agents' feature codes (`*21` pause...).
     feature_codes: FeatureCodes,
     /// Calls in progress one address (not a trunk) may have; more get 503.
@@ -227,6 +231,7 @@ impl Switchboard {
             prompt_calls: HashMap::new(),
             max_calls_per_source: None,
             feature_codes: FeatureCodes::default(),
+            pause_changed_by: None,
             languages: language_memory::LanguageMemory::default(),
             outputs: VecDeque::new(),
         }

@@ -120,18 +120,31 @@ impl Switchboard {
                 let name = |pause: Option<crate::acd::PauseReason>| {
                     pause.map_or("available", crate::acd::PauseReason::as_str)
                 };
-                info!(%agent, from = name(from), to = name(to), "agent state changed");
+                let reason = match to {
+                    Some(crate::acd::PauseReason::NoAnswer) => "missed_rings",
+                    _ => self.pause_changed_by.unwrap_or("supervisor"),
+                };
+                info!(%agent, from = name(from), to = name(to), reason, "agent state changed");
+                let change = crate::cdr::AgentStateChange {
+                    agent: agent.0,
+                    from: name(from).to_owned(),
+                    to: name(to).to_owned(),
+                    reason: reason.to_owned(),
+                    at: chrono::DateTime::<chrono::Utc>::from(self.wall(now)),
+                };
+                self.push(super::Output::AgentState(change));
             }
         }
     }
 
-    /// A supervisor (API) or the agent (feature code) pauses or resumes an agent; false when
-    /// no group has that agent.
+    /// A supervisor (API, `by` = "supervisor") or the agent (`by` = "feature_code") pauses or
+    /// resumes an agent; false when no group has that agent.
     pub fn set_agent_pause(
         &mut self,
         now: Instant,
         agent: &str,
         pause: Option<crate::acd::PauseReason>,
+        by: &'static str,
     ) -> bool {
         let Some(acd) = self.acd.as_mut() else {
             return false;
@@ -144,7 +157,10 @@ impl Switchboard {
         let accepted = acd
             .handle_input(AcdInput::SetPause { agent: id, pause }, now)
             .is_ok();
+        // The audit row says who made the change.
+        self.pause_changed_by = Some(by);
         self.route(now);
+        self.pause_changed_by = None;
         accepted
     }
 

@@ -145,6 +145,8 @@ pub(super) struct Harness {
     pub(super) resolves: Vec<String>,
     /// Results of calls placed through trunks.
     pub(super) placed: Vec<(u64, TrunkCallResult)>,
+    /// Agents' availability changes (audit rows).
+    pub(super) agent_states: Vec<crate::cdr::AgentStateChange>,
 }
 
 impl Harness {
@@ -168,6 +170,7 @@ impl Harness {
             records: Vec::new(),
             resolves: Vec::new(),
             placed: Vec::new(),
+            agent_states: Vec::new(),
         }
     }
 
@@ -202,6 +205,7 @@ impl Harness {
                 Output::Media(command) => self.media.push(command),
                 Output::Resolve { host, .. } => self.resolves.push(host),
                 Output::TrunkCallEnded { request, result } => self.placed.push((request, result)),
+                Output::AgentState(change) => self.agent_states.push(change),
                 Output::Record(Record::Started(start)) => self.started.push(start.call_id),
                 Output::Record(Record::Ended { record, reason, .. }) => {
                     if !matches!(reason, EndReason::Rejected(_)) || record.ivr_answered.is_some() {

@@ -118,6 +118,18 @@ pub struct CallStart {
     pub arrived: DateTime<Utc>,
 }
 
+/// One change of an agent's availability, for the audit trail (`agent_states`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStateChange {
+    pub agent: String,
+    /// `available`, `paused`, `logged_out` or `auto_paused`.
+    pub from: String,
+    pub to: String,
+    /// Who changed it: `feature_code`, `supervisor` or `missed_rings`.
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
 /// The complete record of a finished call. Times are UTC, stored at millisecond precision;
 /// `None` means the call never reached that step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::model::{CallEvent, CallRecord, CallStart};
+use super::model::{AgentStateChange, CallEvent, CallRecord, CallStart};
 use super::CdrError;
 
 /// One pending database write.
@@ -19,6 +19,7 @@ pub enum SpoolEntry {
         record: Box<CallRecord>,
         events: Vec<CallEvent>,
     },
+    AgentState(AgentStateChange),
 }
 
 pub(crate) struct Spool {

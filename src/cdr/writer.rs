@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::model::{CallEvent, CallRecord, CallStart};
+use super::model::{AgentStateChange, CallEvent, CallRecord, CallStart};
 use super::store::CdrStore;
 
 /// Default pause between attempts to replay the spool while the database is down.
@@ -31,6 +31,7 @@ pub struct WriterStopped;
 enum Message {
     Started(CallStart),
     Ended(Box<CallRecord>, Vec<CallEvent>),
+    AgentState(AgentStateChange),
     /// Everything sent before is stored or spooled: stop, and say so.
     Close(oneshot::Sender<()>),
 }
@@ -66,6 +67,13 @@ impl CdrWriter {
             .map_err(|_| WriterStopped)
     }
 
+    /// An agent's availability changed (audit row).
+    pub fn agent_state_changed(&self, change: AgentStateChange) -> Result<(), WriterStopped> {
+        self.sender
+            .send(Message::AgentState(change))
+            .map_err(|_| WriterStopped)
+    }
+
     /// Writes (or spools) every record sent before, tries a last spool replay and stops the
     /// task; records sent afterwards, through any clone, are refused with `WriterStopped`.
     /// Returns once all that is done.
@@ -82,6 +90,7 @@ impl CdrWriter {
 enum Entry {
     Started(CallStart),
     Ended(Box<CallRecord>, Vec<CallEvent>),
+    AgentState(AgentStateChange),
 }
 
 async fn run(
@@ -102,6 +111,9 @@ async fn run(
                     Message::Started(start) => held.write(&store, Entry::Started(start)).await,
                     Message::Ended(record, events) => {
                         held.write(&store, Entry::Ended(record, events)).await
+                    }
+                    Message::AgentState(change) => {
+                        held.write(&store, Entry::AgentState(change)).await
                     }
                     Message::Close(done) => break Some(done),
                 }
@@ -131,6 +143,7 @@ async fn run(
             Message::Ended(record, events) => {
                 held.write(&store, Entry::Ended(record, events)).await
             }
+            Message::AgentState(change) => held.write(&store, Entry::AgentState(change)).await,
             Message::Close(done) => waiting.push(done),
         }
     }
@@ -223,6 +236,7 @@ async fn store_entry(store: &CdrStore, entry: &Entry) -> Result<(), super::CdrEr
             .call_ended((**record).clone(), events.clone())
             .await
             .map(drop),
+        Entry::AgentState(change) => store.agent_state_changed(change.clone()).await.map(drop),
     }
 }
 

@@ -148,7 +148,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     let _ = reply.send(lifted);
                 }
                 Command::SetAgentState { agent, pause, reply } => {
-                    let known = switchboard.set_agent_pause(Instant::now(), &agent, pause);
+                    let known = switchboard.set_agent_pause(Instant::now(), &agent, pause, "supervisor");
                     let _ = reply.send(known);
                 }
             },
@@ -236,6 +236,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     }
                     Output::Resolve { host, transport } => {
                         resolve(host, transport, tcp.inputs.clone())
+                    }
+                    Output::AgentState(change) => {
+                        if records.agent_state_changed(change).is_err() {
+                            error!("call-record writer stopped: agent state change lost");
+                        }
                     }
                     Output::TrunkCallEnded { request, result } => {
                         if let Some(reply) = call_replies.remove(&request) {

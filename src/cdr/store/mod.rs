@@ -258,6 +258,15 @@ impl CdrStore {
         delivery
     }
 
+    /// Records a change of an agent's availability (audit trail). Fails only if neither the
+    /// database nor the spool took it.
+    pub async fn agent_state_changed(
+        &self,
+        change: crate::cdr::AgentStateChange,
+    ) -> Result<Delivery, CdrError> {
+        self.submit(SpoolEntry::AgentState(change)).await
+    }
+
     fn live_here_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.live_here
             .lock()

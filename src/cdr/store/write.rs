@@ -31,6 +31,9 @@ const UPSERT_RECORD: &str = "INSERT INTO calls (call_id, caller, trunk, arrived_
      rtp_packets = excluded.rtp_packets, rtp_lost = excluded.rtp_lost, \
      rtp_jitter_ms = excluded.rtp_jitter_ms, node = excluded.node";
 
+const INSERT_AGENT_STATE: &str = "INSERT INTO agent_states (agent, from_state, to_state, \
+     reason, at_ms, node) VALUES ($1, $2, $3, $4, $5, $6)";
+
 pub(super) const INSERT_EVENT: &str =
     "INSERT INTO call_events (call_id, seq, at_ms, kind, detail) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id, seq) DO NOTHING";
@@ -61,6 +64,20 @@ impl CdrStore {
                     source,
                 }),
             SpoolEntry::Ended { record, events } => self.write_ended(record, events).await,
+            SpoolEntry::AgentState(change) => sqlx::query(INSERT_AGENT_STATE)
+                .bind(change.agent.clone())
+                .bind(change.from.clone())
+                .bind(change.to.clone())
+                .bind(change.reason.clone())
+                .bind(change.at.timestamp_millis())
+                .bind(self.node.clone())
+                .execute(self.pool().await?)
+                .await
+                .map(drop)
+                .map_err(|source| CdrError::Database {
+                    context: "recording an agent state change",
+                    source,
+                }),
         }
     }
 
