@@ -843,6 +843,7 @@ impl Sim {
                 Output::TrunkCallEnded { request, .. } => {
                     panic!("no call placed, yet {request} ended")
                 }
+                Output::AgentState(_) => {}
                 Output::Record(Record::Started(start)) => self.starts.push(start),
                 Output::Record(Record::Ended { record, events, .. }) => {
                     if let Some(&index) = self.by_call_id.get(&record.call_id) {
