@@ -27,7 +27,9 @@ use std::time::Duration;
 pub use backend::{mask_password, DatabaseUrl};
 pub use model::{pseudonymise, CallEvent, CallRecord, CallStart, DtmfMode, Outcome, TransferMode};
 pub use spool::SpoolEntry;
-pub use stats::{compute_stats, Dimension, StatsQuery, StatsRow, Thresholds};
+pub use stats::{
+    compute_agent_stats, compute_stats, AgentRow, Dimension, StatsQuery, StatsRow, Thresholds,
+};
 pub use store::{
     close_interrupted_at_start, CallFilter, CdrStore, Delivery, FlushReport, Page, PurgeMode,
 };
