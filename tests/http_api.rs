@@ -266,6 +266,7 @@ fn snapshot() -> LiveSnapshot {
         state: state.into(),
         since_s: 30,
         calls_answered: 4,
+        ..AgentLive::default()
     };
     let live_call = |id: &str, state: &str, group: Option<&str>, since_s| LiveCall {
         call_id: id.into(),
@@ -295,16 +296,19 @@ fn snapshot() -> LiveSnapshot {
                 group: "heating".into(),
                 waiting: 3,
                 longest_wait_s: 95,
+                ..QueueLive::default()
             },
             QueueLive {
                 group: "water".into(),
                 waiting: 1,
                 longest_wait_s: 12,
+                ..QueueLive::default()
             },
             QueueLive {
                 group: "<img src=x onerror=alert(1)>".into(),
                 waiting: 0,
                 longest_wait_s: 0,
+                ..QueueLive::default()
             },
         ],
         agents: vec![
