@@ -15,7 +15,8 @@ use chrono_tz::Europe::Vilnius;
 
 use super::api::{query_pairs, today};
 use super::dashboard::{
-    duration, esc, href, load, percent, redirect_storing_token, GroupNames, Lang, Period,
+    collation_key, duration, esc, href, load, percent, redirect_storing_token, GroupNames, Lang,
+    Period,
 };
 use super::live::LiveSnapshot;
 use super::server::{text_error, HttpState};
@@ -87,24 +88,23 @@ struct Line {
 
 const STYLE: &str = "
 html { background: #10161f; }
-body { font-family: system-ui, sans-serif; margin: 1.2vw 2vw; color: #eef2f7; background: #10161f; }
+body { font-family: system-ui, sans-serif; margin: 1.5vh 2vw; color: #eef2f7; background: #10161f; }
 header { display: flex; justify-content: space-between; align-items: baseline; }
-h1 { font-size: 2.6vw; margin: 0; font-weight: 600; }
-.clock { font-size: 2.2vw; color: #9fb0c4; }
-.clock a { color: #9fb0c4; font-size: 1.2vw; margin-left: 1vw; }
-.totals { display: flex; gap: 2vw; margin: 1.2vw 0; }
-.total { flex: 1; background: #1b2430; border-radius: 0.8vw; padding: 0.8vw 1.2vw; }
-.total b { display: block; font-size: 5vw; line-height: 1.1; }
-.total span { font-size: 1.4vw; color: #9fb0c4; }
-table { width: 100%; border-collapse: collapse; font-size: 2.3vw; }
-th { font-size: 1.3vw; color: #9fb0c4; font-weight: 500; text-align: right; padding: 0.3vw 1vw; }
+h1 { font-size: min(2.6vw, 4.6vh); margin: 0; font-weight: 600; }
+.clock { font-size: min(2.2vw, 3.9vh); color: #9fb0c4; }
+.clock a { color: #9fb0c4; font-size: min(1.2vw, 2.2vh); margin-left: 1vw; }
+.totals { display: flex; gap: 2vw; margin: 1.5vh 0; }
+.total { flex: 1; background: #1b2430; border-radius: 0.8vw; padding: 0.8vh 1.2vw; }
+.total b { display: block; font-size: min(5vw, 8.5vh); line-height: 1.1; }
+.total span { font-size: min(1.4vw, 2.5vh); color: #9fb0c4; }
+table { width: 100%; border-collapse: collapse; font-size: min(2.3vw, 3.6vh); }
+th { font-size: min(1.3vw, 2.3vh); color: #9fb0c4; font-weight: 500; text-align: right; padding: 0.3vh 1vw; }
 th:first-child, td:first-child { text-align: left; }
-td { padding: 0.6vw 1vw; border-top: 1px solid #2a3544; text-align: right; font-variant-numeric: tabular-nums; }
-td:first-child { font-size: 2vw; }
-td.big { font-size: 3.2vw; font-weight: 700; }
+td { padding: 0.5vh 1vw; border-top: 1px solid #2a3544; text-align: right; font-variant-numeric: tabular-nums; }
+td:first-child { font-size: min(2vw, 3.4vh); }
+td.big { font-size: min(3.2vw, 5vh); font-weight: 700; line-height: 1.15; }
 .ok { color: #4cd07d; } .warn { color: #ffb347; } .bad { color: #ff5d5d; } .dim { color: #6c7a8c; }
-small { font-size: 1.1vw; color: #9fb0c4; }
-footer { margin-top: 1vw; font-size: 1.1vw; color: #6c7a8c; }
+footer { margin-top: 1vh; font-size: min(1.1vw, 1.9vh); color: #6c7a8c; }
 ";
 
 fn sl_class(service_level: Option<f64>) -> &'static str {
@@ -161,6 +161,7 @@ pub fn render(
                 today: Some(row.clone()),
             }),
     );
+    lines.sort_by_cached_key(|line| collation_key(&line.name));
     let waiting: usize = lines.iter().map(|line| line.waiting).sum();
     let longest = lines
         .iter()
@@ -243,7 +244,7 @@ pub fn render(
             html,
             "<tr class=\"enterprise\" data-group=\"{}\"><td>{}</td><td class=\"big {}\">{}</td>\
              <td class=\"{}\">{}</td><td class=\"big {available_class}\">{}</td>\
-             <td class=\"big {}\">{} <small>{answered}/{offered}</small></td></tr>",
+             <td class=\"big {}\" title=\"{answered}/{offered}\">{}</td></tr>",
             esc(&line.group),
             esc(&line.name),
             wait_class(line.waiting, line.longest_wait_s),

@@ -341,6 +341,26 @@ impl GroupNames {
     }
 }
 
+/// A sort key that orders names as Lithuanian does (`š` after `s`, before `t`), case-blind.
+pub fn collation_key(name: &str) -> Vec<(char, u8)> {
+    name.chars()
+        .flat_map(char::to_lowercase)
+        .map(|character| match character {
+            'ą' => ('a', 1),
+            'č' => ('c', 1),
+            'ę' => ('e', 1),
+            'ė' => ('e', 2),
+            'į' => ('i', 1),
+            'y' => ('i', 3),
+            'š' => ('s', 1),
+            'ų' => ('u', 1),
+            'ū' => ('u', 2),
+            'ž' => ('z', 1),
+            other => (other, 0),
+        })
+        .collect()
+}
+
 /// Everything one page or CSV is made of.
 pub struct View<'a> {
     pub snapshot: &'a LiveSnapshot,
@@ -400,6 +420,7 @@ nav.top a, nav.top b { margin-left: 10px; }
 .grid > .panel { grid-column: span 2; min-width: 0; }
 .grid > .wide { grid-column: 1 / -1; }
 .grid > .half { grid-column: span 3; }
+.grid > .third { grid-column: span 2; }
 @media (max-width: 1000px) { .grid > .panel { grid-column: 1 / -1; } }
 .panel { background: #fff; border: 1px solid #dde; border-radius: 6px; padding: 12px 14px; }
 .panel h2 a.csv { float: right; font-size: 12px; font-weight: 400; }
@@ -409,8 +430,8 @@ nav.top a, nav.top b { margin-left: 10px; }
 table { border-collapse: collapse; font-size: 13px; width: 100%; margin-top: 6px; }
 th, td { padding: 3px 6px; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child, td.text, th.text { text-align: left; }
-td.wrap { white-space: normal; }
-th { color: #555; font-weight: 600; }
+td:first-child, td.wrap { white-space: normal; }
+th { color: #555; font-weight: 600; white-space: normal; vertical-align: bottom; }
 .legend span { display: inline-block; margin-right: 14px; font-size: 13px; }
 .legend i { display: inline-block; width: 11px; height: 11px; margin-right: 4px; vertical-align: -1px; }
 svg text { font-family: system-ui, sans-serif; }

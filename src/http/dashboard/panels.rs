@@ -96,7 +96,7 @@ pub fn live_panel(html: &mut String, view: &View) {
         .count();
     let _ = write!(
         html,
-        "<div class=\"panel\"><h2>{}</h2><div class=\"cards\">\
+        "<div class=\"panel half\"><h2>{}</h2><div class=\"cards\">\
          <div class=\"card\"><b id=\"calls-in-progress\">{}</b><span>{}</span></div>\
          <div class=\"card\"><b id=\"waiting\">{waiting}</b><span>{}</span></div>\
          <div class=\"card\"><b id=\"longest-wait\">{}</b><span>{}</span></div>\
@@ -122,7 +122,13 @@ pub fn live_panel(html: &mut String, view: &View) {
             texts.no_queues
         );
     }
-    for queue in &snapshot.queues {
+    let mut queues: Vec<(String, &crate::http::live::QueueLive)> = snapshot
+        .queues
+        .iter()
+        .map(|queue| (view.group_name(&queue.group), queue))
+        .collect();
+    queues.sort_by_cached_key(|(name, _)| super::collation_key(name));
+    for (name, queue) in queues {
         let style = if queue.waiting > 0 && queue.agents_available == 0 {
             " style=\"color:#d62728;font-weight:600\""
         } else {
@@ -132,7 +138,7 @@ pub fn live_panel(html: &mut String, view: &View) {
             html,
             "<tr{style}><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&queue.group),
-            esc(&view.group_name(&queue.group)),
+            esc(&name),
             queue.waiting,
             duration(queue.longest_wait_s),
             queue.agents_available,
@@ -173,7 +179,7 @@ pub fn agent_state_panel(html: &mut String, view: &View) {
         .collect();
     let _ = write!(
         html,
-        "<div class=\"panel\"><h2>{}</h2>",
+        "<div class=\"panel half\"><h2>{}</h2>",
         view.texts().agents_by_state
     );
     horizontal_bars(html, &bars, None, 170.0);
@@ -279,7 +285,8 @@ pub fn rate_rows<'a>(view: &'a View, dimension: Dimension) -> Vec<(String, &'a S
         Dimension::Language => &view.data.by_language,
         _ => &view.data.by_enterprise,
     };
-    rows.iter()
+    let mut rows: Vec<(String, &StatsRow)> = rows
+        .iter()
         .map(|row| {
             let name_key = key(row, dimension);
             let name = match dimension {
@@ -288,7 +295,15 @@ pub fn rate_rows<'a>(view: &'a View, dimension: Dimension) -> Vec<(String, &'a S
             };
             (name, row)
         })
-        .collect()
+        .collect();
+    // By name, calls without a group or language last.
+    rows.sort_by_cached_key(|(name, row)| {
+        (
+            key(row, dimension) == crate::cdr::stats::NONE_KEY,
+            super::collation_key(name),
+        )
+    });
+    rows
 }
 
 /// Service level and abandonment per enterprise or language, with the figures behind them.
@@ -304,7 +319,7 @@ pub fn rate_panel(html: &mut String, view: &View, dimension: Dimension) {
     };
     let _ = write!(
         html,
-        "<div class=\"panel half\" id=\"rates-{}\"><h2>{}{}</h2>",
+        "<div class=\"panel wide\" id=\"rates-{}\"><h2>{}{}</h2>",
         dimension.as_str(),
         esc(title),
         view.csv_link(table)
