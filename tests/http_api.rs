@@ -266,6 +266,7 @@ fn snapshot() -> LiveSnapshot {
         state: state.into(),
         since_s: 30,
         calls_answered: 4,
+        ..AgentLive::default()
     };
     let live_call = |id: &str, state: &str, group: Option<&str>, since_s| LiveCall {
         call_id: id.into(),
@@ -295,16 +296,31 @@ fn snapshot() -> LiveSnapshot {
                 group: "heating".into(),
                 waiting: 3,
                 longest_wait_s: 95,
+                names: [
+                    ("lt".to_owned(), "Vilniaus šilumos tinklai".to_owned()),
+                    ("en".to_owned(), "Vilnius Heating Networks".to_owned()),
+                ]
+                .into_iter()
+                .collect(),
+                agents_available: 2,
             },
             QueueLive {
                 group: "water".into(),
                 waiting: 1,
                 longest_wait_s: 12,
+                names: [
+                    ("lt".to_owned(), "Vilniaus vandenys".to_owned()),
+                    ("en".to_owned(), "Vilnius Water".to_owned()),
+                ]
+                .into_iter()
+                .collect(),
+                agents_available: 0,
             },
             QueueLive {
                 group: "<img src=x onerror=alert(1)>".into(),
                 waiting: 0,
                 longest_wait_s: 0,
+                ..QueueLive::default()
             },
         ],
         agents: vec![
@@ -581,6 +597,8 @@ async fn health_is_open_and_everything_else_needs_the_token() {
         ("POST", "/api/trunks/carrier/calls"),
         ("GET", "/metrics"),
         ("GET", "/"),
+        ("GET", "/dashboard.csv"),
+        ("GET", "/wallboard"),
     ] {
         let reply = http(server.addr, method, path, &[]).await;
         assert_eq!(reply.status, 401, "{method} {path} without a token");
@@ -606,7 +624,10 @@ async fn health_is_open_and_everything_else_needs_the_token() {
     )
     .await;
     assert_eq!(login.status, 303);
-    assert_eq!(login.header("location"), Some("/?day=2026-03-02"));
+    assert_eq!(
+        login.header("location"),
+        Some("/?period=day&day=2026-03-02")
+    );
     let cookie = login.header("set-cookie").unwrap().to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let cookie = cookie.split(';').next().unwrap().to_owned();
@@ -618,6 +639,27 @@ async fn health_is_open_and_everything_else_needs_the_token() {
     )
     .await;
     assert_eq!(page.status, 200);
+    // The same cookie opens the other pages a browser shows: the wallboard and the CSV.
+    for path in [
+        "/wallboard",
+        "/dashboard.csv?period=week&day=2026-03-02&table=agents",
+    ] {
+        let reply = http(server.addr, "GET", path, &[("Cookie", &cookie)]).await;
+        assert_eq!(reply.status, 200, "{path} with the cookie: {}", reply.body);
+    }
+    let wallboard_login = http(
+        server.addr,
+        "GET",
+        &format!("/wallboard?lang=en&token={TOKEN}"),
+        &[],
+    )
+    .await;
+    assert_eq!(wallboard_login.status, 303);
+    assert_eq!(
+        wallboard_login.header("location"),
+        Some("/wallboard?lang=en")
+    );
+    assert!(wallboard_login.header("set-cookie").is_some());
     let api = http(server.addr, "GET", "/api/stats", &[("Cookie", &cookie)]).await;
     assert_eq!(
         api.status, 401,
@@ -751,7 +793,7 @@ async fn the_supervisors_thresholds_apply_to_the_api_and_the_dashboard() {
         3,
         "two answers took 10-20 s"
     );
-    let page = get(server.addr, &format!("/?day={DAY}")).await;
+    let page = get(server.addr, &format!("/?day={DAY}&lang=en")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(
         page.body.contains("SL = answered within 10 s")
@@ -1138,6 +1180,20 @@ async fn a_supervisor_pauses_an_agent() {
     assert_eq!(nonsense.status, 400, "{}", nonsense.body);
 }
 
+/// The page with every inline SVG removed (the tables' cells hold small bars).
+fn without_svg(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find("<svg") {
+        out.push_str(&rest[..start]);
+        rest = rest[start..]
+            .find("</svg>")
+            .map_or("", |end| &rest[start + end + "</svg>".len()..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Renders `url` with headless Chromium into `png`.
@@ -1177,7 +1233,7 @@ fn screenshot(url: &str, png: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_the_seeded_day_in_chromium() {
     let server = start().await;
-    let page = get(server.addr, &format!("/?day={DAY}")).await;
+    let page = get(server.addr, &format!("/?day={DAY}&lang=en")).await;
     assert_eq!(page.status, 200);
     let html = &page.body;
     assert!(html.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
@@ -1191,6 +1247,13 @@ async fn dashboard_shows_the_seeded_day_in_chromium() {
     assert!(html.contains("<tr><td>127.0.0.3</td><td>flood</td><td>4:41</td></tr>"));
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(!html.contains("<img src=x"));
+    // Queues by display name; water has a caller and nobody free.
+    assert!(html.contains(
+        "<td title=\"heating\">Vilnius Heating Networks</td><td>3</td><td>1:35</td><td>2</td>"
+    ));
+    assert!(html.contains(
+        "<tr style=\"color:#d62728;font-weight:600\"><td title=\"water\">Vilnius Water</td>"
+    ));
     // Calls per local hour: 1 at 00, 6 at 09, 4 at 10, 2 at 11.
     let totals: Vec<&str> = html
         .split("class=\"hour-total\"")
@@ -1198,23 +1261,22 @@ async fn dashboard_shows_the_seeded_day_in_chromium() {
         .map(|part| part.split('>').nth(1).unwrap().split('<').next().unwrap())
         .collect();
     assert_eq!(totals, ["1", "6", "4", "2"]);
-    // Outcomes and the per-enterprise / per-language figures.
+    // Outcomes and the per-enterprise / per-language figures (the cells' small bars aside).
     assert!(html.contains(">connected</text>"));
+    let tables = without_svg(html);
     for figure in [
-        "<td>heating</td><td>5</td><td>5</td><td>3</td><td>1</td><td>50.0%</td><td>13.3 s</td><td>40.0 s</td>",
-        "<td>water</td><td>3</td><td>3</td><td>2</td><td>0</td><td>100.0%</td><td>17.5 s</td><td>300.0 s</td>",
-        "<td>transport</td><td>2</td><td>2</td><td>1</td><td>1</td><td>50.0%</td><td>5.0 s</td><td>12.0 s</td>",
-        "<td>lt</td><td>7</td>",
-        ">heating abandoned</text>",
-        ">20.0%</text>",
+        "<td class=\"wrap\" title=\"heating\">Vilnius Heating Networks</td><td>5</td><td>5</td><td>3</td><td>1</td><td>50.0%</td><td>20.0%</td><td>13.3 s</td><td>40.0 s</td>",
+        "<td class=\"wrap\" title=\"water\">Vilnius Water</td><td>3</td><td>3</td><td>2</td><td>0</td><td>100.0%</td><td>0.0%</td><td>17.5 s</td><td>300.0 s</td>",
+        "<td class=\"wrap\" title=\"transport\">transport</td><td>2</td><td>2</td><td>1</td><td>1</td><td>50.0%</td><td>50.0%</td><td>5.0 s</td><td>12.0 s</td>",
+        "<td class=\"wrap\" title=\"lt\">Lithuanian</td><td>7</td>",
     ] {
-        assert!(html.contains(figure), "dashboard lacks {figure}");
+        assert!(tables.contains(figure), "dashboard lacks {figure}");
     }
 
     let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&png);
     // The query token is exchanged for a cookie by a redirect, as a supervisor's browser does.
-    let url = format!("http://{}/?token={TOKEN}&day={DAY}", server.addr);
+    let url = format!("http://{}/?token={TOKEN}&day={DAY}&lang=en", server.addr);
     let target = png.clone();
     tokio::task::spawn_blocking(move || screenshot(&url, &target))
         .await

@@ -56,14 +56,20 @@ pub struct LiveCall {
     pub since_s: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One group's queue. Every configured group is listed, with 0 waiting when nobody waits.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct QueueLive {
     pub group: String,
     pub waiting: usize,
     pub longest_wait_s: u64,
+    /// The group's display name per language (routing `name`); empty for a group no longer
+    /// configured.
+    pub names: BTreeMap<String, String>,
+    /// Agents of the group who are idle and not paused: they can take a caller now.
+    pub agents_available: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct AgentLive {
     pub agent: String,
     /// `idle`, `ringing`, `on_call`, `wrap_up`, `unregistered`, or, when free but not taking
@@ -71,6 +77,13 @@ pub struct AgentLive {
     pub state: String,
     pub since_s: u64,
     pub calls_answered: u64,
+    /// The groups (routing keys) whose agent list names this agent, in key order.
+    pub groups: Vec<String>,
+    /// The languages the agent takes in any of its groups, in first-seen order; empty when
+    /// a group lists the agent without languages (any language).
+    pub languages: Vec<String>,
+    /// While ringing or on a call: the group of that call.
+    pub call_group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -110,6 +123,8 @@ impl Switchboard {
                     group: queued.group.clone(),
                     waiting: 0,
                     longest_wait_s: 0,
+                    names: BTreeMap::new(),
+                    agents_available: 0,
                 });
                 entry.waiting += 1;
                 entry.longest_wait_s = entry.longest_wait_s.max(waited);
@@ -124,29 +139,79 @@ impl Switchboard {
         }
         // Longest first, so the snapshot reads the same whatever order the calls are kept in.
         calls.sort_by(|a, b| b.since_s.cmp(&a.since_s).then(a.call_id.cmp(&b.call_id)));
-        let agents = self
+        let routing = self.acd.as_ref().map(Acd::routing);
+        // Each agent's groups and languages, from the routing the ACD works with.
+        let mut membership: BTreeMap<String, (Vec<String>, Vec<String>, bool)> = BTreeMap::new();
+        for (key, group) in routing.map(|routing| &routing.groups).into_iter().flatten() {
+            for member in &group.agents {
+                let id = crate::acd::AgentId::of(&member.target).0;
+                let (groups, languages, any_language) = membership.entry(id).or_default();
+                if !groups.contains(key) {
+                    groups.push(key.clone());
+                }
+                *any_language |= member.languages.is_empty();
+                for language in &member.languages {
+                    if !languages.contains(&language.value) {
+                        languages.push(language.value.clone());
+                    }
+                }
+            }
+        }
+        let agents: Vec<AgentLive> = self
             .acd
             .as_ref()
             .map(Acd::agent_states)
             .unwrap_or_default()
             .into_iter()
-            .map(|agent| AgentLive {
-                agent: agent.agent.0,
-                state: match (agent.state, agent.paused) {
-                    (AgentState::Idle | AgentState::WrapUp { .. }, Some(pause)) => pause.as_str(),
-                    (state, _) => match state {
-                        AgentState::Idle => "idle",
-                        AgentState::Ringing(_) => "ringing",
-                        AgentState::OnCall(_) => "on_call",
-                        AgentState::WrapUp { .. } => "wrap_up",
-                        AgentState::Unregistered => "unregistered",
-                    },
+            .map(|agent| {
+                let (groups, languages, any_language) =
+                    membership.get(&agent.agent.0).cloned().unwrap_or_default();
+                let call_group = match agent.state {
+                    AgentState::Ringing(call) | AgentState::OnCall(call) => self
+                        .acd
+                        .as_ref()
+                        .and_then(|acd| acd.call_group(call))
+                        .map(str::to_owned),
+                    _ => None,
+                };
+                AgentLive {
+                    agent: agent.agent.0,
+                    state: match (agent.state, agent.paused) {
+                        (AgentState::Idle | AgentState::WrapUp { .. }, Some(pause)) => {
+                            pause.as_str()
+                        }
+                        (state, _) => match state {
+                            AgentState::Idle => "idle",
+                            AgentState::Ringing(_) => "ringing",
+                            AgentState::OnCall(_) => "on_call",
+                            AgentState::WrapUp { .. } => "wrap_up",
+                            AgentState::Unregistered => "unregistered",
+                        },
+                    }
+                    .to_owned(),
+                    since_s: now.saturating_duration_since(agent.since).as_secs(),
+                    calls_answered: agent.calls_answered,
+                    groups,
+                    languages: if any_language { Vec::new() } else { languages },
+                    call_group,
                 }
-                .to_owned(),
-                since_s: now.saturating_duration_since(agent.since).as_secs(),
-                calls_answered: agent.calls_answered,
             })
             .collect();
+        // Every configured group has a queue entry, so gauges read 0 rather than vanish.
+        for (key, group) in routing.map(|routing| &routing.groups).into_iter().flatten() {
+            let entry = queues.entry(key.clone()).or_insert_with(|| QueueLive {
+                group: key.clone(),
+                waiting: 0,
+                longest_wait_s: 0,
+                names: BTreeMap::new(),
+                agents_available: 0,
+            });
+            entry.names = group.name.value.clone();
+            entry.agents_available = agents
+                .iter()
+                .filter(|agent| agent.state == "idle" && agent.groups.contains(key))
+                .count();
+        }
         LiveSnapshot {
             at: Some(DateTime::<Utc>::from(wall)),
             calls,
@@ -201,5 +266,48 @@ impl Switchboard {
             }
         }));
         SecurityLive { events, bans }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{answered_and_agent_invite, bridging_harness};
+
+    #[test]
+    fn the_snapshot_lists_every_group_and_each_agents_groups_and_languages() {
+        let mut h = bridging_harness();
+        let now = h.sim.now;
+        let live = h.switchboard().live(now);
+        let groups: Vec<&str> = live.queues.iter().map(|q| q.group.as_str()).collect();
+        assert!(
+            groups.contains(&"water") && groups.contains(&"registry"),
+            "{groups:?}"
+        );
+        assert!(live.queues.iter().all(|queue| queue.waiting == 0));
+        let heating = live.queues.iter().find(|q| q.group == "heating").unwrap();
+        assert_eq!(heating.names["en"], "Vilnius Heating Networks");
+        assert_eq!(heating.names["lt"], "Vilniaus šilumos tinklai");
+        assert_eq!(heating.agents_available, 2);
+        let agent = |live: &super::LiveSnapshot, id: &str| {
+            live.agents
+                .iter()
+                .find(|agent| agent.agent == id)
+                .cloned()
+                .unwrap()
+        };
+        let heating_2 = agent(&live, "sip:heating-2@127.0.0.1:5312");
+        assert_eq!(heating_2.groups, ["heating"]);
+        assert_eq!(heating_2.languages, ["lt", "en"]);
+        assert_eq!(heating_2.call_group, None);
+
+        // Rung for an English caller of heating: ringing, for heating, no longer available.
+        answered_and_agent_invite(&mut h, "live-1");
+        let now = h.sim.now;
+        let live = h.switchboard().live(now);
+        let heating_2 = agent(&live, "sip:heating-2@127.0.0.1:5312");
+        assert_eq!(heating_2.state, "ringing");
+        assert_eq!(heating_2.call_group.as_deref(), Some("heating"));
+        let heating = live.queues.iter().find(|q| q.group == "heating").unwrap();
+        assert_eq!((heating.waiting, heating.agents_available), (1, 1));
     }
 }

@@ -30,7 +30,9 @@ pub use model::{
     Outcome, TransferMode,
 };
 pub use spool::SpoolEntry;
-pub use stats::{compute_stats, Dimension, StatsQuery, StatsRow, Thresholds};
+pub use stats::{
+    compute_agent_stats, compute_stats, AgentRow, Dimension, StatsQuery, StatsRow, Thresholds,
+};
 pub use store::{
     close_interrupted_at_start, CallFilter, CdrStore, Delivery, FlushReport, Page, PurgeMode,
 };

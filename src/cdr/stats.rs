@@ -336,6 +336,54 @@ pub fn compute_stats(records: &[CallRecord], query: &StatsQuery) -> Vec<StatsRow
         .collect()
 }
 
+/// One agent's work over a period: calls the agent answered and their talk.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AgentRow {
+    /// The agent as recorded (`user:NAME` or its URI, as in the live snapshot).
+    pub agent: String,
+    /// Calls this agent answered (the record names the agent and has an answer time), whatever
+    /// their outcome (`connected`, `transferred`, …).
+    pub calls: u64,
+    /// Talk summed over this agent's `connected` calls, in seconds to the millisecond.
+    pub talk_s: f64,
+    /// Mean talk of those calls; `None` when there is none.
+    pub avg_talk_s: Option<f64>,
+}
+
+/// Calls answered and talk per agent over completed records that arrived in `[from, to)`,
+/// sorted by agent. Calls no agent answered are not counted.
+pub fn compute_agent_stats(
+    records: &[CallRecord],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<AgentRow> {
+    let mut per_agent: BTreeMap<&str, (u64, i64, u64)> = BTreeMap::new();
+    for record in records
+        .iter()
+        .filter(|record| record.arrived >= from && record.arrived < to)
+        .filter(|record| record.agent_answered.is_some())
+    {
+        let Some(agent) = record.agent.as_deref() else {
+            continue;
+        };
+        let (calls, talk_ms, talked) = per_agent.entry(agent).or_default();
+        *calls += 1;
+        if let Some(ms) = record.talk_ms() {
+            *talk_ms += ms;
+            *talked += 1;
+        }
+    }
+    per_agent
+        .into_iter()
+        .map(|(agent, (calls, talk_ms, talked))| AgentRow {
+            agent: agent.to_owned(),
+            calls,
+            talk_s: talk_ms as f64 / 1000.0,
+            avg_talk_s: mean_seconds(talk_ms, talked),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,9 +504,33 @@ mod tests {
         assert_eq!(row.max_wait_s, Some(30.0));
         assert_eq!(row.outcome_count(Outcome::Interrupted), 2);
         assert_eq!(row.outcome_count(Outcome::Error), 1);
+        assert!(compute_agent_stats(&records, from, from + chrono::Duration::days(1)).is_empty());
         assert!(row
             .fields()
             .iter()
             .any(|(name, value)| *name == "interrupted" && *value == FieldValue::Count(2)));
+    }
+
+    #[test]
+    fn agents_count_answered_calls_and_talk_of_connected_ones() {
+        let mut a = record("a", Some(10), Outcome::Connected); // talk 300 - 20 = 280 s
+        a.agent = Some("user:ona".into());
+        let mut b = record("b", Some(30), Outcome::Transferred); // handled, talk unknown
+        b.agent = Some("user:ona".into());
+        let mut c = record("c", Some(50), Outcome::Connected); // talk 240 s
+        c.agent = Some("sip:water-1@127.0.0.1".into());
+        let mut d = record("d", Some(5), Outcome::AbandonedQueue); // never answered
+        d.agent = Some("user:ona".into());
+        let records = [a, b, c, d];
+        let from = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        let rows = compute_agent_stats(&records, from, from + chrono::Duration::days(1));
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].agent, "sip:water-1@127.0.0.1");
+        assert_eq!((rows[0].calls, rows[0].talk_s), (1, 240.0));
+        assert_eq!(rows[1].agent, "user:ona");
+        assert_eq!((rows[1].calls, rows[1].talk_s), (2, 280.0));
+        assert_eq!(rows[1].avg_talk_s, Some(280.0));
+        let later = from + chrono::Duration::days(1);
+        assert!(compute_agent_stats(&records, later, later).is_empty());
     }
 }

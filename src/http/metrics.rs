@@ -131,11 +131,13 @@ pub fn render(snapshot: &LiveSnapshot) -> String {
         snapshot.calls.len() as u64,
     );
 
-    let mut queues: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    // The snapshot lists every configured group, so each has its gauges, 0 when empty.
+    let mut queues: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     for queue in &snapshot.queues {
         let entry = queues.entry(&queue.group).or_default();
         entry.0 += queue.waiting as u64;
         entry.1 = entry.1.max(queue.longest_wait_s);
+        entry.2 = entry.2.max(queue.agents_available as u64);
     }
     family(
         &mut out,
@@ -143,7 +145,7 @@ pub fn render(snapshot: &LiveSnapshot) -> String {
         "gauge",
         "Callers waiting in each group's queue.",
     );
-    for (group, (waiting, _)) in &queues {
+    for (group, (waiting, _, _)) in &queues {
         sample(
             &mut out,
             "hotline_queue_waiting_calls",
@@ -157,12 +159,26 @@ pub fn render(snapshot: &LiveSnapshot) -> String {
         "gauge",
         "Wait of the caller waiting longest in each group's queue.",
     );
-    for (group, (_, longest)) in &queues {
+    for (group, (_, longest, _)) in &queues {
         sample(
             &mut out,
             "hotline_queue_longest_wait_seconds",
             &[("group", group)],
             *longest,
+        );
+    }
+    family(
+        &mut out,
+        "hotline_queue_agents_available",
+        "gauge",
+        "Agents of each group who are idle and not paused.",
+    );
+    for (group, (_, _, available)) in &queues {
+        sample(
+            &mut out,
+            "hotline_queue_agents_available",
+            &[("group", group)],
+            *available,
         );
     }
 
@@ -335,7 +351,7 @@ fn push_label_value(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::live::AgentLive;
+    use crate::http::live::{AgentLive, QueueLive};
 
     #[test]
     fn label_values_are_escaped_and_duplicates_summed() {
@@ -350,8 +366,7 @@ mod tests {
             agents: vec![AgentLive {
                 agent: "x".into(),
                 state: "idle".into(),
-                since_s: 0,
-                calls_answered: 0,
+                ..AgentLive::default()
             }],
             ..LiveSnapshot::default()
         };
@@ -374,5 +389,31 @@ mod tests {
         assert!(render(&snapshot).contains(
             "hotline_calls_total{outcome=\"interrupted\",group=\"none\",language=\"none\"} 2\n"
         ));
+    }
+
+    #[test]
+    fn every_configured_group_has_its_queue_gauges_even_when_nobody_waits() {
+        let queue = |group: &str, waiting, longest_wait_s, agents_available| QueueLive {
+            group: group.into(),
+            waiting,
+            longest_wait_s,
+            agents_available,
+            ..QueueLive::default()
+        };
+        let snapshot = LiveSnapshot {
+            queues: vec![queue("heating", 0, 0, 2), queue("water", 2, 41, 0)],
+            ..LiveSnapshot::default()
+        };
+        let text = render(&snapshot);
+        for line in [
+            "hotline_queue_waiting_calls{group=\"heating\"} 0\n",
+            "hotline_queue_waiting_calls{group=\"water\"} 2\n",
+            "hotline_queue_longest_wait_seconds{group=\"heating\"} 0\n",
+            "hotline_queue_longest_wait_seconds{group=\"water\"} 41\n",
+            "hotline_queue_agents_available{group=\"heating\"} 2\n",
+            "hotline_queue_agents_available{group=\"water\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

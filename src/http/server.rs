@@ -1,11 +1,12 @@
 //! The HTTP listener: shared state, the route table, and bearer-token access control.
 //!
 //! Access: every route except `GET /health` needs `Authorization: Bearer <token>`. Browsers
-//! cannot send that header on a plain page load, so the dashboard (`GET /` only) also accepts
-//! the token once as `/?token=<token>`: the answer stores it in an `HttpOnly`, `SameSite=Strict`
-//! cookie and redirects to the same page without it (the token leaves the address bar and
-//! history), and later loads and refreshes of `/` use the cookie. The cookie is accepted on
-//! `GET /` only, so it can never authorise an API call or `POST /api/reload` (no CSRF). With no
+//! cannot send that header on a plain page load, so the pages (`GET /`, `GET /wallboard` and
+//! the dashboard's CSV download `GET /dashboard.csv` only) also accept the token once as
+//! `?token=<token>`: the answer stores it in an `HttpOnly`, `SameSite=Strict` cookie and
+//! redirects to the same page without it (the token leaves the address bar and history), and
+//! later loads and refreshes use the cookie. The cookie is accepted on those read-only pages
+//! only, so it can never authorise an API call or `POST /api/reload` (no CSRF). With no
 //! token configured everything is open; `check_bind` allows that on loopback addresses only.
 
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use axum::Router;
 use tokio::sync::{mpsc, watch};
 
 use super::live::{LiveSnapshot, ReloadRequest};
-use super::{api, dashboard, metrics};
+use super::{api, dashboard, metrics, wallboard};
 use crate::cdr::{CdrStore, Thresholds};
 
 /// Name of the dashboard's cookie; its value is the token in hex, so any token text is a
@@ -69,6 +70,8 @@ pub async fn serve(listener: tokio::net::TcpListener, state: HttpState) -> std::
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
+        .route("/dashboard.csv", get(dashboard::csv_download))
+        .route("/wallboard", get(wallboard::page))
         .route("/metrics", get(metrics::handler))
         .route("/api/stats", get(api::stats))
         .route("/api/calls", get(api::calls))
@@ -120,9 +123,12 @@ fn bearer_matches(request: &Request, token: &str) -> bool {
         .any(|offered| constant_time_eq(offered.trim().as_bytes(), token.as_bytes()))
 }
 
-/// `GET /` only: the token as `?token=` or as the dashboard cookie.
+/// The read-only pages a browser opens: the dashboard, its CSV download, the wallboard.
+pub const PAGE_PATHS: &[&str] = &["/", "/dashboard.csv", "/wallboard"];
+
+/// `GET` of a page only: the token as `?token=` or as the dashboard cookie.
 fn dashboard_credential_matches(request: &Request, token: &str) -> bool {
-    if request.method() != Method::GET || request.uri().path() != "/" {
+    if request.method() != Method::GET || !PAGE_PATHS.contains(&request.uri().path()) {
         return false;
     }
     let query_matches = api::query_pairs(request.uri())

@@ -21,24 +21,31 @@ impl CdrStore {
     /// Figures per `query.by` group over completed calls that arrived in `[from, to)`.
     /// Grouping and arithmetic happen in Rust so both backends give identical results.
     pub async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsRow>, CdrError> {
+        let records = self.completed_records(query.from, query.to).await?;
+        Ok(compute_stats(&records, query))
+    }
+
+    /// Completed calls that arrived in `[from, to)`, oldest first: what statistics are computed
+    /// from (the dashboard fetches them once and computes several groupings).
+    pub async fn completed_records(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<CallRecord>, CdrError> {
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM calls WHERE arrived_ms >= $1 AND arrived_ms < $2 \
              AND ended_ms IS NOT NULL ORDER BY arrived_ms, call_id"
         );
         let rows = sqlx::query(&sql)
-            .bind(query.from.timestamp_millis())
-            .bind(query.to.timestamp_millis())
+            .bind(from.timestamp_millis())
+            .bind(to.timestamp_millis())
             .fetch_all(self.pool().await?)
             .await
             .map_err(|source| CdrError::Database {
                 context: "reading calls for statistics",
                 source,
             })?;
-        let records = rows
-            .iter()
-            .map(record_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(compute_stats(&records, query))
+        rows.iter().map(record_from_row).collect()
     }
 
     /// Completed calls matching `filter`, newest first.
