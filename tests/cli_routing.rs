@@ -42,11 +42,14 @@ fn stderr(output: &Output) -> String {
 }
 
 /// `hotline check FIXTURE` must fail with exactly `problems` on stdout, in order.
+/// `problems` name the fixture by its file name; `check` prints its full path.
 fn assert_check_fails_with(name: &str, problems: &[&str]) {
     let output = hotline(&["check", fixture(name).to_str().unwrap()], &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let printed = stdout(&output);
     let printed: Vec<&str> = printed.lines().collect();
+    let folder = fixture(name).parent().unwrap().display().to_string();
+    let problems: Vec<String> = problems.iter().map(|p| format!("{folder}/{p}")).collect();
     assert_eq!(printed, problems);
     assert!(
         stderr(&output).contains(&format!(
@@ -80,7 +83,7 @@ fn check_without_a_file_checks_the_routing_setting() {
     );
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stdout(&output).starts_with("broken_references.toml:12: "),
+        stdout(&output).starts_with(&format!("{}:12: ", broken.display())),
         "{}",
         stdout(&output)
     );

@@ -541,10 +541,13 @@ fn reload_applies_to_new_calls_only_and_a_broken_file_is_refused() {
     let problem = problem.trim_end();
     assert_eq!(
         problem,
-        "routing.toml:9: hotline.digit_timout: unknown key (expected one of: languages, \
+        format!(
+            "{}:9: hotline.digit_timout: unknown key (expected one of: languages, \
          default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, \
          language_no_input, menu_no_input, operator_key, fallback, start, music, \
-         remember_language, change_language_key, announce_every)"
+         remember_language, change_language_key, announce_every)",
+            routing.display()
+        )
     );
     wait_for_log(&service, "refusal of the broken file", |line| {
         line.contains("routing not reloaded: the running version stays")

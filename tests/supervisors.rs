@@ -179,12 +179,13 @@ fn reload_prints_the_new_hash_or_every_problem_and_fails_when_nobody_answers() {
     assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        [
-            "routing.toml:9: hotline.digit_timout: unknown key (expected one of: languages, \
+        [format!(
+            "{}:9: hotline.digit_timout: unknown key (expected one of: languages, \
           default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, \
           language_no_input, menu_no_input, operator_key, fallback, start, music, \
-          remember_language, change_language_key, announce_every)"
-        ],
+          remember_language, change_language_key, announce_every)",
+            routing.display()
+        )],
         "every problem the service found, as `hotline check` prints them"
     );
     assert!(

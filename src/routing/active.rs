@@ -25,10 +25,8 @@ pub fn load_checked(
     prompts: &PromptLibrary,
     prompt_errors: &[PromptError],
 ) -> Result<ActiveRouting, Vec<Problem>> {
-    let file = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
-    );
+    // The full path, as the summary line says it too.
+    let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| {
         vec![Problem {
             file: file.clone(),

@@ -16,10 +16,7 @@ mod sections;
 
 /// Reads and parses a routing file; problems name the file as `path` shows it.
 pub fn load(path: &Path) -> Result<Routing, Vec<Problem>> {
-    let file_name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
-    );
+    let file_name = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, &file_name),
         Err(error) => Err(vec![Problem {
