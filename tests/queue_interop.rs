@@ -260,7 +260,8 @@ fn an_agent_pauses_with_star_21_is_not_rung_and_resumes_with_star_22() {
         ("HOTLINE__ROUTING", routing.to_str().unwrap()),
         ("HOTLINE__SIP__CREDENTIALS", credentials.to_str().unwrap()),
     ]);
-    let confirmations = Prompts::load("lt", &["agent_paused", "agent_available"]);
+    // Confirmations are in the routing's default language (en here).
+    let confirmations = Prompts::load("en", &["agent_paused", "agent_available"]);
     let goodbyes = Prompts::load(
         "en",
         &["welcome", "transfer_connecting", "call_later", "goodbye"],
