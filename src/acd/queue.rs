@@ -259,21 +259,41 @@ impl Acd {
 
     /// Overflows waiting calls past `max_wait`; true when some re-entered another queue.
     pub(super) fn expire_max_wait(&mut self, now: Instant) -> bool {
-        let mut expired: Vec<((Instant, u64), CallId)> = self
+        self.send_on(now, |acd, record| {
+            let group = acd.routing.groups.get(&record.group)?;
+            due(after(record.entered, group.max_wait), now).then_some(true)
+        })
+    }
+
+    /// Callers waiting in a group whose last agent went away (unregistered, paused, logged
+    /// out) go on as its `when_empty` says; true when any was placed in another group.
+    pub(super) fn empty_groups(&mut self, now: Instant) -> bool {
+        self.send_on(now, |acd, record| {
+            let group = acd.routing.groups.get(&record.group)?;
+            (group.when_empty != WhenEmpty::Wait && !acd.staffed(group))
+                .then_some(group.when_empty == WhenEmpty::Overflow)
+        })
+    }
+
+    /// Takes the waiting calls `leaving` picks (first come first) out of their queue: to the
+    /// group's overflow when it answers `Some(true)`, out of the ACD when `Some(false)` or
+    /// when the overflow chain has no room; true when any re-entered another queue.
+    fn send_on(
+        &mut self,
+        now: Instant,
+        leaving: impl Fn(&Acd, &CallRecord) -> Option<bool>,
+    ) -> bool {
+        let mut picked: Vec<((Instant, u64), CallId, bool)> = self
             .calls
             .iter()
             .filter(|(_, record)| matches!(record.phase, CallPhase::Waiting))
-            .filter(|(_, record)| {
-                self.routing
-                    .groups
-                    .get(&record.group)
-                    .is_some_and(|group| due(after(record.entered, group.max_wait), now))
+            .filter_map(|(call, record)| {
+                leaving(self, record).map(|overflow| (record.order(), *call, overflow))
             })
-            .map(|(call, record)| (record.order(), *call))
             .collect();
-        expired.sort();
+        picked.sort();
         let mut requeued = false;
-        for (_, call) in expired {
+        for (_, call, use_overflow) in picked {
             let Some(record) = self.calls.remove(&call) else {
                 continue;
             };
@@ -281,14 +301,13 @@ impl Acd {
                 .routing
                 .groups
                 .get(&record.group)
+                .filter(|_| use_overflow)
                 .and_then(|group| group.overflow.as_ref())
                 .map(|overflow| overflow.value.clone());
-            let to = match overflow {
-                Some(target) => self
-                    .place(call, record, target, now)
-                    .map(|(group, _)| group),
-                None => None,
-            };
+            let to = overflow.and_then(|target| {
+                self.place(call, record, target, now)
+                    .map(|(group, _)| group)
+            });
             requeued |= to.is_some();
             self.emit(AcdOutput::Overflow { call, to });
         }
@@ -303,43 +322,6 @@ impl Acd {
                 agent.state != AgentState::Unregistered && agent.paused.is_none()
             })
         })
-    }
-
-    /// Callers waiting in a group whose last agent went away (unregistered, paused, logged
-    /// out) go on as its `when_empty` says; true when any was placed in another group.
-    pub(super) fn empty_groups(&mut self, now: Instant) -> bool {
-        let mut stranded: Vec<((Instant, u64), CallId)> = self
-            .calls
-            .iter()
-            .filter(|(_, record)| matches!(record.phase, CallPhase::Waiting))
-            .filter(|(_, record)| {
-                self.routing.groups.get(&record.group).is_some_and(|group| {
-                    group.when_empty != WhenEmpty::Wait && !self.staffed(group)
-                })
-            })
-            .map(|(call, record)| (record.order(), *call))
-            .collect();
-        stranded.sort();
-        let mut requeued = false;
-        for (_, call) in stranded {
-            let Some(record) = self.calls.remove(&call) else {
-                continue;
-            };
-            let overflow = self
-                .routing
-                .groups
-                .get(&record.group)
-                .filter(|group| group.when_empty == WhenEmpty::Overflow)
-                .and_then(|group| group.overflow.as_ref())
-                .map(|overflow| overflow.value.clone());
-            let to = overflow.and_then(|target| {
-                self.place(call, record, target, now)
-                    .map(|(group, _)| group)
-            });
-            requeued |= to.is_some();
-            self.emit(AcdOutput::Overflow { call, to });
-        }
-        requeued
     }
 
     /// The caller may be offered to any agent of the group, whatever their languages.
