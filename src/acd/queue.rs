@@ -36,6 +36,13 @@ impl Acd {
             next_announce: None,
             visited: BTreeSet::new(),
         };
+        self.enter(call, record, group, now);
+        Ok(())
+    }
+
+    /// A call enters `group` (or its overflow chain; `QueueFull` says where, or that no group
+    /// had room) and is rung or announced at once.
+    fn enter(&mut self, call: CallId, record: CallRecord, group: String, now: Instant) {
         match self.place(call, record, group, now) {
             Some((_, false)) => {}
             Some((to, true)) => self.emit(AcdOutput::QueueFull { call, to: Some(to) }),
@@ -44,7 +51,6 @@ impl Acd {
         // A caller rung at once hears ringback; one left waiting hears its position now.
         self.dispatch(now);
         self.announce_new(call, now);
-        Ok(())
     }
 
     /// Puts a call in `group`'s queue, or in the first group of its overflow chain with room;
@@ -220,13 +226,7 @@ impl Acd {
         };
         self.ended(call, now)?;
         record.visited.clear();
-        match self.place(call, record, group, now) {
-            Some((_, false)) => {}
-            Some((to, true)) => self.emit(AcdOutput::QueueFull { call, to: Some(to) }),
-            None => self.emit(AcdOutput::QueueFull { call, to: None }),
-        }
-        self.dispatch(now);
-        self.announce_new(call, now);
+        self.enter(call, record, group, now);
         Ok(())
     }
 
