@@ -2,8 +2,10 @@
 //! routing's enterprises (display names in Lithuanian and English), agents in every state,
 //! the period picker (day, week, month, custom), the agents table with calls and talk per
 //! period, service level and abandonment per day as a line chart, CSV downloads of the same
-//! tables, and the wallboard. Expected figures are recomputed here from the seeded script by
-//! the README's definitions; headless Chromium renders the pages into PNGs under target/.
+//! tables, the wallboard, and the agents' buttons (forms with a CSRF field that pause, log out
+//! or free an agent through the service loop). Expected figures are recomputed here from the
+//! seeded script by the README's definitions; headless Chromium renders the pages into PNGs
+//! under target/.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Vilnius;
-use hotline::acd::AgentId;
+use hotline::acd::{AgentId, PauseReason};
 use hotline::cdr::{CallRecord, CallStart, CdrStore, DtmfMode, Outcome, Thresholds, TransferMode};
 use hotline::http::live::{
     AgentLive, CallOrder, Command, LiveCall, LiveSnapshot, QueueLive, ReloadRequest,
@@ -757,4 +759,395 @@ async fn the_wallboard_shows_each_enterprise_in_large_type() {
     )
     .await;
     println!("wallboard: {}", png.display());
+}
+
+/// A dashboard without seeded calls whose service loop answers the agents' commands: known
+/// for the snapshot's agents (each change reported on `changes`, then published in the
+/// snapshot as the real loop does a moment later), unknown otherwise.
+struct FormServer {
+    addr: SocketAddr,
+    changes: mpsc::UnboundedReceiver<(String, Option<PauseReason>)>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_forms(token: Option<&str>) -> FormServer {
+    let routing = routing();
+    let dir = tempfile::tempdir().unwrap();
+    let store = CdrStore::connect(
+        &format!("sqlite:{}", dir.path().join("cdr.sqlite").display()),
+        &dir.path().join("spool.jsonl"),
+    )
+    .await
+    .unwrap();
+    let (live, live_rx) = watch::channel(snapshot(&routing));
+    let (reload, _) = mpsc::channel::<ReloadRequest>(1);
+    let (orders, _) = mpsc::channel::<CallOrder>(1);
+    let (commands, mut received) = mpsc::channel::<Command>(4);
+    let (changed, changes) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(command) = received.recv().await {
+            match command {
+                Command::SetAgentState {
+                    agent,
+                    pause,
+                    reply,
+                } => {
+                    let known = live.borrow().agents.iter().any(|a| a.agent == agent);
+                    if known {
+                        changed.send((agent.clone(), pause)).unwrap();
+                    }
+                    let _ = reply.send(known);
+                    if known {
+                        live.send_modify(|snapshot| {
+                            for live in snapshot.agents.iter_mut().filter(|a| a.agent == agent) {
+                                live.state = pause.map_or("idle", PauseReason::as_str).into();
+                                live.since_s = 0;
+                            }
+                        });
+                    }
+                }
+                Command::LiftBan { reply, .. } => {
+                    let _ = reply.send(0);
+                }
+            }
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = HttpState {
+        token: token.map(Into::into),
+        store: Arc::new(store),
+        thresholds: Thresholds::default(),
+        live: live_rx,
+        reload,
+        calls: orders,
+        commands,
+    };
+    tokio::spawn(async move { serve(listener, state).await });
+    FormServer {
+        addr,
+        changes,
+        _dir: dir,
+    }
+}
+
+/// One request with the given extra header lines (`Name: value\r\n` each) and body.
+async fn send(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut raw),
+    )
+    .await
+    .expect("reply within 30 s")
+    .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body,
+    }
+}
+
+const FORM: &str = "Content-Type: application/x-www-form-urlencoded\r\n";
+
+fn cookie() -> String {
+    format!("Cookie: hotline_token={}\r\n", hex::encode(TOKEN))
+}
+
+/// The value of the first hidden CSRF field of a page.
+fn csrf_of(html: &str) -> String {
+    let marker = "<input type=\"hidden\" name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+/// The agent's form on the page (from its action to `</form>`).
+fn form_of<'a>(html: &'a str, action: &str) -> &'a str {
+    let start = html
+        .find(&format!("action=\"{action}"))
+        .unwrap_or_else(|| panic!("no form posting to {action}"));
+    &html[start..start + html[start..].find("</form>").unwrap()]
+}
+
+const WATER_2: &str = "sip:water-2@127.0.0.1:5302";
+const HEATING_2: &str = "sip:heating-2@127.0.0.1:5312";
+
+#[tokio::test]
+async fn agent_buttons_post_forms_with_the_cookie_and_the_csrf_field() {
+    let mut server = start_forms(Some(TOKEN)).await;
+    let addr = server.addr;
+    // The page (opened with the cookie, as a browser does after `?token=`): one form per
+    // configured agent, each with the CSRF field, buttons by state, posting to the page's query.
+    let page = send(
+        addr,
+        "GET",
+        "/?period=week&day=2026-03-04&lang=en",
+        &cookie(),
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let html = &page.body;
+    let csrf = csrf_of(html);
+    assert_eq!(csrf.len(), 64);
+    assert_eq!(
+        html.matches("<form class=\"agent-state\" method=\"post\"")
+            .count(),
+        html.matches(&format!("name=\"csrf\" value=\"{csrf}\""))
+            .count()
+    );
+    assert!(html.matches("<form class=\"agent-state\"").count() >= 8);
+    assert!(html.contains("<th class=\"text\">Actions</th>"));
+    let query = "?period=week&amp;day=2026-03-02&amp;lang=en\"";
+    let idle = form_of(html, &format!("/agents/{WATER_2}/state{query}"));
+    assert!(idle.contains("<button type=\"submit\" name=\"state\" value=\"paused\">Pause</button>"));
+    assert!(idle
+        .contains("<button type=\"submit\" name=\"state\" value=\"logged_out\">Log out</button>"));
+    assert!(!idle.contains("value=\"available\""));
+    let paused = form_of(html, &format!("/agents/{HEATING_2}/state{query}"));
+    assert!(paused.contains("value=\"available\">Make available</button>"));
+    assert!(!paused.contains("value=\"paused\""));
+    let logged_out = form_of(html, "/agents/sip:routes-1@127.0.0.1:5323/state");
+    assert!(
+        logged_out.contains("value=\"available\"") && !logged_out.contains("value=\"logged_out\"")
+    );
+    // In Lithuanian by default.
+    let lt = send(addr, "GET", "/", &cookie(), "").await;
+    assert!(
+        lt.body.contains(">Pertrauka</button>") && lt.body.contains(">Grąžinti į darbą</button>")
+    );
+    assert_eq!(csrf_of(&lt.body), csrf);
+
+    // Cookie + CSRF: the service loop is asked, and the answer leads back to the same page,
+    // which shows the new state.
+    let headers = format!("{}{FORM}", cookie());
+    let path = format!("/agents/{WATER_2}/state?period=week&day=2026-03-02&lang=en");
+    let body = format!("csrf={csrf}&state=paused");
+    let reply = send(addr, "POST", &path, &headers, &body).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert!(
+        reply
+            .headers
+            .contains("\r\nlocation: /?period=week&day=2026-03-02&lang=en#agents"),
+        "{}",
+        reply.headers
+    );
+    assert!(!reply.headers.contains("set-cookie"));
+    assert_eq!(
+        server.changes.try_recv().unwrap(),
+        (WATER_2.to_owned(), Some(PauseReason::Break))
+    );
+    let after = send(
+        addr,
+        "GET",
+        "/?period=week&day=2026-03-02&lang=en",
+        &cookie(),
+        "",
+    )
+    .await;
+    let row = form_of(&after.body, &format!("/agents/{WATER_2}/state"));
+    assert!(row.contains("value=\"available\""), "{row}");
+    assert!(after.body.contains("Paused: break 0:00"));
+
+    for (agent, state, pause) in [
+        (WATER_2, "logged_out", Some(PauseReason::LoggedOut)),
+        (HEATING_2, "available", None),
+    ] {
+        // The agent's id percent-encoded, as the page writes it (here nothing to encode
+        // but `:`/`@`, which stay), today's page in Lithuanian: back to `/`.
+        let reply = send(
+            addr,
+            "POST",
+            &format!("/agents/{agent}/state"),
+            &headers,
+            &format!("state={state}&csrf={csrf}"),
+        )
+        .await;
+        assert_eq!(reply.status, 303, "{state}: {}", reply.body);
+        assert!(
+            reply.headers.contains("\r\nlocation: /#agents"),
+            "{}",
+            reply.headers
+        );
+        assert_eq!(
+            server.changes.try_recv().unwrap(),
+            (agent.to_owned(), pause)
+        );
+    }
+
+    // Without the CSRF field, or a wrong one: 403 and the service is not asked.
+    let wrong = format!(
+        "{}{}",
+        &csrf[..63],
+        if csrf.ends_with('0') { '1' } else { '0' }
+    );
+    for body in [
+        "state=paused".to_owned(),
+        format!("csrf={wrong}&state=paused"),
+        "csrf=&state=paused".to_owned(),
+        format!("csrf={}&state=paused", hex::encode(TOKEN)),
+        format!("csrf={csrf}&csrf={csrf}&state=paused"),
+    ] {
+        let reply = send(
+            addr,
+            "POST",
+            &format!("/agents/{WATER_2}/state"),
+            &headers,
+            &body,
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{body}: {}", reply.body);
+        assert!(reply.body.contains("csrf"), "{}", reply.body);
+    }
+    // A body that is no form at all cannot carry the field either.
+    let json = send(
+        addr,
+        "POST",
+        &format!("/agents/{WATER_2}/state"),
+        &format!("{}Content-Type: application/json\r\n", cookie()),
+        "{\"state\": \"paused\"}",
+    )
+    .await;
+    assert_eq!(json.status, 403, "{}", json.body);
+
+    // Without the cookie: 401, whatever the form holds; a token in the query does not count
+    // for a post, and the cookie does not open the JSON API.
+    let body = format!("csrf={csrf}&state=paused");
+    for (path, headers) in [
+        (format!("/agents/{WATER_2}/state"), FORM.to_owned()),
+        (
+            format!("/agents/{WATER_2}/state?token={TOKEN}"),
+            FORM.to_owned(),
+        ),
+        (
+            format!("/agents/{WATER_2}/state"),
+            format!("Cookie: hotline_token={}\r\n{FORM}", hex::encode("wrong")),
+        ),
+    ] {
+        let reply = send(addr, "POST", &path, &headers, &body).await;
+        assert_eq!(reply.status, 401, "{path} {headers}: {}", reply.body);
+    }
+    let api = send(
+        addr,
+        "POST",
+        &format!("/api/agents/{WATER_2}/state"),
+        &format!("{}Content-Type: application/json\r\n", cookie()),
+        "{\"state\": \"paused\"}",
+    )
+    .await;
+    assert_eq!(api.status, 401);
+
+    // Unknown agent: 404; a bad state or page query: 400.
+    let reply = send(addr, "POST", "/agents/user:nobody/state", &headers, &body).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert!(
+        reply.body.contains("no agent user:nobody"),
+        "{}",
+        reply.body
+    );
+    let reply = send(
+        addr,
+        "POST",
+        &format!("/agents/{WATER_2}/state"),
+        &headers,
+        &format!("csrf={csrf}&state=auto_paused"),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let reply = send(
+        addr,
+        "POST",
+        &format!("/agents/{WATER_2}/state?next=//evil.example"),
+        &headers,
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        server.changes.try_recv().is_err(),
+        "nothing else reached the service"
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_the_forms_still_need_the_csrf_field() {
+    let mut server = start_forms(None).await;
+    let addr = server.addr;
+    let page = send(addr, "GET", "/?lang=en", "", "").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    assert_eq!(csrf.len(), 64);
+    // Keyed with the process's random secret, not with some well-known value.
+    assert_ne!(
+        csrf,
+        csrf_of(
+            &send(
+                start_forms(Some(TOKEN)).await.addr,
+                "GET",
+                "/",
+                &cookie(),
+                ""
+            )
+            .await
+            .body
+        )
+    );
+    let path = format!("/agents/{WATER_2}/state?lang=en");
+    let reply = send(addr, "POST", &path, FORM, "state=paused").await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let reply = send(
+        addr,
+        "POST",
+        &path,
+        FORM,
+        &format!("state=paused&csrf={}", "0".repeat(64)),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(server.changes.try_recv().is_err());
+    let reply = send(
+        addr,
+        "POST",
+        &path,
+        FORM,
+        &format!("state=paused&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert!(
+        reply.headers.contains("\r\nlocation: /?lang=en#agents"),
+        "{}",
+        reply.headers
+    );
+    assert_eq!(
+        server.changes.try_recv().unwrap(),
+        (WATER_2.to_owned(), Some(PauseReason::Break))
+    );
+    let reply = send(
+        addr,
+        "POST",
+        "/agents/user:nobody/state",
+        FORM,
+        &format!("state=paused&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
 }

@@ -6,8 +6,11 @@
 //! `?token=<token>`: the answer stores it in an `HttpOnly`, `SameSite=Strict` cookie and
 //! redirects to the same page without it (the token leaves the address bar and history), and
 //! later loads and refreshes use the cookie. The cookie is accepted on those read-only pages
-//! only, so it can never authorise an API call or `POST /api/reload` (no CSRF). With no
-//! token configured everything is open; `check_bind` allows that on loopback addresses only.
+//! and on one form route, `POST /agents/{agent}/state` (the agents table's buttons), which
+//! refuses with 403 any post without the page's CSRF field (see `dashboard::actions`); it can
+//! never authorise an API call or `POST /api/reload`. A token in the query is accepted for a
+//! `GET` of a page only. With no token configured everything is open (the form route still
+//! wants its CSRF field); `check_bind` allows that on loopback addresses only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,8 +71,10 @@ pub async fn serve(listener: tokio::net::TcpListener, state: HttpState) -> std::
 
 /// The route table; `/health` is outside the token check so load balancers can probe it.
 pub fn router(state: HttpState) -> Router {
+    dashboard::actions::init();
     Router::new()
         .route("/", get(dashboard::page))
+        .route("/agents/:agent/state", post(dashboard::set_agent_state))
         .route("/dashboard.csv", get(dashboard::csv_download))
         .route("/wallboard", get(wallboard::page))
         .route("/metrics", get(metrics::handler))
@@ -126,16 +131,21 @@ fn bearer_matches(request: &Request, token: &str) -> bool {
 /// The read-only pages a browser opens: the dashboard, its CSV download, the wallboard.
 pub const PAGE_PATHS: &[&str] = &["/", "/dashboard.csv", "/wallboard"];
 
-/// `GET` of a page only: the token as `?token=` or as the dashboard cookie.
+/// `GET` of a page: the token as `?token=` or as the dashboard cookie; `POST` of an agent
+/// form: the cookie (its handler then checks the CSRF field).
 fn dashboard_credential_matches(request: &Request, token: &str) -> bool {
-    if request.method() != Method::GET || !PAGE_PATHS.contains(&request.uri().path()) {
+    let path = request.uri().path();
+    let page = request.method() == Method::GET && PAGE_PATHS.contains(&path);
+    let form = request.method() == Method::POST && dashboard::actions::is_form_path(path);
+    if !page && !form {
         return false;
     }
-    let query_matches = api::query_pairs(request.uri())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(name, _)| name == "token")
-        .any(|(_, offered)| constant_time_eq(offered.as_bytes(), token.as_bytes()));
+    let query_matches = page
+        && api::query_pairs(request.uri())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, _)| name == "token")
+            .any(|(_, offered)| constant_time_eq(offered.as_bytes(), token.as_bytes()));
     let expected_cookie = hex::encode(token);
     let cookie_matches = request
         .headers()

@@ -1,11 +1,14 @@
 //! The agents table: every agent the switchboard knows (name, groups, languages, state and
 //! for how long, the call's enterprise while ringing or talking) with the calls they answered
 //! and their talk time over the chosen period, from the call records. Agents found only in
-//! the records (no longer configured) are listed too, so the period's totals add up.
+//! the records (no longer configured) are listed too, so the period's totals add up. On the
+//! page (not in the CSV) a last column holds each configured agent's buttons: a form posting
+//! to `/agents/{agent}/state` with the CSRF field (see [`super::actions`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::actions::{choices, Actions, CSRF_FIELD};
 use super::charts::state_colour;
 use super::csv::Table;
 use super::{duration, esc, View};
@@ -119,7 +122,7 @@ pub fn agents_panel(html: &mut String, view: &View) {
         html,
         "<div class=\"panel wide\" id=\"agents\"><h2>{} ({}){}</h2>\
          <table><tr><th>{}</th><th class=\"text\">{}</th><th class=\"text\">{}</th>\
-         <th class=\"text\">{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+         <th class=\"text\">{}</th><th>{}</th><th>{}</th><th>{}</th>{}</tr>",
         texts.agents_table,
         esc(&view.data.period.label(view.lang)),
         view.csv_link(Table::Agents),
@@ -130,12 +133,17 @@ pub fn agents_panel(html: &mut String, view: &View) {
         texts.calls_handled,
         texts.talk_time,
         texts.avg_talk,
+        view.actions.as_ref().map_or(String::new(), |_| format!(
+            "<th class=\"text\">{}</th>",
+            texts.actions
+        )),
     );
+    let columns = if view.actions.is_some() { 8 } else { 7 };
     let lines = lines(view);
     if lines.is_empty() {
         let _ = write!(
             html,
-            "<tr><td class=\"empty\" colspan=\"7\">{}</td></tr>",
+            "<tr><td class=\"empty\" colspan=\"{columns}\">{}</td></tr>",
             texts.no_agents
         );
     }
@@ -154,7 +162,7 @@ pub fn agents_panel(html: &mut String, view: &View) {
             html,
             "<tr class=\"agent\"><td title=\"{}\">{}</td><td class=\"text wrap\">{}</td>\
              <td class=\"text\">{}</td><td class=\"text\"><span class=\"state\" \
-             style=\"background:{}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             style=\"background:{}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td>",
             esc(&line.id),
             esc(&line.name),
             esc(&line.groups.join(", ")),
@@ -167,6 +175,38 @@ pub fn agents_panel(html: &mut String, view: &View) {
                 .map(|avg| duration(avg.round() as u64))
                 .unwrap_or_else(|| "–".to_owned()),
         );
+        if let Some(actions) = &view.actions {
+            html.push_str("<td class=\"text\">");
+            if let Some(state) = &line.state {
+                buttons(html, view, actions, &line.id, state);
+            }
+            html.push_str("</td>");
+        }
+        html.push_str("</tr>");
     }
     html.push_str("</table></div>\n");
+}
+
+/// One agent's form: the CSRF field and a button per state it can be moved to.
+fn buttons(html: &mut String, view: &View, actions: &Actions, agent: &str, state: &str) {
+    let texts = view.texts();
+    let _ = write!(
+        html,
+        "<form class=\"agent-state\" method=\"post\" action=\"{}\">\
+         <input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{}\">",
+        actions.action(agent),
+        esc(&actions.csrf),
+    );
+    for choice in choices(state) {
+        let label = match *choice {
+            "paused" => texts.pause,
+            "logged_out" => texts.log_out,
+            _ => texts.make_available,
+        };
+        let _ = write!(
+            html,
+            "<button type=\"submit\" name=\"state\" value=\"{choice}\">{label}</button>"
+        );
+    }
+    html.push_str("</form>");
 }

@@ -6,9 +6,12 @@
 //! default today in Europe/Vilnius) or `?period=custom&from=YYYY-MM-DD&to=YYYY-MM-DD` (both
 //! days included), computed with `cdr::compute_stats` like the API. It reloads itself every
 //! 10 s. `GET /dashboard.csv` (or `/?format=csv`) with the same parameters and `table=` gives
-//! any of the page's tables as CSV. Every text that comes from data is HTML-escaped: group,
-//! agent and language names are configuration or caller-influenced and must not inject markup.
+//! any of the page's tables as CSV. The agents table has buttons that pause, log out or free
+//! each agent (`POST /agents/{agent}/state`, see [`actions`]). Every text that comes from data
+//! is HTML-escaped: group, agent and language names are configuration or caller-influenced and
+//! must not inject markup.
 
+pub mod actions;
 mod agents;
 mod charts;
 mod csv;
@@ -34,6 +37,7 @@ use crate::cdr::{
     Thresholds,
 };
 
+pub use actions::set_state as set_agent_state;
 pub use csv::Table;
 pub use period::{Period, PeriodKind};
 pub use text::Lang;
@@ -193,7 +197,8 @@ async fn respond(state: HttpState, uri: &Uri, path: &str, csv_route: bool) -> Re
         }
     };
     let snapshot = state.live.borrow().clone();
-    let view = View::new(&snapshot, &data, params.lang, today);
+    let mut view = View::new(&snapshot, &data, params.lang, today);
+    view.actions = Some(actions::Actions::new(&state, &params));
     match params.csv {
         Some(table) => csv::response(&view, table),
         None => Html(render(&view)).into_response(),
@@ -368,6 +373,8 @@ pub struct View<'a> {
     pub lang: Lang,
     pub today: NaiveDate,
     pub names: GroupNames,
+    /// The agents table's buttons (pause, log out, make available); none without.
+    pub actions: Option<actions::Actions>,
 }
 
 impl<'a> View<'a> {
@@ -383,6 +390,7 @@ impl<'a> View<'a> {
             lang,
             today,
             names: GroupNames::of(snapshot),
+            actions: None,
         }
     }
 
@@ -441,6 +449,8 @@ svg text { font-family: system-ui, sans-serif; }
 .picker form { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; }
 .picker a.on { font-weight: 700; text-decoration: none; color: #222; }
 .picker label { color: #555; }
+form.agent-state { display: flex; gap: 4px; margin: 0; }
+form.agent-state button { font-size: 12px; padding: 1px 6px; cursor: pointer; }
 details summary { cursor: pointer; font-size: 13px; color: #444; margin-top: 6px; }
 ";
 

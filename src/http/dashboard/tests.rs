@@ -149,3 +149,114 @@ fn csv_cells_are_quoted_and_cannot_start_a_formula() {
     assert_eq!(trend.lines().count(), 25);
     assert!(trend.contains("\r\n09,0,0,0,0,0,0,,,,,\r\n"));
 }
+
+#[test]
+fn agent_forms_carry_the_csrf_field_and_the_buttons_of_the_state() {
+    let day = date("2026-03-02");
+    let agent = |id: &str, state: &str| crate::http::live::AgentLive {
+        agent: id.into(),
+        state: state.into(),
+        groups: vec!["water".into()],
+        ..Default::default()
+    };
+    let snapshot = LiveSnapshot {
+        agents: vec![
+            agent("user:ona", "idle"),
+            agent("sip:a b/\"c\"@10.0.0.5", "paused"),
+            agent("user:jonas", "logged_out"),
+            agent("user:rasa", "on_call"),
+        ],
+        ..LiveSnapshot::default()
+    };
+    let data = PeriodData::compute(&[], Period::day(day), Thresholds::default()).unwrap();
+    let plain = render(&View::new(&snapshot, &data, Lang::En, day));
+    assert!(!plain.contains("<form class=\"agent-state\""));
+    assert!(!plain.contains(">Actions</th>"));
+
+    let mut view = View::new(&snapshot, &data, Lang::En, day);
+    view.actions = Some(actions::Actions {
+        csrf: actions::csrf_token(Some("secret")),
+        query: "period=week&day=2026-03-02&lang=en".into(),
+    });
+    let html = render(&view);
+    assert!(html.contains(">Actions</th>"));
+    let csrf = actions::csrf_token(Some("secret"));
+    assert_eq!(
+        html.matches(&format!("name=\"csrf\" value=\"{csrf}\""))
+            .count(),
+        4
+    );
+    assert!(html.contains(
+        "<form class=\"agent-state\" method=\"post\" \
+         action=\"/agents/user:ona/state?period=week&amp;day=2026-03-02&amp;lang=en\">\
+         <input type=\"hidden\" name=\"csrf\" value=\""
+    ));
+    let form_of = |id: &str| {
+        let action = format!("action=\"/agents/{}/state", actions::encode_segment(id));
+        let start = html
+            .find(&action)
+            .unwrap_or_else(|| panic!("no form for {id}"));
+        let end = start + html[start..].find("</form>").unwrap();
+        html[start..end].to_owned()
+    };
+    let ona = form_of("user:ona");
+    assert!(ona.contains("<button type=\"submit\" name=\"state\" value=\"paused\">Pause</button>"));
+    assert!(ona.contains("value=\"logged_out\">Log out</button>"));
+    assert!(!ona.contains("value=\"available\""));
+    // The id is percent-encoded in the path: no quote can end the attribute.
+    let odd = form_of("sip:a b/\"c\"@10.0.0.5");
+    assert!(odd.starts_with("action=\"/agents/sip:a%20b%2F%22c%22@10.0.0.5/state?"));
+    assert!(odd.contains("value=\"available\">Make available</button>"));
+    assert!(odd.contains("value=\"logged_out\""));
+    let jonas = form_of("user:jonas");
+    assert!(jonas.contains("value=\"available\"") && !jonas.contains("value=\"paused\""));
+    let rasa = form_of("user:rasa");
+    for choice in ["paused", "logged_out", "available"] {
+        assert!(rasa.contains(&format!("value=\"{choice}\"")), "{choice}");
+    }
+    // Lithuanian buttons.
+    view.lang = Lang::Lt;
+    let lt = render(&view);
+    for label in [
+        ">Veiksmai</th>",
+        ">Pertrauka</button>",
+        ">Atjungti</button>",
+        ">Grąžinti į darbą</button>",
+    ] {
+        assert!(lt.contains(label), "{label}");
+    }
+}
+
+#[test]
+fn the_csrf_token_is_keyed_and_checked_whole() {
+    let token = actions::csrf_token(Some("secret"));
+    assert_eq!(token.len(), 64);
+    assert!(actions::csrf_matches(Some("secret"), &token));
+    assert!(!actions::csrf_matches(Some("other"), &token));
+    assert!(!actions::csrf_matches(Some("secret"), &token[..62]));
+    assert!(!actions::csrf_matches(Some("secret"), ""));
+    assert!(!actions::csrf_matches(Some("secret"), "not hex"));
+    // Without an HTTP token: a per-process random key, stable within the process.
+    let open = actions::csrf_token(None);
+    assert_eq!(open, actions::csrf_token(None));
+    assert_ne!(open, token);
+    assert!(actions::csrf_matches(None, &open));
+    assert!(!actions::csrf_matches(None, &token));
+}
+
+#[test]
+fn agent_form_paths_and_states() {
+    assert!(actions::is_form_path("/agents/user:ona/state"));
+    assert!(actions::is_form_path("/agents/sip:a%2Fb@h/state"));
+    assert!(!actions::is_form_path("/agents//state"));
+    assert!(!actions::is_form_path("/agents/a/b/state"));
+    assert!(!actions::is_form_path("/api/agents/a/state"));
+    assert_eq!(actions::encode_segment("user:ona"), "user:ona");
+    assert_eq!(actions::encode_segment("a b+č?#"), "a%20b%2B%C4%8D%3F%23");
+    assert_eq!(actions::pause_of("available"), Ok(None));
+    assert_eq!(
+        actions::pause_of("logged_out"),
+        Ok(Some(crate::acd::PauseReason::LoggedOut))
+    );
+    assert!(actions::pause_of("auto_paused").is_err());
+}
