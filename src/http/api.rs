@@ -22,7 +22,7 @@ use crate::cdr::{CallFilter, CdrError, Dimension, Outcome, Page, StatsQuery, Thr
 pub const DEFAULT_CALLS_LIMIT: u32 = 100;
 pub const MAX_CALLS_LIMIT: u32 = 1000;
 /// How long `POST /api/reload` waits for the service loop's answer.
-pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `GET /api/stats?from=&to=&by=&short_abandon=&sl_threshold=&format=`: dates are local
 /// (Europe/Vilnius) `YYYY-MM-DD`, `to` exclusive, default today; `by` repeats or takes a comma
@@ -240,7 +240,7 @@ pub async fn set_agent_state(
 
 /// Sends a command to the service loop and waits for its answer (an error response when the
 /// loop is gone or silent).
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     state: &HttpState,
     command: crate::http::live::Command,
     answer: oneshot::Receiver<T>,

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use super::Params;
 use crate::acd::PauseReason;
-use crate::http::api::{query_pairs, today, RELOAD_TIMEOUT};
+use crate::http::api::{query_pairs, today};
 use crate::http::live::{Command, LiveSnapshot};
 use crate::http::server::{text_error, HttpState};
 
@@ -227,7 +227,7 @@ pub async fn set_state(
         pause,
         reply,
     };
-    match ask(&state, command, answer).await {
+    match crate::http::api::ask(&state, command, answer).await {
         Ok(true) => {}
         Ok(false) => {
             return text_error(
@@ -273,32 +273,5 @@ fn shows(snapshot: &LiveSnapshot, agent: &str, pause: Option<PauseReason>) -> bo
         ("ringing" | "on_call" | "unregistered", _) => true,
         (state, Some(reason)) => state == reason.as_str(),
         (state, None) => !matches!(state, "paused" | "logged_out" | "auto_paused"),
-    }
-}
-
-/// Sends a command to the service loop and waits for its answer: 503 when the loop is gone,
-/// 504 when it does not answer in time.
-async fn ask<T>(
-    state: &HttpState,
-    command: Command,
-    answer: oneshot::Receiver<T>,
-) -> Result<T, Response> {
-    let exchange = async {
-        state
-            .commands
-            .send(command)
-            .await
-            .map_err(|_| "the service loop is not running")?;
-        answer
-            .await
-            .map_err(|_| "the service loop dropped the request")
-    };
-    match tokio::time::timeout(RELOAD_TIMEOUT, exchange).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(text_error(StatusCode::SERVICE_UNAVAILABLE, message)),
-        Err(_) => Err(text_error(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("no answer from the service loop within {RELOAD_TIMEOUT:?}"),
-        )),
     }
 }
