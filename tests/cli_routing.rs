@@ -12,6 +12,16 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The shipped routing.toml changed by `edit`, written into a fresh folder (kept alive by the
+/// returned guard).
+fn shipped_routing_with(edit: impl FnOnce(String) -> String) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(manifest_dir().join("routing.toml")).unwrap();
+    let routing = dir.path().join("routing.toml");
+    std::fs::write(&routing, edit(text)).unwrap();
+    (dir, routing)
+}
+
 fn fixture(name: &str) -> PathBuf {
     manifest_dir().join("tests/fixtures/routing").join(name)
 }
@@ -421,16 +431,11 @@ fn simulate_the_operator_key_from_the_language_menu() {
 
 #[test]
 fn diff_tells_what_a_change_does_and_refuses_a_new_file_unfit_to_go_live() {
-    let dir = tempfile::tempdir().unwrap();
     let shipped = manifest_dir().join("routing.toml");
-    let text = std::fs::read_to_string(&shipped).unwrap();
-    let changed = dir.path().join("changed.toml");
-    std::fs::write(
-        &changed,
+    let (_dir, changed) = shipped_routing_with(|text| {
         text.replacen("max_wait = \"5m\"", "max_wait = \"3m\"", 1)
-            .replace("# the first menu", "# a comment that does not count"),
-    )
-    .unwrap();
+            .replace("# the first menu", "# a comment that does not count")
+    });
     let output = hotline(
         &["diff", shipped.to_str().unwrap(), changed.to_str().unwrap()],
         &[],
@@ -467,15 +472,10 @@ fn diff_tells_what_a_change_does_and_refuses_a_new_file_unfit_to_go_live() {
 
 #[test]
 fn check_requires_a_credentials_entry_for_each_registering_agent() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(manifest_dir().join("routing.toml")).unwrap();
-    let routing = dir.path().join("routing.toml");
-    std::fs::write(
-        &routing,
+    let (_dir, routing) = shipped_routing_with(|text| {
         text.replace("uri = \"sip:water-1@127.0.0.1:5301\"", "user = \"zoe\"")
-            .replace("uri = \"sip:water-2@127.0.0.1:5302\"", "user = \"anna\""),
-    )
-    .unwrap();
+            .replace("uri = \"sip:water-2@127.0.0.1:5302\"", "user = \"anna\"")
+    });
     let credentials = manifest_dir().join("tests/fixtures/agents/credentials.toml");
     let env = [("HOTLINE__SIP__CREDENTIALS", credentials.to_str().unwrap())];
     let output = hotline(&["check", routing.to_str().unwrap()], &env);
@@ -499,14 +499,9 @@ fn check_requires_a_credentials_entry_for_each_registering_agent() {
 
 #[test]
 fn check_names_an_opening_time_off_the_quarter_hour_as_the_cause() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(manifest_dir().join("routing.toml")).unwrap();
-    let routing = dir.path().join("routing.toml");
-    std::fs::write(
-        &routing,
-        text.replacen("mon = \"08:00-17:00\"", "mon = \"08:10-17:00\"", 1),
-    )
-    .unwrap();
+    let (_dir, routing) = shipped_routing_with(|text| {
+        text.replacen("mon = \"08:00-17:00\"", "mon = \"08:10-17:00\"", 1)
+    });
     let output = hotline(&["check", routing.to_str().unwrap()], &[]);
     assert_eq!(output.status.code(), Some(1));
     let out = stdout(&output);
@@ -519,15 +514,10 @@ fn check_names_an_opening_time_off_the_quarter_hour_as_the_cause() {
 
 #[test]
 fn check_reports_value_problems_and_missing_prompts_in_one_pass() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(manifest_dir().join("routing.toml")).unwrap();
-    let routing = dir.path().join("routing.toml");
-    std::fs::write(
-        &routing,
+    let (_dir, routing) = shipped_routing_with(|text| {
         text.replacen("strategy = \"longest-idle\"", "strategy = \"random\"", 1)
-            .replacen("prompt = \"main_menu\"", "prompt = \"main_menu_v9\"", 1),
-    )
-    .unwrap();
+            .replacen("prompt = \"main_menu\"", "prompt = \"main_menu_v9\"", 1)
+    });
     let output = hotline(&["check", routing.to_str().unwrap()], &[]);
     assert_eq!(output.status.code(), Some(1));
     let out = stdout(&output);

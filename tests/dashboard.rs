@@ -334,36 +334,8 @@ struct Reply {
 
 /// One GET with the bearer token over HTTP/1.1 (the body may be chunked).
 async fn get(addr: SocketAddr, path: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Connection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        stream.read_to_end(&mut raw),
-    )
-    .await
-    .expect("reply within 30 s")
-    .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Reply {
-        status,
-        headers: head.to_ascii_lowercase(),
-        body,
-    }
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    send(addr, "GET", path, &bearer, "").await
 }
 
 fn dechunk(mut body: &str) -> String {
