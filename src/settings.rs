@@ -35,6 +35,7 @@ rtp_timeout = "60s"
 max_message_size = 16384
 trusted = ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
 server_header = "hotline"
+agent_probe = "60s"
 
 [numbers]
 country_code = "370"
@@ -197,6 +198,10 @@ pub struct SipSettings {
     pub credentials: Option<PathBuf>,
     /// Besides trunks, who may send INVITE or REGISTER (agents' networks); others get 403.
     pub trusted: Vec<Cidr>,
+    /// Static agents' phones get an OPTIONS this often; one that does not answer is not rung
+    /// (shown unreachable) until it answers again. "0s": never probed.
+    #[serde(deserialize_with = "duration")]
+    pub agent_probe: Duration,
 }
 
 /// Limits on SIP over TCP, so idle or trickling connections cannot exhaust the service.

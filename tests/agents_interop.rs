@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use common::capture::{Capture, Datagram, Prompts, RtpPacket, PCMU, SILENCE};
 use common::{
-    free_port, log_field as field, wait_for_count, Service, Sipp, SippPorts, SippRun, SippStats,
-    SippUas, Transport,
+    free_port, http_get, log_field as field, wait_for_count, Service, Sipp, SippPorts, SippRun,
+    SippStats, SippUas, Transport,
 };
 
 /// Registration, ringing, answering: each well within this on loopback.
@@ -439,6 +439,85 @@ fn static_agents_over_tcp_take_calls_and_a_refused_connection_is_skipped_at_once
         seconds(first_answer) - seconds(skipped) < 1.0,
         "the next agent was rung right after the failed connect:\n{skipped}\n{first_answer}"
     );
+}
+
+/// Polls /api/live until every agent is in `state`; the states seen last otherwise.
+fn wait_for_all_agents(service: &Service, state: &str, deadline: Duration) -> Result<(), String> {
+    let until = Instant::now() + deadline;
+    loop {
+        let (status, body) = http_get(service.http_addr(), "/api/live", None);
+        assert_eq!(status, 200, "GET /api/live: {body}");
+        let live: serde_json::Value = serde_json::from_str(&body).expect("/api/live is JSON");
+        let states: Vec<String> = live["agents"]
+            .as_array()
+            .map(|agents| agents.iter().map(|a| a["state"].to_string()).collect())
+            .unwrap_or_default();
+        if !states.is_empty() && states.iter().all(|seen| seen == &format!("\"{state}\"")) {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            return Err(states.join(" "));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Static agents whose phone gives no answer to OPTIONS are shown unreachable (API, metrics)
+/// and not rung; once a phone answers on their address, they are idle and take the call.
+#[test]
+fn static_agents_are_unreachable_until_their_phone_answers_options() {
+    let port = free_port(false, false);
+    let routing = fs::read_to_string(fixture("load.toml"))
+        .unwrap()
+        .replace("127.0.0.1:5601\"", &format!("127.0.0.1:{port}\""));
+    let routing_file = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("agents-probe-{}-{port}.toml", std::process::id()));
+    fs::write(&routing_file, routing).unwrap();
+    // T1 of 50 ms: an unanswered probe fails after 64·T1 = 3.2 s.
+    let service = Service::start(&[
+        ("HOTLINE__ROUTING", routing_file.to_str().unwrap()),
+        ("HOTLINE__SIP__AGENT_PROBE", "1s"),
+        ("HOTLINE__SIP__T1", "50ms"),
+    ]);
+    let started = Instant::now();
+    wait_for_all_agents(&service, "unreachable", SIGNALLING_DEADLINE)
+        .unwrap_or_else(|states| panic!("not all unreachable: {states}"));
+    let unreachable_after = started.elapsed();
+    let (_, metrics) = http_get(service.http_addr(), "/metrics", None);
+    assert!(
+        metrics.contains("hotline_agents{state=\"unreachable\"} 30"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("hotline_agents"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        !service
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("ringing agent")),
+        "nobody rang an unreachable phone"
+    );
+
+    // The phone comes up: the next probes are answered.
+    let uas = SippUas::start_at(Transport::Udp, port);
+    let up = Instant::now();
+    wait_for_all_agents(&service, "idle", SIGNALLING_DEADLINE)
+        .unwrap_or_else(|states| panic!("not all idle again: {states}"));
+    eprintln!(
+        "all 30 unreachable {:.1} s after start; idle {:.1} s after the phone came up",
+        unreachable_after.as_secs_f64(),
+        up.elapsed().as_secs_f64()
+    );
+    let run = Sipp::new("agents_load.xml").calls(1).run(&service);
+    all_calls_succeeded(&run, 1);
+    assert!(
+        wait_for_count(&service, "media bridged", 1, SIGNALLING_DEADLINE),
+        "the call reached an agent on the phone that came up"
+    );
+    drop(uas);
 }
 
 /// 200 short bridged calls (SIPp callers, a SIPp UAS as 30 static agents) leave nothing behind.

@@ -178,7 +178,7 @@ fn live_agents(routing: &hotline::routing::Routing) -> Vec<AgentLive> {
         ("sip:tickets-1@127.0.0.1:5321", ("wrap_up", 12, None)),
         ("sip:parking-1@127.0.0.1:5322", ("auto_paused", 75, None)),
         ("sip:routes-1@127.0.0.1:5323", ("logged_out", 4000, None)),
-        ("sip:waste-1@127.0.0.1:5331", ("unregistered", 0, None)),
+        ("sip:waste-1@127.0.0.1:5331", ("unreachable", 300, None)),
     ]
     .into_iter()
     .collect();
@@ -524,7 +524,7 @@ async fn two_weeks_with_the_agents_table_period_picker_and_trend_in_chromium() {
         "Pristabdytas: atsijungė 1:06:40",
         "Skamba 0:06 · Vilniaus šilumos tinklai",
         "Po pokalbio 0:12",
-        ">Neprisiregistravęs<",
+        "background:#d62728\">Nepasiekiamas 5:00<",
         "Laisvas 5:40",
     ] {
         assert!(tables.contains(state), "agents table lacks {state}");

@@ -53,26 +53,27 @@ impl Acd {
         }
     }
 
-    pub(super) fn registered(&mut self, agent: AgentId, registered: bool, now: Instant) {
-        if !agent.is_user() {
-            return;
-        }
-        if registered {
-            self.registered_users.insert(agent.clone());
-        } else {
-            self.registered_users.remove(&agent);
+    pub(super) fn set_online(&mut self, agent: AgentId, online: bool, now: Instant) {
+        let changed = match (agent.is_user(), online) {
+            (true, true) => self.registered_users.insert(agent.clone()),
+            (true, false) => self.registered_users.remove(&agent),
+            (false, true) => self.unreachable_phones.remove(&agent),
+            (false, false) => self.unreachable_phones.insert(agent.clone()),
+        };
+        if changed && !agent.is_user() {
+            tracing::info!(%agent, reachable = online, "static agent's phone {}", if online { "answers again" } else { "does not answer OPTIONS: not rung" });
         }
         let Some(state) = self.agents.get(&agent).map(|record| record.state) else {
             return;
         };
-        match (state, registered) {
-            (AgentState::Unregistered, true) => self.set_agent(&agent, AgentState::Idle, now),
+        match (state, online) {
+            (AgentState::Offline, true) => self.set_agent(&agent, AgentState::Idle, now),
             (AgentState::Idle | AgentState::WrapUp { .. }, false) => {
-                self.set_agent(&agent, AgentState::Unregistered, now);
+                self.set_agent(&agent, AgentState::Offline, now);
             }
             (AgentState::Ringing(call), false) => {
                 self.drop_ring(call, &agent);
-                self.set_agent(&agent, AgentState::Unregistered, now);
+                self.set_agent(&agent, AgentState::Offline, now);
                 self.emit(AcdOutput::StopRinging { call, agent });
             }
             // An agent on a call finishes it; it goes unregistered when the call ends.
@@ -145,8 +146,8 @@ impl Acd {
         let configured = self.configured_agents();
         for id in &configured {
             if !self.agents.contains_key(id) {
-                let state = if id.is_user() && !self.registered_users.contains(id) {
-                    AgentState::Unregistered
+                let state = if !self.is_online(id) {
+                    AgentState::Offline
                 } else {
                     AgentState::Idle
                 };
@@ -182,10 +183,19 @@ impl Acd {
         }
     }
 
-    /// An agent leaving a call or wrap-up: it may have unregistered meanwhile.
+    /// Registered (user agents) or answering probes (static agents).
+    fn is_online(&self, agent: &AgentId) -> bool {
+        if agent.is_user() {
+            self.registered_users.contains(agent)
+        } else {
+            !self.unreachable_phones.contains(agent)
+        }
+    }
+
+    /// An agent leaving a call or wrap-up: it may have gone offline meanwhile.
     pub(super) fn settle_agent(&mut self, agent: &AgentId, now: Instant) {
-        if agent.is_user() && !self.registered_users.contains(agent) {
-            self.set_agent(agent, AgentState::Unregistered, now);
+        if !self.is_online(agent) {
+            self.set_agent(agent, AgentState::Offline, now);
         }
     }
 

@@ -78,7 +78,7 @@ impl Acd {
         let staffed = self.group_agent_ids(group).filter(|id| {
             self.agents
                 .get(id)
-                .is_some_and(|agent| agent.state != AgentState::Unregistered)
+                .is_some_and(|agent| agent.state != AgentState::Offline)
         });
         let staffed = u32::try_from(staffed.count()).ok().filter(|n| *n > 0)?;
         Some(average.checked_mul(position)? / staffed)

@@ -127,9 +127,9 @@ fn desk_and_other(when_empty: Option<&str>, overflow: bool) -> Vec<String> {
 }
 
 fn register(sim: &mut Sim, user: &str) -> Vec<AcdOutput> {
-    sim.input(AcdInput::Registered {
+    sim.input(AcdInput::Online {
         agent: AgentId::user(user),
-        registered: true,
+        online: true,
     })
 }
 

@@ -44,6 +44,8 @@ pub struct Acd {
     agents: BTreeMap<AgentId, AgentRecord>,
     /// User agents currently registered (also those not, or not yet, in any group).
     registered_users: BTreeSet<AgentId>,
+    /// Static agents whose phones stopped answering OPTIONS (they start out reachable).
+    unreachable_phones: BTreeSet<AgentId>,
     calls: BTreeMap<CallId, CallRecord>,
     next_seq: u64,
     /// Round-robin memory: the agent rung last, per group.
@@ -61,6 +63,7 @@ impl Acd {
             now,
             agents: BTreeMap::new(),
             registered_users: BTreeSet::new(),
+            unreachable_phones: BTreeSet::new(),
             calls: BTreeMap::new(),
             next_seq: 0,
             last_rung: BTreeMap::new(),
@@ -91,8 +94,8 @@ impl Acd {
                 reason,
             } => self.failed(call, &agent, reason, now),
             AcdInput::CallEnded { call } => self.ended(call, now),
-            AcdInput::Registered { agent, registered } => {
-                self.registered(agent, registered, now);
+            AcdInput::Online { agent, online } => {
+                self.set_online(agent, online, now);
                 Ok(())
             }
             AcdInput::SetPause { agent, pause } => self.set_pause(&agent, pause),
@@ -231,6 +234,7 @@ impl Acd {
             configured.contains(id)
                 || matches!(record.state, AgentState::Ringing(_) | AgentState::OnCall(_))
         });
+        self.unreachable_phones.retain(|id| configured.contains(id));
     }
 
     fn emit(&mut self, output: AcdOutput) {

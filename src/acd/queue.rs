@@ -203,7 +203,7 @@ impl Acd {
             }
             Some(_) => self.set_agent(&agent, AgentState::Idle, now),
             // A wrap-up too long for the clock: the agent stays out until re-registered.
-            None => self.set_agent(&agent, AgentState::Unregistered, now),
+            None => self.set_agent(&agent, AgentState::Offline, now),
         }
         self.settle_agent(&agent, now);
         Ok(())
@@ -318,9 +318,9 @@ impl Acd {
     /// (busy agents count, they will be free).
     pub(super) fn staffed(&self, group: &Group) -> bool {
         self.group_agent_ids(group).any(|id| {
-            self.agents.get(&id).is_some_and(|agent| {
-                agent.state != AgentState::Unregistered && agent.paused.is_none()
-            })
+            self.agents
+                .get(&id)
+                .is_some_and(|agent| agent.state != AgentState::Offline && agent.paused.is_none())
         })
     }
 

@@ -808,12 +808,12 @@ fn reconfigure_keeps_agent_states_and_queued_calls() {
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(sim.state("a"), AgentState::OnCall(CallId(1)));
     assert_eq!(sim.snapshot("a").since, sim.t0);
-    assert_eq!(sim.state("user:bob"), AgentState::Unregistered);
+    assert_eq!(sim.state("user:bob"), AgentState::Offline);
     assert_eq!(sim.acd.call_group(CallId(2)), Some("desk"));
     // New settings apply: bob registers and rings with the new timeout; a wraps up 3 s.
-    let out = sim.input(AcdInput::Registered {
+    let out = sim.input(AcdInput::Online {
         agent: a("user:bob"),
-        registered: true,
+        online: true,
     });
     assert_eq!(
         out,
@@ -857,52 +857,59 @@ fn user_agents_follow_registration() {
         &[("user:ann", ALL, 1), ("b", ALL, 2)],
     )];
     let mut sim = Sim::new(&groups);
-    assert_eq!(sim.state("user:ann"), AgentState::Unregistered);
+    assert_eq!(sim.state("user:ann"), AgentState::Offline);
     assert_eq!(
         sim.state("b"),
         AgentState::Idle,
         "static agents are always registered"
     );
-    sim.input(AcdInput::Registered {
+    sim.input(AcdInput::Online {
         agent: a("user:ann"),
-        registered: true,
+        online: true,
     });
     assert_eq!(
         rings(&sim.enqueue(1, "desk", "lt")),
         vec![(1, a("user:ann"))]
     );
     // Unregistering while ringing stops the ring and moves on.
-    let out = sim.input(AcdInput::Registered {
+    let out = sim.input(AcdInput::Online {
         agent: a("user:ann"),
-        registered: false,
+        online: false,
     });
     assert_eq!(stops(&out), vec![(1, a("user:ann"))]);
     assert_eq!(rings(&out), vec![(1, a("b"))]);
-    assert_eq!(sim.state("user:ann"), AgentState::Unregistered);
+    assert_eq!(sim.state("user:ann"), AgentState::Offline);
     // Unregistering during a call: the call goes on, then no wrap-up but unregistered.
     sim.answer(1, "b");
-    sim.input(AcdInput::Registered {
+    sim.input(AcdInput::Online {
         agent: a("user:ann"),
-        registered: true,
+        online: true,
     });
     assert_eq!(
         rings(&sim.enqueue(2, "desk", "lt")),
         vec![(2, a("user:ann"))]
     );
     sim.answer(2, "user:ann");
-    sim.input(AcdInput::Registered {
+    sim.input(AcdInput::Online {
         agent: a("user:ann"),
-        registered: false,
+        online: false,
     });
     assert_eq!(sim.state("user:ann"), AgentState::OnCall(CallId(2)));
     sim.end(2);
-    assert_eq!(sim.state("user:ann"), AgentState::Unregistered);
-    // Registration of static agents is not tracked.
-    sim.input(AcdInput::Registered {
+    assert_eq!(sim.state("user:ann"), AgentState::Offline);
+    // A static agent whose phone stops answering probes mid-call goes offline when the call
+    // ends, and is idle again once it answers.
+    sim.input(AcdInput::Online {
         agent: a("b"),
-        registered: false,
+        online: false,
     });
+    assert_eq!(sim.state("b"), AgentState::OnCall(CallId(1)));
     sim.end(1);
+    assert_eq!(sim.state("b"), AgentState::Offline);
+    sim.input(AcdInput::Online {
+        agent: a("b"),
+        online: true,
+    });
     assert_eq!(sim.state("b"), AgentState::Idle);
 }
 
@@ -1155,9 +1162,9 @@ fn random_walks_keep_the_invariants_and_drain_the_queue() {
                 6 => Some(AcdInput::CallEnded {
                     call: pick_call(&mut rng),
                 }),
-                7 => Some(AcdInput::Registered {
+                7 => Some(AcdInput::Online {
                     agent: a("user:u"),
-                    registered: rng.below(2) == 0,
+                    online: rng.below(2) == 0,
                 }),
                 _ => None,
             };
@@ -1182,9 +1189,9 @@ fn random_walks_keep_the_invariants_and_drain_the_queue() {
             }
         }
         // Drain: every agent registered and answering, every call ending: the ACD empties.
-        sim.input(AcdInput::Registered {
+        sim.input(AcdInput::Online {
             agent: a("user:u"),
-            registered: true,
+            online: true,
         });
         for _ in 0..2000 {
             if sim.acd.calls.is_empty() {

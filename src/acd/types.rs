@@ -34,7 +34,7 @@ impl AgentId {
         AgentId(format!("user:{name}"))
     }
 
-    pub(super) fn is_user(&self) -> bool {
+    pub fn is_user(&self) -> bool {
         self.0.starts_with("user:")
     }
 }
@@ -78,8 +78,9 @@ pub enum AcdInput {
     },
     /// The bridged call finished (either side hung up): the agent goes to wrap-up.
     CallEnded { call: CallId },
-    /// A user agent registered or unregistered (ignored for static URI agents).
-    Registered { agent: AgentId, registered: bool },
+    /// A user agent registered or unregistered; a static agent's phone answered an OPTIONS
+    /// probe, or stopped answering.
+    Online { agent: AgentId, online: bool },
     /// The agent connected to `call` transfers it to `group`: the agent goes to wrap-up and
     /// the caller waits in `group` ahead of those who came later (its first arrival counts).
     Transfer { call: CallId, group: String },
@@ -167,8 +168,9 @@ pub enum AgentState {
     WrapUp {
         until: Instant,
     },
-    /// A user agent not currently registered.
-    Unregistered,
+    /// Cannot be rung: a user agent not registered, or a static agent whose phone does not
+    /// answer OPTIONS probes.
+    Offline,
 }
 
 /// Why an agent takes no calls although registered: they said so, or missed rings.

@@ -174,6 +174,7 @@ impl Switchboard {
                         .map(str::to_owned),
                     _ => None,
                 };
+                let registers = agent.agent.is_user();
                 AgentLive {
                     agent: agent.agent.0,
                     state: match (agent.state, agent.paused) {
@@ -185,7 +186,8 @@ impl Switchboard {
                             AgentState::Ringing(_) => "ringing",
                             AgentState::OnCall(_) => "on_call",
                             AgentState::WrapUp { .. } => "wrap_up",
-                            AgentState::Unregistered => "unregistered",
+                            AgentState::Offline if registers => "unregistered",
+                            AgentState::Offline => "unreachable",
                         },
                     }
                     .to_owned(),

@@ -6,6 +6,9 @@
 //! each input (`route`), so nothing is re-entered half-way.
 
 mod agent;
+mod agent_probe;
+#[cfg(test)]
+mod agent_probe_tests;
 mod agent_transfer;
 #[cfg(test)]
 mod agent_transfer_tests;
@@ -145,7 +148,8 @@ pub struct SwitchboardStats {
     pub agents_idle: usize,
     /// Agents ringing, on a call or in wrap-up.
     pub agents_busy: usize,
-    pub agents_unregistered: usize,
+    /// Agents unregistered, or whose phones do not answer probes.
+    pub agents_offline: usize,
     /// Finished calls whose record waits for the media driver's statistics.
     pub records_pending: usize,
     /// Trunks whose unregistration is still under way.
@@ -204,6 +208,7 @@ pub struct Switchboard {
     prompt_calls: HashMap<SessionId, outbound::PromptCall>,
     /// Callers' latest language choices, for greeting them in it when they call again.
     languages: language_memory::LanguageMemory,
+    probes: agent_probe::AgentProbes,
     outputs: VecDeque<Output>,
 }
 
@@ -233,6 +238,7 @@ impl Switchboard {
             feature_codes: FeatureCodes::default(),
             pause_changed_by: None,
             languages: language_memory::LanguageMemory::default(),
+            probes: agent_probe::AgentProbes::default(),
             outputs: VecDeque::new(),
         }
     }
@@ -289,6 +295,7 @@ impl Switchboard {
                     acd.handle_timeout(now);
                 }
                 self.trunks_timeout(now);
+                self.probes_timeout(now);
                 // What the SIP and queue timers caused comes before the switchboard's own.
                 self.route(now);
                 while let Some(timer) = self.timers.pop_due(now) {
@@ -304,6 +311,7 @@ impl Switchboard {
                 tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
                 self.ua.set_accepting(false);
                 self.stop_trunks(now);
+                self.set_agent_probe(Duration::ZERO);
             }
             Input::HangUpAll => {
                 let mut calls: Vec<SessionId> = self.calls.keys().copied().collect();
@@ -339,6 +347,7 @@ impl Switchboard {
             self.acd.as_ref().and_then(Acd::poll_timeout),
             self.timers.next(),
             self.trunks_poll_timeout(),
+            self.probes_poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -360,7 +369,7 @@ impl Switchboard {
         for agent in self.acd.as_ref().map(Acd::agent_states).unwrap_or_default() {
             match agent.state {
                 crate::acd::AgentState::Idle => stats.agents_idle += 1,
-                crate::acd::AgentState::Unregistered => stats.agents_unregistered += 1,
+                crate::acd::AgentState::Offline => stats.agents_offline += 1,
                 _ => stats.agents_busy += 1,
             }
         }
@@ -446,9 +455,9 @@ impl Switchboard {
                 }
             }
             UaEvent::Registration { user, registered } => {
-                let input = crate::acd::AcdInput::Registered {
+                let input = crate::acd::AcdInput::Online {
                     agent: crate::acd::AgentId::user(&user),
-                    registered,
+                    online: registered,
                 };
                 self.report_to_acd(now, input);
             }
@@ -456,9 +465,15 @@ impl Switchboard {
                 self.agent_transfer_requested(now, session, &target)
             }
             UaEvent::RequestAnswered { request, response } => {
-                self.trunk_response(now, request, Some(*response))
+                if !self.probe_answered(now, request, true) {
+                    self.trunk_response(now, request, Some(*response))
+                }
             }
-            UaEvent::RequestFailed { request } => self.trunk_response(now, request, None),
+            UaEvent::RequestFailed { request } => {
+                if !self.probe_answered(now, request, false) {
+                    self.trunk_response(now, request, None)
+                }
+            }
         }
     }
 

@@ -20,6 +20,7 @@ impl Switchboard {
     pub fn set_routing(&mut self, now: Instant, routing: Arc<Routing>) {
         self.languages
             .set_window(routing.hotline.remember_language.value);
+        self.sync_probes(now, &routing);
         match self.acd.as_mut() {
             Some(acd) => {
                 if let Err(error) = acd.handle_input(AcdInput::Reconfigure(routing), now) {

@@ -260,7 +260,7 @@ pub(super) fn to_tag(message: &str) -> String {
 }
 
 /// Answers a call, has the caller ACK it (media starts then) and returns our To tag.
-fn answered_call(h: &mut Harness, call_id: &str) -> String {
+pub(super) fn answered_call(h: &mut Harness, call_id: &str) -> String {
     h.receive(udp(), &invite(call_id));
     let sent = h.take_sent();
     let ok = sent

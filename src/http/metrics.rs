@@ -23,6 +23,7 @@ const AGENT_STATES: &[&str] = &[
     "on_call",
     "wrap_up",
     "unregistered",
+    "unreachable",
     "paused",
     "logged_out",
     "auto_paused",
@@ -190,7 +191,7 @@ pub fn render(snapshot: &LiveSnapshot) -> String {
         &mut out,
         "hotline_agents",
         "gauge",
-        "Agents by state (idle, ringing, on_call, wrap_up, unregistered, paused, logged_out, auto_paused).",
+        "Agents by state (idle, ringing, on_call, wrap_up, unregistered, unreachable, paused, logged_out, auto_paused).",
     );
     for (state, count) in &agents {
         sample(&mut out, "hotline_agents", &[("state", state)], *count);

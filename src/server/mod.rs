@@ -179,7 +179,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                         rtp_ports = stats.rtp_ports_in_use,
                         agents_idle = stats.agents_idle,
                         agents_busy = stats.agents_busy,
-                        agents_unregistered = stats.agents_unregistered,
+                        agents_offline = stats.agents_offline,
                         "state"
                     );
                 }

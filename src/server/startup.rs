@@ -165,6 +165,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
     }
     let mut switchboard = Switchboard::new(config, prompts, loaded.flows, rand::random());
     switchboard.set_server_header(&settings.sip.server_header);
+    switchboard.set_agent_probe(settings.sip.agent_probe);
     switchboard.set_feature_codes(crate::call::FeatureCodes {
         pause: settings.features.pause.clone(),
         resume: settings.features.resume.clone(),

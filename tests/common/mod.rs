@@ -635,6 +635,8 @@ impl Sipp {
             ])
             .args(["-recv_timeout", &format!("{SIPP_RECV_TIMEOUT_S}s")])
             .arg("-nostdin")
+            // Agents' phones answer the service's OPTIONS probes, as real ones do.
+            .arg("-aa")
             .arg("-trace_err")
             .arg("-error_file")
             .arg(dir.join("errors.log"))
@@ -834,8 +836,13 @@ impl SippUas {
 
     /// Over UDP, or listening for TCP connections (one per peer, `-t t1`).
     pub fn start_on(transport: Transport) -> SippUas {
+        SippUas::start_at(transport, free_port(transport != Transport::Udp, false))
+    }
+
+    /// On `port` (a phone coming up where the routing expects it). Like a real phone it
+    /// answers OPTIONS probes (`-aa`) rather than taking them for calls.
+    pub fn start_at(transport: Transport, port: u16) -> SippUas {
         let tcp = transport != Transport::Udp;
-        let port = free_port(tcp, false);
         let media = free_port(false, true);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("agents-uas-{port}"));
         fs::create_dir_all(&dir).unwrap();
@@ -848,6 +855,7 @@ impl SippUas {
                 "-max_socket",
                 "512",
                 "-nostdin",
+                "-aa",
             ])
             .arg("-trace_err")
             .arg("-error_file")

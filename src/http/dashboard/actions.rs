@@ -75,7 +75,7 @@ impl Actions {
 }
 
 /// The buttons for an agent in `state` (as the snapshot names it): the states it can be moved
-/// to, as the form's `state` values. Ringing, talking and unregistered agents may be paused
+/// to, as the form's `state` values. Ringing, talking, unregistered and unreachable agents may be paused
 /// or not (the snapshot shows the call, not the pause), so they get all three.
 pub fn choices(state: &str) -> &'static [&'static str] {
     match state {
@@ -263,14 +263,14 @@ pub async fn set_state(
 }
 
 /// Whether the snapshot is consistent with the agent's new pause: its state names the pause
-/// (or its absence), or it shows a call or no registration (which hide the pause), or the
+/// (or its absence), or it shows a call, no registration or an unreachable phone (which hide the pause), or the
 /// snapshot does not list the agent.
 fn shows(snapshot: &LiveSnapshot, agent: &str, pause: Option<PauseReason>) -> bool {
     let Some(live) = snapshot.agents.iter().find(|live| live.agent == agent) else {
         return true;
     };
     match (live.state.as_str(), pause) {
-        ("ringing" | "on_call" | "unregistered", _) => true,
+        ("ringing" | "on_call" | "unregistered" | "unreachable", _) => true,
         (state, Some(reason)) => state == reason.as_str(),
         (state, None) => !matches!(state, "paused" | "logged_out" | "auto_paused"),
     }

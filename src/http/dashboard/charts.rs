@@ -28,6 +28,8 @@ pub fn state_colour(state: &str) -> &'static str {
         "on_call" => "#1f77b4",
         "wrap_up" => "#9467bd",
         "paused" | "auto_paused" => "#bc7a00",
+        // A phone that does not answer needs someone to look at it.
+        "unreachable" => ABANDON_COLOUR,
         _ => NONE_COLOUR,
     }
 }

@@ -156,7 +156,7 @@ pub fn agent_state_panel(html: &mut String, view: &View) {
     for agent in &view.snapshot.agents {
         *states.entry(&agent.state).or_default() += 1;
     }
-    const ORDER: [&str; 8] = [
+    const ORDER: [&str; 9] = [
         "idle",
         "ringing",
         "on_call",
@@ -165,6 +165,7 @@ pub fn agent_state_panel(html: &mut String, view: &View) {
         "auto_paused",
         "logged_out",
         "unregistered",
+        "unreachable",
     ];
     let mut ordered: Vec<(&str, usize)> = states.into_iter().collect();
     ordered.sort_by_key(|(state, _)| ORDER.iter().position(|known| known == state));

@@ -46,6 +46,7 @@ impl Lang {
             "logged_out" => pick(lt, "Pristabdytas: atsijungė", "Paused: logged out"),
             "auto_paused" => pick(lt, "Pristabdytas: neatsiliepė", "Paused: missed rings"),
             "unregistered" => pick(lt, "Neprisiregistravęs", "Unregistered"),
+            "unreachable" => pick(lt, "Nepasiekiamas", "Unreachable"),
             _ => pick(lt, "Nežinoma", "Unknown"),
         }
     }

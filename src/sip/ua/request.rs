@@ -1,8 +1,10 @@
 //! Requests outside any dialog that the service sends for its own sake (a trunk's REGISTER and
-//! OPTIONS keep-alives): each runs in a client transaction, and its final response or failure
+//! OPTIONS keep-alives, probes of static agents' phones): each runs in a client transaction, and its final response or failure
 //! comes back as one event naming the request.
 
 use std::time::Instant;
+
+use rsip::headers::UntypedHeader;
 
 use super::{PlaceError, UaEvent, UserAgent};
 use crate::sip::transport::Peer;
@@ -36,6 +38,37 @@ impl UserAgent {
         self.requests.insert(key, (id, peer));
         self.drain_transactions(now);
         Ok(id)
+    }
+
+    /// Asks `target` (reached at `peer`) whether it is there: an OPTIONS outside any dialog.
+    /// Any final response means it is; [`UaEvent::RequestFailed`] means it did not answer.
+    pub fn send_options(
+        &mut self,
+        now: Instant,
+        target: &str,
+        peer: Peer,
+    ) -> Result<RequestId, PlaceError> {
+        let uri = rsip::Uri::try_from(target).map_err(|_| PlaceError::Target(target.to_owned()))?;
+        let host = self.host_port();
+        let tag = self.random_token();
+        let call_id = format!("{}@{host}", self.random_token());
+        let mut headers = rsip::Headers::default();
+        headers.push(rsip::headers::Via::new(self.via(peer.transport)).into());
+        headers.push(rsip::headers::MaxForwards::new("70").into());
+        headers.push(rsip::headers::From::new(format!("<sip:19118@{host}>;tag={tag}")).into());
+        headers.push(rsip::headers::To::new(format!("<{target}>")).into());
+        headers.push(rsip::headers::CallId::new(call_id).into());
+        headers.push(rsip::headers::CSeq::new("1 OPTIONS").into());
+        headers.push(rsip::headers::Accept::new("application/sdp").into());
+        headers.push(rsip::headers::ContentLength::default().into());
+        let request = rsip::Request {
+            method: rsip::Method::Options,
+            uri,
+            version: rsip::Version::V2,
+            headers,
+            body: Vec::new(),
+        };
+        self.send_request(now, request, peer)
     }
 
     /// A final response to one of our own requests; provisional ones are not news.
