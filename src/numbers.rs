@@ -91,6 +91,31 @@ impl NumberRules {
         Some(digits.to_owned())
     }
 
+    /// The E.164 form of a number a resident may be called back on, or why not: Lithuanian
+    /// mobile (`6…`) and landline (`3…`, `4…`, `5…`) numbers of 8 national digits when the
+    /// country code is 370; elsewhere any full number (8 to 15 digits with the country code).
+    /// Short, service, premium-rate (`90…`), shared-cost and freephone (`7…`, `8…`) numbers
+    /// are refused: a callback must never dial where the call costs more or reaches a machine.
+    pub fn callback_number(&self, typed: &str) -> Result<String, &'static str> {
+        let number = self.normalise(typed).ok_or("no number")?;
+        let digits = number
+            .strip_prefix('+')
+            .ok_or("not a full telephone number")?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("not a telephone number");
+        }
+        if !(8..=15).contains(&digits.len()) {
+            return Err("too short or too long for a telephone number");
+        }
+        if let Some(national) = digits.strip_prefix("370") {
+            let lithuanian = national.len() == 8 && matches!(national.as_bytes()[0], b'3'..=b'6');
+            if !lithuanian {
+                return Err("not a Lithuanian mobile or landline number");
+            }
+        }
+        Ok(number)
+    }
+
     /// Whether two numbers are the same once normalised (withheld numbers match nothing).
     pub fn same_number(&self, a: &str, b: &str) -> bool {
         match (self.normalise(a), self.normalise(b)) {
@@ -218,5 +243,38 @@ mod tests {
             Some("+12125550100")
         );
         assert_eq!(rules.normalise("911").as_deref(), Some("911"));
+    }
+
+    #[test]
+    fn callback_numbers_are_lithuanian_mobiles_and_landlines_or_full_foreign_numbers() {
+        let rules = lithuania();
+        for (typed, e164) in [
+            ("867012345", "+37067012345"),
+            ("+37067012345", "+37067012345"),
+            ("0037052123456", "+37052123456"),
+            ("852123456", "+37052123456"),
+            ("837212345", "+37037212345"),
+            ("846412345", "+37046412345"),
+            ("004822123456789", "+4822123456789"),
+            ("+4915112345678", "+4915112345678"),
+        ] {
+            assert_eq!(rules.callback_number(typed).as_deref(), Ok(e164), "{typed}");
+        }
+        for typed in [
+            "",
+            "19118",
+            "112",
+            "8 800 12345",
+            "890012345",
+            "870012345",
+            "86701234",
+            "8670123456",
+            "+3701234567",
+            "anonymous",
+            "jonas",
+            "+1234567",
+        ] {
+            assert!(rules.callback_number(typed).is_err(), "{typed} accepted");
+        }
     }
 }

@@ -58,6 +58,7 @@ fn call(
         rtp_packets: 100,
         rtp_lost: 0,
         rtp_jitter_ms: 0.0,
+        callback_of: None,
     }
 }
 

@@ -532,6 +532,7 @@ fn old_call(call_id: &str, days_ago: i64) -> (hotline::cdr::CallStart, CallRecor
         rtp_packets: 0,
         rtp_lost: 0,
         rtp_jitter_ms: 0.0,
+        callback_of: None,
     };
     (start, record)
 }

@@ -220,6 +220,7 @@ fn record_of(script: &Script) -> (CallRecord, Vec<CallEvent>) {
         rtp_packets: if rejected { 0 } else { 1500 },
         rtp_lost: if rejected { 0 } else { 3 },
         rtp_jitter_ms: if rejected { 0.0 } else { 1.25 },
+        callback_of: None,
     };
     let events = vec![
         CallEvent {
@@ -663,6 +664,7 @@ fn numbered_call(n: i64) -> (CallStart, CallRecord, Vec<CallEvent>) {
         rtp_packets: 3000,
         rtp_lost: 0,
         rtp_jitter_ms: 0.5,
+        callback_of: None,
     };
     let events = (0..3)
         .map(|seq| CallEvent {

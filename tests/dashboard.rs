@@ -147,6 +147,7 @@ fn record_of(call: &Call) -> CallRecord {
         rtp_packets: 100,
         rtp_lost: 0,
         rtp_jitter_ms: 0.5,
+        callback_of: None,
     }
 }
 

@@ -221,6 +221,7 @@ fn record_of(script: &Script) -> (CallRecord, Vec<CallEvent>) {
         rtp_packets: 100,
         rtp_lost: 0,
         rtp_jitter_ms: 0.5,
+        callback_of: None,
     };
     let event = |seq, at, kind: &str, detail: &str| CallEvent {
         call_id: script.id.into(),
@@ -337,6 +338,7 @@ fn snapshot() -> LiveSnapshot {
         dtmf_modes: [("rfc4733".to_owned(), 9), ("inband".to_owned(), 1)]
             .into_iter()
             .collect(),
+        callbacks: Vec::new(),
         trunks: vec![TrunkLive {
             trunk: "carrier".into(),
             state: "refused".into(),

@@ -10,7 +10,7 @@ impl Acd {
         let Some(record) = self.calls.get(&call) else {
             return;
         };
-        if matches!(record.phase, CallPhase::Waiting) && !record.announced {
+        if matches!(record.phase, CallPhase::Waiting) && !record.announced && !record.callback {
             self.announce(call, now);
         }
     }
@@ -21,6 +21,7 @@ impl Acd {
             .iter()
             .filter(|(_, record)| {
                 matches!(record.phase, CallPhase::Waiting)
+                    && !record.callback
                     && (!record.announced || due(record.next_announce, now))
             })
             .map(|(call, record)| (record.order(), *call))

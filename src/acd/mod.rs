@@ -18,6 +18,9 @@ mod agents;
 mod announce;
 #[cfg(test)]
 mod availability_tests;
+mod callback;
+#[cfg(test)]
+mod callback_tests;
 mod queue;
 mod select;
 #[cfg(test)]
@@ -100,6 +103,15 @@ impl Acd {
             }
             AcdInput::SetPause { agent, pause } => self.set_pause(&agent, pause),
             AcdInput::Transfer { call, group } => self.transfer(call, group, now),
+            AcdInput::ToCallback { call, callback } => self.turn_into_callback(call, callback, now),
+            AcdInput::EnqueueCallback {
+                call,
+                group,
+                language,
+                arrived,
+            } => self.enqueue_callback(call, group, language, arrived, now),
+            AcdInput::CallbackDialled { call, caller } => self.callback_dialled(call, caller),
+            AcdInput::CallbackNotReached { call } => self.callback_not_reached(call, now),
             AcdInput::Reconfigure(routing) => {
                 self.reconfigure(routing, now);
                 Ok(())
@@ -134,7 +146,9 @@ impl Acd {
                 CallPhase::Ringing(rings) => rings.values().for_each(|&at| consider(at)),
                 CallPhase::Waiting => {
                     if let Some(group) = self.routing.groups.get(&call.group) {
-                        consider(after(call.entered, group.max_wait));
+                        if !call.callback {
+                            consider(after(call.entered, group.max_wait));
+                        }
                         if !self.widened(call, group, self.now) {
                             consider(after(call.entered, group.language_wait));
                         }
@@ -154,6 +168,11 @@ impl Acd {
     }
 
     /// The routing the ACD works with (groups, agents).
+    /// When a call first entered the ACD (its place in the queue).
+    pub fn arrival(&self, call: CallId) -> Option<Instant> {
+        self.calls.get(&call).map(|record| record.arrived)
+    }
+
     pub fn routing(&self) -> &Routing {
         &self.routing
     }

@@ -35,6 +35,7 @@ impl Acd {
             announced: false,
             next_announce: None,
             visited: BTreeSet::new(),
+            callback: false,
         };
         self.enter(call, record, group, now);
         Ok(())
@@ -261,7 +262,8 @@ impl Acd {
     pub(super) fn expire_max_wait(&mut self, now: Instant) -> bool {
         self.send_on(now, |acd, record| {
             let group = acd.routing.groups.get(&record.group)?;
-            due(after(record.entered, group.max_wait), now).then_some(true)
+            let waited = !record.callback && due(after(record.entered, group.max_wait), now);
+            waited.then_some(true)
         })
     }
 
@@ -270,7 +272,7 @@ impl Acd {
     pub(super) fn empty_groups(&mut self, now: Instant) -> bool {
         self.send_on(now, |acd, record| {
             let group = acd.routing.groups.get(&record.group)?;
-            (group.when_empty != WhenEmpty::Wait && !acd.staffed(group))
+            (!record.callback && group.when_empty != WhenEmpty::Wait && !acd.staffed(group))
                 .then_some(group.when_empty == WhenEmpty::Overflow)
         })
     }

@@ -141,6 +141,11 @@ impl Sim {
         self.input(AcdInput::CallerLeft { call: CallId(call) })
     }
 
+    /// The instant `at` after the simulation's start.
+    pub(super) fn instant(&self, at: Duration) -> Instant {
+        self.t0 + at
+    }
+
     pub(super) fn state(&self, agent: &str) -> AgentState {
         self.snapshot(agent).state
     }

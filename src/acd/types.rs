@@ -89,6 +89,23 @@ pub enum AcdInput {
         agent: AgentId,
         pause: Option<PauseReason>,
     },
+    /// The waiting caller `call` asked to be called back: the entry continues as `callback`,
+    /// keeping its place (first arrival).
+    ToCallback { call: CallId, callback: CallId },
+    /// A callback request enters `group` again (retry, window opened, restart) with the
+    /// arrival it first had.
+    EnqueueCallback {
+        call: CallId,
+        group: String,
+        language: String,
+        arrived: Instant,
+    },
+    /// The agent took the callback `call` and the resident is being dialled on the line
+    /// `caller`: the connected entry continues under that id, as any caller's.
+    CallbackDialled { call: CallId, caller: CallId },
+    /// The resident dialled on `call` was not reached: the agent is free at once (no
+    /// wrap-up) and the entry leaves the queue.
+    CallbackNotReached { call: CallId },
     /// Live reload: group settings apply at once, agents keep their state, queued calls
     /// keep their group (calls whose group vanished overflow to "call later").
     Reconfigure(Arc<Routing>),
@@ -267,6 +284,8 @@ pub(super) struct CallRecord {
     pub(super) next_announce: Option<Instant>,
     /// Groups this call has been placed in, so overflow chains cannot loop.
     pub(super) visited: BTreeSet<String>,
+    /// A callback request: no caller on the line, so no announcements, no `max_wait`.
+    pub(super) callback: bool,
 }
 
 impl CallRecord {

@@ -21,6 +21,8 @@ pub(super) struct AgentCall {
     pub(super) display: String,
     pub(super) language: String,
     pub(super) path: String,
+    /// The resident's number, shown on the agent's phone.
+    pub(super) caller_number: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +61,7 @@ impl Switchboard {
             warn!("no free RTP port for the agent leg");
             return self.agent_unreachable(now, caller, agent_id);
         };
-        let caller_number = self
-            .calls
-            .get(&caller)
-            .map(|call| call.facts.caller.clone())
-            .unwrap_or_default();
+        let caller_number = agent.caller_number.clone();
         // The agent's phone shows the caller's number, so its call history can call back.
         let outgoing = OutgoingCall {
             target: agent.target.clone(),
@@ -122,6 +120,9 @@ impl Switchboard {
         };
         leg.state = LegState::Answered;
         let (caller, agent) = (leg.caller, leg.agent.clone());
+        if caller.0 >= super::callback::CALLBACK_IDS {
+            return self.callback_agent_answered(now, id, negotiated);
+        }
         let Some(negotiated) = negotiated else {
             // Nothing to bridge with: the phone is released and the ACD tries someone else.
             leg.span

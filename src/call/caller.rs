@@ -141,6 +141,8 @@ impl Switchboard {
             from: header("From"),
             to: header("To"),
             remembered_language,
+            caller: facts.caller.clone(),
+            numbers: self.trunks.rules.clone(),
         });
         self.calls.insert(
             id,

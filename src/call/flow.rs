@@ -74,6 +74,7 @@ impl Switchboard {
                     self.ua.refer(now, id, &target);
                 }
                 FlowAction::Queue(queued) => self.enqueue(now, id, queued),
+                FlowAction::RequestCallback { number } => self.callback_requested(now, id, number),
                 FlowAction::HangUp => return self.hang_up(now, id, EndReason::FlowEnded),
             }
         }

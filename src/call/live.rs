@@ -26,6 +26,28 @@ pub struct LiveSnapshot {
     pub outcomes: Vec<OutcomeCount>,
     /// Since the service started: calls by DTMF mode (rfc4733, sip-info, inband, none).
     pub dtmf_modes: BTreeMap<String, u64>,
+    /// Callback requests not yet connected, oldest first.
+    pub callbacks: Vec<CallbackLive>,
+}
+
+/// A resident waiting to be called back.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallbackLive {
+    pub group: String,
+    pub language: String,
+    /// E.164.
+    pub number: String,
+    /// `queued` (in the group's queue, keeping the caller's place), `calling` (an agent took
+    /// it and the resident is being dialled) or `waiting` (the next attempt comes later).
+    pub state: String,
+    /// Dials made so far.
+    pub attempts: u32,
+    /// Since the resident asked.
+    pub waiting_s: u64,
+    /// Place in the group's queue while queued.
+    pub position: Option<u32>,
+    /// Seconds until the next attempt while waiting.
+    pub next_attempt_s: Option<u64>,
 }
 
 /// Security counters since start and the bans in force now.
@@ -104,10 +126,12 @@ impl Switchboard {
         };
         let mut queues: BTreeMap<String, QueueLive> = BTreeMap::new();
         let mut calls = Vec::with_capacity(self.calls.len());
-        for call in self.calls.values() {
+        for (id, call) in &self.calls {
             let summary = call.flow.summary();
             let state = if call.state == CallState::Ending {
                 "ending"
+            } else if self.is_callback_line(*id) && !call.bridged {
+                "calling_back"
             } else if call.bridged {
                 "connected"
             } else if !call.agent_legs.is_empty() {
@@ -221,6 +245,7 @@ impl Switchboard {
             agents,
             trunks: self.trunks_live(now),
             security: self.security_live(now),
+            callbacks: self.callbacks_live(now),
             ..LiveSnapshot::default()
         }
     }

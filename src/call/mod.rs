@@ -12,6 +12,7 @@ mod agent_probe_tests;
 mod agent_transfer;
 #[cfg(test)]
 mod agent_transfer_tests;
+mod callback;
 mod caller;
 mod feature;
 #[cfg(test)]
@@ -131,6 +132,11 @@ pub struct IncomingCall {
     /// The language this caller chose on an earlier call, while `remember_language` keeps it
     /// (never for a withheld number).
     pub remembered_language: Option<String>,
+    /// The caller's number (E.164 when it came through a trunk).
+    pub caller: String,
+    /// The dialling rules of the trunks (`[numbers]`), when there are trunks to call back
+    /// through; without them no callback is offered.
+    pub numbers: Option<crate::numbers::NumberRules>,
 }
 
 /// Makes the flow for each new call; replaced on routing reload (calls keep the flow they got).
@@ -209,6 +215,7 @@ pub struct Switchboard {
     /// Callers' latest language choices, for greeting them in it when they call again.
     languages: language_memory::LanguageMemory,
     probes: agent_probe::AgentProbes,
+    callbacks: callback::Callbacks,
     outputs: VecDeque<Output>,
 }
 
@@ -239,6 +246,7 @@ impl Switchboard {
             pause_changed_by: None,
             languages: language_memory::LanguageMemory::default(),
             probes: agent_probe::AgentProbes::default(),
+            callbacks: callback::Callbacks::default(),
             outputs: VecDeque::new(),
         }
     }
@@ -296,6 +304,7 @@ impl Switchboard {
                 }
                 self.trunks_timeout(now);
                 self.probes_timeout(now);
+                self.callbacks_timeout(now);
                 // What the SIP and queue timers caused comes before the switchboard's own.
                 self.route(now);
                 while let Some(timer) = self.timers.pop_due(now) {
@@ -348,6 +357,7 @@ impl Switchboard {
             self.timers.next(),
             self.trunks_poll_timeout(),
             self.probes_poll_timeout(),
+            self.callbacks_poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -423,9 +433,18 @@ impl Switchboard {
             UaEvent::Answered {
                 session,
                 negotiated,
+            } if self.is_callback_line(session) => {
+                self.callback_line_answered(now, session, negotiated)
+            }
+            UaEvent::Answered {
+                session,
+                negotiated,
             } => self.leg_answered(now, session, negotiated),
             UaEvent::Failed { session, status } if self.is_prompt_call(session) => {
                 self.prompt_call_failed(session, status)
+            }
+            UaEvent::Failed { session, status } if self.is_callback_line(session) => {
+                self.callback_line_failed(now, session, status)
             }
             UaEvent::Failed { session, status } => self.leg_failed(now, session, status),
             UaEvent::Digit { session, digit } => {
@@ -506,6 +525,13 @@ impl Switchboard {
                 if self.calls.get(&id).map(|c| c.play_generation) == Some(generation) {
                     self.play_hold_music(id);
                 }
+            }
+            MediaEvent::PlaybackFinished { leg, generation }
+                if self.is_callback_line(session_of(leg))
+                    && self.calls.get(&session_of(leg)).map(|c| c.play_generation)
+                        == Some(generation) =>
+            {
+                self.callback_intro_finished(now, session_of(leg));
             }
             MediaEvent::PlaybackFinished { leg, generation } => {
                 let id = session_of(leg);

@@ -76,6 +76,9 @@ impl Switchboard {
 
     pub(super) fn acd_output(&mut self, now: Instant, output: AcdOutput) {
         match output {
+            AcdOutput::Ring { call, agent, .. } if self.is_callback(call) => {
+                self.ring_for_callback(now, call, agent)
+            }
             AcdOutput::Ring { call, agent, .. } => self.ring_for_acd(now, SessionId(call.0), agent),
             AcdOutput::StopRinging { call, agent } => {
                 let mut legs: Vec<SessionId> = self
@@ -93,6 +96,11 @@ impl Switchboard {
                 if let Some(caller) = self.calls.get(&SessionId(call.0)) {
                     caller.span.in_scope(|| info!(%agent, "connected to agent"));
                 }
+            }
+            AcdOutput::Overflow { call, .. } | AcdOutput::QueueFull { call, .. }
+                if self.is_callback(call) =>
+            {
+                self.callback_dropped(call)
             }
             AcdOutput::Announce {
                 call,
@@ -171,10 +179,30 @@ impl Switchboard {
             .calls
             .get(&caller)
             .filter(|call| call.state != super::caller::CallState::Ending);
-        let Some(queued) = waiting.and_then(|call| call.queue.clone()) else {
+        let Some((queued, caller_number)) =
+            waiting.and_then(|call| Some((call.queue.clone()?, call.facts.caller.clone())))
+        else {
             let call = CallId(caller.0);
             return self.report_to_acd(now, AcdInput::CallerLeft { call });
         };
+        let ring = AgentCall {
+            target: String::new(),
+            display: queued.display,
+            language: queued.language,
+            path: queued.path,
+            caller_number,
+        };
+        self.ring_chosen_agent(now, caller, agent, ring);
+    }
+
+    /// Rings the agent the ACD chose, at its static URI or registered contact.
+    pub(super) fn ring_chosen_agent(
+        &mut self,
+        now: Instant,
+        caller: SessionId,
+        agent: AgentId,
+        mut ring: AgentCall,
+    ) {
         let target = match agent.0.strip_prefix("user:") {
             Some(user) => self.ua.registered_contact(user, now),
             None => super::agent::agent_peer(&agent.0).map(|peer| (agent.0.clone(), peer)),
@@ -183,12 +211,7 @@ impl Switchboard {
             warn!(%agent, "agent has no reachable address");
             return self.agent_unreachable(now, caller, agent);
         };
-        let call = AgentCall {
-            target,
-            display: queued.display,
-            language: queued.language,
-            path: queued.path,
-        };
-        self.ring_agent(now, caller, agent, call, peer);
+        ring.target = target;
+        self.ring_agent(now, caller, agent, ring, peer);
     }
 }

@@ -32,6 +32,8 @@ pub enum EndReason {
     /// The service stopped (graceful stop's grace ran out) while the call was up.
     ServiceStopped,
     Rejected(u16),
+    /// A resident called back did not answer (or was busy, or refused): the SIP status.
+    NotReached(u16),
 }
 
 impl EndReason {
@@ -48,6 +50,7 @@ impl EndReason {
             EndReason::AgentHungUp => "agent_hung_up",
             EndReason::ServiceStopped => "service_stopped",
             EndReason::Rejected(_) => "rejected",
+            EndReason::NotReached(_) => "not_reached",
         }
     }
 }
@@ -64,6 +67,8 @@ pub(super) struct CallFacts {
     pub(super) transfer_mode: Option<TransferMode>,
     /// When the ACD sent the call on to its group's overflow group, and which.
     pub(super) overflowed_to: Option<(SystemTime, String)>,
+    /// A callback attempt: the Call-ID of the call that asked for it.
+    pub(super) callback_of: Option<String>,
 }
 
 impl CallFacts {
@@ -144,6 +149,7 @@ impl Switchboard {
             rtp_packets: 0,
             rtp_lost: 0,
             rtp_jitter_ms: 0.0,
+            callback_of: None,
         };
         let event = CallEvent {
             call_id,
@@ -216,6 +222,7 @@ impl Switchboard {
             rtp_packets: 0,
             rtp_lost: 0,
             rtp_jitter_ms: 0.0,
+            callback_of: facts.callback_of.clone(),
         };
         (Box::new(record), events)
     }
@@ -248,6 +255,7 @@ fn outcome(reason: EndReason, facts: &CallFacts, summary: &FlowSummary) -> Outco
         EndReason::Rejected(_) => return Outcome::Rejected,
         EndReason::MediaFailed | EndReason::AckTimeout => return Outcome::Error,
         EndReason::ServiceStopped => return Outcome::Interrupted,
+        EndReason::NotReached(_) => return Outcome::NotReached,
         // Sent on to the overflow group, and no agent there answered either.
         _ if facts.overflowed_to.is_some() => return Outcome::Overflowed,
         _ => {}
@@ -257,6 +265,7 @@ fn outcome(reason: EndReason, facts: &CallFacts, summary: &FlowSummary) -> Outco
         Some(FlowEnding::QueueGaveUp) => Outcome::QueueTimeout,
         Some(FlowEnding::TransferFailed) => Outcome::TransferFailed,
         Some(FlowEnding::NoInput) if summary.queue_entered.is_none() => Outcome::NoInput,
+        Some(FlowEnding::CallbackRequested) => Outcome::CallbackRequested,
         _ if summary.queue_entered.is_some() => Outcome::AbandonedQueue,
         _ if summary.heard_information && summary.group.is_none() => Outcome::InfoOnly,
         _ => Outcome::AbandonedMenu,

@@ -77,6 +77,10 @@ text_enum!(
         NoInput => "no_input",
         /// The caller heard an information prompt and left.
         InfoOnly => "info_only",
+        /// The caller left the queue asking to be called back (keeping their place).
+        CallbackRequested => "callback_requested",
+        /// A callback attempt: the resident did not answer, was busy or refused the call.
+        NotReached => "not_reached",
         /// A transfer to the agent or group failed.
         TransferFailed => "transfer_failed",
         /// Refused before answer (488 Not Acceptable Here / 486 Busy Here).
@@ -162,6 +166,10 @@ pub struct CallRecord {
     pub rtp_packets: u64,
     pub rtp_lost: u64,
     pub rtp_jitter_ms: f64,
+    /// A callback attempt: the Call-ID of the call in which the resident asked for it.
+    /// (Spooled records written before this field existed have none.)
+    #[serde(default)]
+    pub callback_of: Option<String>,
 }
 
 /// Separator between steps of `CallRecord::menu_path`.

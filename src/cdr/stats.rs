@@ -425,6 +425,7 @@ mod tests {
             rtp_packets: 0,
             rtp_lost: 0,
             rtp_jitter_ms: 0.0,
+            callback_of: None,
         }
     }
 

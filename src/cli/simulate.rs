@@ -231,6 +231,9 @@ impl Simulation {
                     self.reached = Some((group, self.elapsed));
                     self.finished = true;
                 }
+                FlowAction::RequestCallback { number } => {
+                    println!("{at}  CALLBACK requested on {number}: the request keeps the caller's place");
+                }
                 FlowAction::Queue(queued) => {
                     println!(
                         "{at}  QUEUE for group {}: agents' phones ring as \"{}\"; the first to answer is bridged",

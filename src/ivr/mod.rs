@@ -73,6 +73,11 @@ pub enum FlowAction {
     },
     /// Queue the caller for the group's agents; the first to answer is bridged to them.
     Queue(QueueCall),
+    /// The queued caller asked to be called back on `number` (E.164), keeping their place;
+    /// the call ends after the confirmation.
+    RequestCallback {
+        number: String,
+    },
     HangUp,
 }
 
@@ -116,6 +121,8 @@ pub enum FlowEnding {
     TransferFailed,
     /// max_attempts of silence reached the fallback.
     NoInput,
+    /// The caller left the queue asking to be called back.
+    CallbackRequested,
 }
 
 /// One call's flow. `Send` because the switchboard lives in a tokio task.

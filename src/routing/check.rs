@@ -387,6 +387,25 @@ impl Checker<'_> {
                     );
                 }
             }
+            if let Some(callback) = &group.callback {
+                if group.transfer != Transfer::Bridge {
+                    self.push(
+                        &callback.at,
+                        "a callback needs a queue: the group's transfer must be bridge",
+                    );
+                }
+                if let Some(window) = &callback.window {
+                    if !routing.hours.contains_key(&window.value) {
+                        self.push(
+                            &window.at,
+                            format!(
+                                "hours \"{}\" are not defined (window is \"hours\", the group's, or an [hours.NAME])",
+                                window.value
+                            ),
+                        );
+                    }
+                }
+            }
             if let WhenClosed::Group(target) = &group.when_closed {
                 self.require_group(&target.value, &target.at, "when_closed");
             }

@@ -176,6 +176,26 @@ pub struct Group {
     pub max_no_answer: u32,
     pub overflow: Option<Located<String>>,
     pub agents: Vec<Agent>,
+    /// Queued callback offered to this group's waiting callers (bridge groups only).
+    pub callback: Option<Callback>,
+}
+
+/// A group's queued callback (`callback = { ... }`): once the expected wait passes
+/// `offer_after`, waiting callers are offered to be called back, keeping their place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callback {
+    pub at: Place,
+    pub offer_after: Duration,
+    /// The key that accepts the offer while waiting.
+    pub key: Located<char>,
+    /// Dial attempts per request before it fails.
+    pub max_attempts: u32,
+    /// Wait between a failed attempt (no answer, busy) and the next.
+    pub retry_after: Duration,
+    /// The carrier trunk (`[trunks.NAME]` of the service settings) residents are dialled through.
+    pub trunk: Located<String>,
+    /// When attempts may be made: `hours` (the group's opening hours) or an `[hours.NAME]`.
+    pub window: Option<Located<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

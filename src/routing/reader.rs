@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 use toml_edit::{ImDocument, Item, TableLike};
 
+mod callback;
 mod sections;
 
 /// Reads and parses a routing file; problems name the file as `path` shows it.

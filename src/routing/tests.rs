@@ -90,7 +90,7 @@ fn unknown_keys_are_all_reported() {
         vec![
             "routing.toml:5: hotline.fallbak: unknown key (expected one of: languages, default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, language_no_input, menu_no_input, operator_key, fallback, start, music, remember_language, change_language_key, announce_every)",
             "routing.toml:1: hotline.fallback: missing required key",
-            "routing.toml:20: groups.desk.hour: unknown key (expected one of: name, announce, music, hours, when_closed, when_empty, transfer, strategy, ring_timeout, wrap_up, language_wait, max_wait, max_queue, overflow, retry_after_busy, retry_after_no_answer, max_no_answer, agents)",
+            "routing.toml:20: groups.desk.hour: unknown key (expected one of: name, announce, music, hours, when_closed, when_empty, transfer, strategy, ring_timeout, wrap_up, language_wait, max_wait, max_queue, overflow, retry_after_busy, retry_after_no_answer, max_no_answer, agents, callback)",
         ]
     );
 }
@@ -677,4 +677,53 @@ fn next_opening_across_weekend_and_holiday() {
         ..office()
     };
     assert_eq!(never.next_opening(utc(2026, 1, 14, 8, 0)), None);
+}
+
+#[test]
+fn a_group_callback_is_read_with_its_defaults_and_checked() {
+    let text = with(
+        "hours = \"office\"\n",
+        "hours = \"office\"\ncallback = { trunk = \"carrier\", offer_after = \"90s\" }\n",
+    );
+    assert_eq!(problems(&text), Vec::<String>::new());
+    let routing = parse(&text, "routing.toml").unwrap();
+    let callback = routing.groups["desk"].callback.as_ref().unwrap();
+    assert_eq!(callback.offer_after, std::time::Duration::from_secs(90));
+    assert_eq!(callback.key.value, '1');
+    assert_eq!(callback.max_attempts, 3);
+    assert_eq!(callback.retry_after, std::time::Duration::from_secs(300));
+    assert_eq!(callback.trunk.value, "carrier");
+    assert_eq!(callback.window, None, "attempts follow the group's hours");
+
+    let bad = with(
+        "hours = \"office\"\n",
+        "hours = \"office\"\ncallback = { key = \"#\", window = \"evenings\", colour = 1 }\n",
+    );
+    assert_eq!(
+        problems(&bad),
+        vec![
+            "routing.toml:21: groups.desk.callback.colour: unknown key (expected one of: offer_after, key, max_attempts, retry_after, trunk, window)",
+            "routing.toml:21: groups.desk.callback.key: bad callback key \"#\": expected one digit 0-9",
+            "routing.toml:21: groups.desk.callback.trunk: missing required key",
+        ]
+    );
+    let no_trunk = with(
+        "hours = \"office\"\n",
+        "hours = \"office\"\ncallback = { window = \"evenings\" }\n",
+    );
+    assert_eq!(
+        problems(&no_trunk),
+        vec!["routing.toml:21: groups.desk.callback.trunk: missing required key"]
+    );
+    let unknown_window = with(
+        "hours = \"office\"\n",
+        "hours = \"office\"\ntransfer = \"refer\"\ncallback = { trunk = \"carrier\", window = \"evenings\" }\n",
+    );
+    assert_eq!(
+        problems(&unknown_window),
+        vec![
+            "routing.toml:22: groups.desk.callback: a callback needs a queue: the group's transfer must be bridge",
+            "routing.toml:22: groups.desk.callback.window: hours \"evenings\" are not defined (window is \"hours\", the group's, or an [hours.NAME])",
+        ]
+    );
 }

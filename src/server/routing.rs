@@ -193,8 +193,12 @@ fn loaded(active: ActiveRouting) -> Loaded {
     let for_flows = routing.clone();
     Loaded {
         flows: Box::new(move |incoming| {
-            let flow = MenuFlow::new(for_flows.clone());
-            Box::new(flow.with_remembered_language(incoming.remembered_language.as_deref()))
+            let mut flow = MenuFlow::new(for_flows.clone())
+                .with_remembered_language(incoming.remembered_language.as_deref());
+            if let Some(rules) = &incoming.numbers {
+                flow = flow.with_callback_numbers(Some(&incoming.caller), rules.clone());
+            }
+            Box::new(flow)
         }),
         routing: Some(routing),
         hash: active.hash,

@@ -121,7 +121,7 @@ enum Send {
 #[derive(Debug, Default)]
 pub(super) struct Trunks {
     pub(super) lines: Vec<TrunkLine>,
-    rules: Option<NumberRules>,
+    pub(super) rules: Option<NumberRules>,
     /// Each request's trunk and the host it went to (looked up again after a failure).
     requests: HashMap<RequestId, (usize, String)>,
     /// Host names resolved by the driver.

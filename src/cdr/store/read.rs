@@ -15,7 +15,7 @@ use crate::cdr::CdrError;
 const RECORD_COLUMNS: &str = "call_id, caller, trunk, arrived_ms, ivr_answered_ms, \
      language_chosen_ms, group_chosen_ms, queue_entered_ms, agent_answered_ms, ended_ms, \
      language, menu_path, dtmf_mode, enterprise, agent, transfer_mode, outcome, rtp_packets, \
-     rtp_lost, rtp_jitter_ms";
+     rtp_lost, rtp_jitter_ms, callback_of";
 
 impl CdrStore {
     /// Figures per `query.by` group over completed calls that arrived in `[from, to)`.
@@ -279,6 +279,7 @@ fn record_from_row(row: &AnyRow) -> Result<CallRecord, CdrError> {
         rtp_packets: count("rtp_packets")?,
         rtp_lost: count("rtp_lost")?,
         rtp_jitter_ms: get::<Option<f64>>(row, "rtp_jitter_ms")?.unwrap_or(0.0),
+        callback_of: get(row, "callback_of")?,
         call_id,
     })
 }

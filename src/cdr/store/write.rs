@@ -16,10 +16,10 @@ const INSERT_START: &str = "INSERT INTO calls (call_id, caller, trunk, arrived_m
 const UPSERT_RECORD: &str = "INSERT INTO calls (call_id, caller, trunk, arrived_ms, \
      ivr_answered_ms, language_chosen_ms, group_chosen_ms, queue_entered_ms, agent_answered_ms, \
      ended_ms, language, menu_path, dtmf_mode, enterprise, agent, transfer_mode, outcome, \
-     wait_seconds, talk_seconds, rtp_packets, rtp_lost, rtp_jitter_ms, node) \
+     wait_seconds, talk_seconds, rtp_packets, rtp_lost, rtp_jitter_ms, node, callback_of) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
      CAST($18 AS DOUBLE PRECISION) / 1000.0, CAST($19 AS DOUBLE PRECISION) / 1000.0, \
-     $20, $21, $22, $23) \
+     $20, $21, $22, $23, $24) \
      ON CONFLICT (call_id) DO UPDATE SET caller = excluded.caller, trunk = excluded.trunk, \
      arrived_ms = excluded.arrived_ms, ivr_answered_ms = excluded.ivr_answered_ms, \
      language_chosen_ms = excluded.language_chosen_ms, group_chosen_ms = excluded.group_chosen_ms, \
@@ -29,7 +29,8 @@ const UPSERT_RECORD: &str = "INSERT INTO calls (call_id, caller, trunk, arrived_
      transfer_mode = excluded.transfer_mode, outcome = excluded.outcome, \
      wait_seconds = excluded.wait_seconds, talk_seconds = excluded.talk_seconds, \
      rtp_packets = excluded.rtp_packets, rtp_lost = excluded.rtp_lost, \
-     rtp_jitter_ms = excluded.rtp_jitter_ms, node = excluded.node";
+     rtp_jitter_ms = excluded.rtp_jitter_ms, node = excluded.node, \
+     callback_of = excluded.callback_of";
 
 const INSERT_AGENT_STATE: &str = "INSERT INTO agent_states (agent, from_state, to_state, \
      reason, at_ms, node) VALUES ($1, $2, $3, $4, $5, $6)";
@@ -114,6 +115,7 @@ impl CdrStore {
             .bind(i64::try_from(record.rtp_lost).unwrap_or(i64::MAX))
             .bind(record.rtp_jitter_ms)
             .bind(self.node.clone())
+            .bind(record.callback_of.clone())
             .execute(&mut *tx)
             .await
             .map_err(database_error)?;

@@ -12,6 +12,7 @@
 //! Files: this one holds the flow's state, its steps and the event entry point; `navigate`
 //! moves through the menus, `transfer` routes to a group.
 
+mod callback;
 mod navigate;
 pub mod prompts;
 mod transfer;
@@ -43,6 +44,8 @@ enum Next {
     Queue(QueueCall),
     /// In a queue: the hold prompt again after each announcement or hold prompt.
     Hold,
+    /// In the queued-callback dialogue: wait `digit_timeout` for the caller's next key.
+    AwaitCallbackKey,
     HangUp,
     /// Transferring, or the call is ending: keys no longer matter.
     Nothing,
@@ -101,6 +104,10 @@ pub enum Step {
         group: String,
     },
     QueueGaveUp,
+    /// Asked to be called back on this number (E.164).
+    CallbackRequested {
+        number: String,
+    },
     HangUp,
 }
 
@@ -122,6 +129,7 @@ impl std::fmt::Display for Step {
             Step::Fallback => f.write_str("fallback"),
             Step::Queued { group } => write!(f, "queue {group}"),
             Step::QueueGaveUp => f.write_str("queue gave up"),
+            Step::CallbackRequested { .. } => f.write_str("callback requested"),
             Step::HangUp => f.write_str("hang up"),
         }
     }
@@ -160,6 +168,9 @@ pub struct MenuFlow {
     /// Greeted in the remembered language and no key pressed yet in the start menu: the
     /// change-language key opens the language menu, and the start menu's prompt says so.
     offering_change: bool,
+    /// When the caller entered the queue (a callback is offered after `offer_after` of it).
+    queued_at: Option<Instant>,
+    callback: callback::CallbackState,
 }
 
 impl MenuFlow {
@@ -184,6 +195,8 @@ impl MenuFlow {
             wall: SystemTime::UNIX_EPOCH,
             remembered: None,
             offering_change: false,
+            queued_at: None,
+            callback: callback::CallbackState::default(),
         }
     }
 
@@ -239,6 +252,7 @@ impl MenuFlow {
             }
             Step::TransferFailed { .. } => summary.ending = Some(FlowEnding::TransferFailed),
             Step::QueueGaveUp => summary.ending = Some(FlowEnding::QueueGaveUp),
+            Step::CallbackRequested { .. } => summary.ending = Some(FlowEnding::CallbackRequested),
             Step::Fallback if !summary.chose_something => {
                 summary.ending = Some(FlowEnding::NoInput)
             }
@@ -258,6 +272,7 @@ impl MenuFlow {
             Step::Fallback => "fallback",
             Step::Queued { .. } => "queued",
             Step::QueueGaveUp => "queue_gave_up",
+            Step::CallbackRequested { .. } => "callback_requested",
             Step::HangUp => "hang_up",
         };
         summary.steps.push((at, kind.to_owned(), step.to_string()));
@@ -368,6 +383,9 @@ impl CallFlow for MenuFlow {
                 self.step(Step::NoInput { menu });
                 self.silences += 1;
                 self.retry("no_input")
+            }
+            FlowEvent::Timer(DIGIT_TIMER) if self.next == Next::AwaitCallbackKey => {
+                self.callback_timed_out()
             }
             FlowEvent::Timer(_) => vec![],
             FlowEvent::QueuePosition {

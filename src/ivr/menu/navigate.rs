@@ -173,6 +173,9 @@ impl MenuFlow {
                 });
                 self.apply(action)
             }
+            Place::Leaving if matches!(self.next, Next::Hold | Next::AwaitCallbackKey) => {
+                self.callback_digit(digit).unwrap_or_default()
+            }
             Place::Leaving => vec![],
         }
     }
@@ -247,6 +250,13 @@ impl MenuFlow {
             Next::Hold => {
                 self.next = Next::Hold;
                 self.hold()
+            }
+            Next::AwaitCallbackKey => {
+                self.next = Next::AwaitCallbackKey;
+                vec![FlowAction::StartTimer {
+                    id: DIGIT_TIMER,
+                    after: self.routing.hotline.digit_timeout,
+                }]
             }
             Next::HangUp => vec![FlowAction::HangUp],
             Next::Nothing => vec![],

@@ -22,6 +22,16 @@ pub const QUEUE_WAIT_LONG: &str = "queue_wait_long";
 pub const CALL_LATER: &str = "call_later";
 /// Said with the change-language key to a caller greeted in their remembered language.
 pub const CHANGE_LANGUAGE: &str = "change_language";
+/// The queued callback: offer (+ the key's name), number read back, confirmation, thanks.
+pub const CALLBACK_OFFER: &str = "callback_offer";
+pub const CALLBACK_YOUR_NUMBER: &str = "callback_your_number";
+pub const NUMBER_PLUS: &str = "number_plus";
+pub const CALLBACK_CONFIRM: &str = "callback_confirm";
+pub const CALLBACK_ENTER_NUMBER: &str = "callback_enter_number";
+pub const CALLBACK_INVALID_NUMBER: &str = "callback_invalid_number";
+pub const CALLBACK_ACCEPTED: &str = "callback_accepted";
+/// Said to the resident called back, before the group's `announce` prompt.
+pub const CALLBACK_INTRO: &str = "callback_intro";
 
 /// Every prompt the flow itself can play with this routing (menus, `play` options, group
 /// names, `language_menu_*` and the opening-time `hour_*`/`minute_*` are the file's own and
@@ -83,6 +93,39 @@ pub fn flow_prompts(routing: &Routing) -> Vec<String> {
         if named {
             names.push(QUEUE_WAITING_FOR.to_owned());
         }
+    }
+    let callbacks: Vec<char> = groups()
+        .filter(|group| group.transfer == Transfer::Bridge)
+        .filter_map(|group| group.callback.as_ref().map(|callback| callback.key.value))
+        .collect();
+    if !callbacks.is_empty() {
+        names.extend(
+            [
+                CALLBACK_OFFER,
+                CALLBACK_YOUR_NUMBER,
+                NUMBER_PLUS,
+                CALLBACK_CONFIRM,
+                CALLBACK_ENTER_NUMBER,
+                CALLBACK_INVALID_NUMBER,
+                CALLBACK_ACCEPTED,
+                CALLBACK_INTRO,
+            ]
+            .map(String::from),
+        );
+        // The number read back digit by digit, and each offer's key.
+        names.extend(
+            ('0'..='9')
+                .filter_map(crate::ivr::digit_prompt)
+                .map(String::from),
+        );
+        names.extend(
+            callbacks
+                .into_iter()
+                .filter_map(crate::ivr::digit_prompt)
+                .map(String::from),
+        );
+        names.sort();
+        names.dedup();
     }
     names
 }

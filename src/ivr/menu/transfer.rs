@@ -149,6 +149,7 @@ impl MenuFlow {
         if let Some(wait) = estimated_wait {
             prompts.extend(self.expected_wait(wait));
         }
+        prompts.extend(self.callback_offer(estimated_wait));
         self.pending_announcement = Some(prompts);
     }
 
@@ -183,6 +184,7 @@ impl MenuFlow {
     /// Queued: "you are waiting for <organisation>" when the group names one, else the hold
     /// audio.
     pub(super) fn queued(&mut self, queued: QueueCall) -> Vec<FlowAction> {
+        self.queued_at = self.now;
         let announce = self
             .routing
             .groups

@@ -331,6 +331,7 @@ impl Reader {
             "retry_after_no_answer",
             "max_no_answer",
             "agents",
+            "callback",
         ];
         let f = self.fields(table, at.clone(), &known);
         let name = match f.entries.get("name") {
@@ -432,6 +433,10 @@ impl Reader {
             }
             Some((agents_at, item)) => self.agents(agents_at, item),
         };
+        let callback = f
+            .entries
+            .get("callback")
+            .and_then(|(at, item)| self.callback(at, item));
         Some(Group {
             at,
             name: name?,
@@ -452,6 +457,7 @@ impl Reader {
             max_no_answer,
             overflow,
             agents,
+            callback,
         })
     }
 
