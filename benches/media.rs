@@ -1,10 +1,12 @@
 //! Per-frame cost of the media algorithms: G.711 on 160-sample (20 ms) frames, the in-band DTMF
-//! detector, and RFC 4733 packet handling. Throughput is reported per frame/packet.
+//! detector, RFC 4733 packet handling and SRTP protect/unprotect of a 20 ms G.711 packet.
+//! Throughput is reported per frame/packet.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use hotline::media::dtmf::inband::InbandDetector;
 use hotline::media::dtmf::rfc4733::{encode_event, Rfc4733Receiver};
 use hotline::media::g711;
+use hotline::media::srtp::{MasterKey, SrtpProfile, SrtpReceiver, SrtpSender, MAX_TAG_LEN};
 
 const FRAME: usize = 160;
 
@@ -125,5 +127,70 @@ fn rfc4733_receiver(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, g711_frames, inband_detector, rfc4733_receiver);
+/// A 172-byte RTP packet: 12-byte header (PT 0, SSRC 0x01020304) and 160 bytes of µ-law.
+fn rtp_packet(seq: u16) -> [u8; 172] {
+    let mut packet = [0xd5u8; 172];
+    packet[..12].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]);
+    packet[2..4].copy_from_slice(&seq.to_be_bytes());
+    packet[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet
+}
+
+fn srtp(c: &mut Criterion) {
+    let profile = SrtpProfile::Aes128CmHmacSha1_80;
+    let master = MasterKey::from_bytes(&[0x5a; 30]);
+    let mut group = c.benchmark_group("srtp");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("protect_172_byte_packet_sha1_80", |b| {
+        let mut sender = SrtpSender::new(profile, &master);
+        let plain = rtp_packet(0);
+        let mut buf = [0u8; 172 + MAX_TAG_LEN];
+        let mut seq = 0u16;
+        b.iter(|| {
+            // The copy (172 bytes) stands in for the pacer writing the next packet.
+            buf[..172].copy_from_slice(&plain);
+            buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            seq = seq.wrapping_add(1);
+            sender.protect(black_box(&mut buf), 172)
+        })
+    });
+    group.bench_function("unprotect_182_byte_packet_sha1_80", |b| {
+        // Packets are protected in untimed batches so the receiver always sees new indexes.
+        const BATCH: usize = 1024;
+        let mut sender = SrtpSender::new(profile, &master);
+        let mut receiver = SrtpReceiver::new(profile, &master);
+        let mut batch = vec![[0u8; 172 + MAX_TAG_LEN]; BATCH];
+        let mut seq = 0u16;
+        b.iter_custom(|iters| {
+            let mut elapsed = std::time::Duration::ZERO;
+            let mut remaining = iters;
+            while remaining > 0 {
+                let count = remaining.min(BATCH as u64) as usize;
+                for packet in &mut batch[..count] {
+                    packet[..172].copy_from_slice(&rtp_packet(seq));
+                    seq = seq.wrapping_add(1);
+                    assert!(sender.protect(packet, 172).is_ok());
+                }
+                let mut accepted = 0;
+                let start = std::time::Instant::now();
+                for packet in &mut batch[..count] {
+                    accepted += usize::from(receiver.unprotect(black_box(packet)).is_ok());
+                }
+                elapsed += start.elapsed();
+                assert_eq!(accepted, count);
+                remaining -= count as u64;
+            }
+            elapsed
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    g711_frames,
+    inband_detector,
+    rfc4733_receiver,
+    srtp
+);
 criterion_main!(benches);

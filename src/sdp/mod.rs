@@ -1,14 +1,20 @@
 //! SDP for the IVR: parsing offers/answers (RFC 8866) from SIP bodies and the RFC 3264
-//! offer/answer exchange for a single G.711 audio stream plus RFC 4733 telephone-events.
+//! offer/answer exchange for a single G.711 audio stream plus RFC 4733 telephone-events, and the
+//! RFC 4568 SDES `a=crypto` lines that key SRTP.
 //!
 //! Own parser rather than the `sdp`/`webrtc-sdp` crates: we need ~10 line types, strict limits on
 //! hostile input and line-numbered errors; both crates are WebRTC-sized and add dependencies.
 
+mod crypto;
 mod negotiate;
 mod parse;
 #[cfg(test)]
 mod tests;
 
+pub use crypto::{
+    accept_answer_crypto, answer_crypto, answer_media_crypto, crypto_attributes, offer_crypto,
+    CryptoAttribute, CryptoError, CryptoSuite, KeyParams, SdesError, SdesKeys, CRYPTO_ATTRIBUTE,
+};
 pub use negotiate::{answer, offer, parse_answer, LocalMedia, Negotiated, NegotiationError};
 pub use parse::{
     Attribute, Fmtp, MediaDescription, MediaType, Origin, RtpMap, SdpError, SessionDescription,
