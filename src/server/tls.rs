@@ -81,12 +81,16 @@ fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, String> {
     };
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| read_error("sip.tls_cert", cert, &error))?;
+        .map_err(|error| read_error("sip.tls_cert", cert, &pem_problem(error, "certificate")))?;
     if chain.is_empty() {
-        return Err(read_error("sip.tls_cert", cert, &"no certificate in it"));
+        return Err(read_error(
+            "sip.tls_cert",
+            cert,
+            &"no PEM certificate in it",
+        ));
     }
     let private_key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|error| read_error("sip.tls_key", key, &error))?;
+        .map_err(|error| read_error("sip.tls_key", key, &pem_problem(error, "private key")))?;
     ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|error| format!("TLS set-up: {error}"))?
@@ -99,6 +103,14 @@ fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, String> {
                 key.display()
             )
         })
+}
+
+/// A PEM reading error in words ("no items found" says little about a key file).
+fn pem_problem(error: rustls_pki_types::pem::Error, wanted: &str) -> String {
+    match error {
+        rustls_pki_types::pem::Error::NoItemsFound => format!("no PEM {wanted} in it"),
+        other => other.to_string(),
+    }
 }
 
 /// Accepted connections' TLS handshake.
@@ -276,7 +288,7 @@ fn server_name(host: &str) -> Option<ServerName<'static>> {
 fn ca_roots(path: &Path) -> Result<RootCertStore, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| pem_problem(error, "CA certificate"))?;
     let mut roots = RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
