@@ -181,7 +181,10 @@ pub(super) fn connect(
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
         };
-        warn!(%peer, reason = %failed, "connection to a peer failed");
+        match peer.transport {
+            TransportKind::Tls => warn!(%peer, reason = %failed, "TLS connection to a peer failed"),
+            _ => warn!(%peer, reason = %failed, "TCP connection to a peer failed"),
+        }
         let inputs = &context.inputs;
         let _ = inputs.send(DriverInput::ConnectFailed { peer }).await;
         let _ = inputs.send(DriverInput::ConnectionClosed { peer }).await;
