@@ -5,7 +5,10 @@
 //! - a plain TCP client on the TLS port (a SIP message, garbage) is disconnected, and the
 //!   service still answers over UDP;
 //! - a TLS client's OPTIONS gets 200; SIGHUP swaps in a new certificate for new connections
-//!   while an open connection keeps working, and a bad new pair leaves the old one in use.
+//!   while an open connection keeps working, and a bad new pair leaves the old one in use;
+//! - bad certificate files stop the start, naming the setting and the file;
+//! - a trunk with `transport = "tls"` probes its carrier (a rustls server here) over TLS, and
+//!   carriers with an expired certificate or one from another CA are refused with a reason.
 //!
 //! `scripts/test` installs SIPp (sip-tester) and baresip (baresip-core).
 
@@ -20,68 +23,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::tls::{Pki, TlsCarrier, TlsClient};
 use common::{free_port, http_get, log_field as field, Service, Sipp, SippStats};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use tokio_rustls::rustls;
 
 /// Registration, ringing, answering, handshakes: each well within this on loopback.
 const DEADLINE: Duration = Duration::from_secs(15);
-
-/// A test CA and a certificate for 127.0.0.1 it signed, as PEM files.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    ca_file: PathBuf,
-    cert_file: PathBuf,
-    key_file: PathBuf,
-}
-
-impl Pki {
-    fn mint(dir: &Path) -> Pki {
-        fs::create_dir_all(dir).unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "hotline test CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let ca_file = dir.join("ca.pem");
-        fs::write(&ca_file, ca.pem()).unwrap();
-        let pki = Pki {
-            ca,
-            ca_file,
-            cert_file: dir.join("cert.pem"),
-            key_file: dir.join("key.pem"),
-        };
-        pki.issue();
-        pki
-    }
-
-    /// A new server certificate and key into `cert.pem`/`key.pem`; its DER.
-    fn issue(&self) -> Vec<u8> {
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "127.0.0.1");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        fs::write(&self.cert_file, cert.pem()).unwrap();
-        fs::write(&self.key_file, key.serialize_pem()).unwrap();
-        cert.der().to_vec()
-    }
-
-    /// A TLS client configuration that trusts the test CA.
-    fn client(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    }
-}
 
 /// The service with a TLS listener on a free loopback port (and `extra` settings).
 fn tls_service(pki: &Pki, extra: &[(&str, &str)]) -> (Service, SocketAddr) {
@@ -105,64 +51,6 @@ fn test_dir(name: &str) -> PathBuf {
         .join(format!("tls-interop-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     dir
-}
-
-/// One TLS connection to the service, SIP messages written and read through it.
-struct TlsClient {
-    stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
-    local: SocketAddr,
-}
-
-impl TlsClient {
-    fn connect(pki: &Pki, addr: SocketAddr) -> TlsClient {
-        let tcp = TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
-        tcp.set_read_timeout(Some(DEADLINE)).unwrap();
-        let local = tcp.local_addr().unwrap();
-        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-        let connection = rustls::ClientConnection::new(pki.client(), name).unwrap();
-        let mut stream = rustls::StreamOwned::new(connection, tcp);
-        while stream.conn.is_handshaking() {
-            stream
-                .conn
-                .complete_io(&mut stream.sock)
-                .unwrap_or_else(|error| panic!("TLS handshake with the service: {error}"));
-        }
-        TlsClient { stream, local }
-    }
-
-    /// The certificate the service presented.
-    fn server_certificate(&self) -> Vec<u8> {
-        self.stream.conn.peer_certificates().unwrap()[0].to_vec()
-    }
-
-    /// Sends an OPTIONS and returns the response's head.
-    fn options(&mut self, branch: &str) -> String {
-        let local = self.local;
-        let request = format!(
-            "OPTIONS sip:19118@127.0.0.1 SIP/2.0\r\n\
-             Via: SIP/2.0/TLS {local};branch=z9hG4bK{branch}\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:probe@127.0.0.1>;tag={branch}\r\n\
-             To: <sip:19118@127.0.0.1>\r\n\
-             Call-ID: {branch}@tls-interop\r\n\
-             CSeq: 1 OPTIONS\r\n\
-             Content-Length: 0\r\n\r\n"
-        );
-        self.stream.write_all(request.as_bytes()).unwrap();
-        self.stream.flush().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match self.stream.read(&mut byte) {
-                Ok(1) => head.push(byte[0]),
-                other => panic!(
-                    "no response to OPTIONS over TLS ({other:?}); read so far: {}",
-                    String::from_utf8_lossy(&head)
-                ),
-            }
-        }
-        String::from_utf8_lossy(&head).into_owned()
-    }
 }
 
 // ---- tests ----------------------------------------------------------------------------------
@@ -404,6 +292,77 @@ fn a_bad_certificate_or_a_missing_key_stops_the_start() {
             assert!(last.contains(file), "{settings:?}: {last}");
         }
     }
+}
+
+/// Trunks over TLS: the carrier whose certificate chains to `tls_ca` and names its address
+/// gets OPTIONS over TLS and the trunk is up; an expired certificate and one from another CA
+/// fail the handshake with a log line saying why, and nothing is sent to them.
+#[test]
+fn a_tls_trunk_is_probed_over_tls_and_bad_carrier_certificates_are_refused() {
+    let dir = test_dir("trunk");
+    let pki = Pki::mint(&dir);
+    let good = TlsCarrier::start(pki.server(false));
+    let expired = TlsCarrier::start(pki.server(true));
+    let stranger = TlsCarrier::start(Pki::mint(&dir.join("stranger")).server(false));
+    let mut config = String::new();
+    for (name, carrier) in [
+        ("good", &good),
+        ("expired", &expired),
+        ("stranger", &stranger),
+    ] {
+        config.push_str(&format!(
+            "[trunks.{name}]\nhost = \"{}\"\ntransport = \"tls\"\ntls_ca = {:?}\n\
+             options_interval = \"1s\"\n",
+            carrier.addr, pki.ca_file
+        ));
+    }
+    let service = Service::start_with_config(&config, &[]);
+
+    let up = service.wait_for_log_line(
+        |l| {
+            l.contains("trunk keep-alive")
+                && field(l, "trunk").as_deref() == Some("good")
+                && field(l, "up").as_deref() == Some("true")
+        },
+        DEADLINE,
+    );
+    assert!(
+        up.is_some(),
+        "the TLS trunk never came up; the carrier got {:?}, handshake errors {:?}",
+        good.requests(),
+        good.handshake_errors()
+    );
+    let requests = good.requests();
+    let options = requests.first().expect("no request reached the carrier");
+    // (URI parameter values are case-insensitive; the carrier's URI is parsed and re-written.)
+    let request_line = format!("options sip:{};transport=tls sip/2.0", good.addr);
+    assert!(
+        options.to_ascii_lowercase().starts_with(&request_line),
+        "{options}"
+    );
+    assert!(options.contains("Via: SIP/2.0/TLS "), "{options}");
+
+    for (carrier, reason) in [(&expired, "expired"), (&stranger, "invalid peer certificate")] {
+        let port = format!("127.0.0.1:{}", carrier.addr.port());
+        let refused = service.wait_for_log_line(
+            |l| l.contains("TLS connection to a peer failed") && l.contains(&port),
+            DEADLINE,
+        );
+        let refused = refused.unwrap_or_else(|| panic!("no log line about {port}"));
+        assert!(refused.to_ascii_lowercase().contains(reason), "{refused}");
+        assert!(carrier.requests().is_empty(), "{:?}", carrier.requests());
+    }
+    let down = service.wait_for_log_line(
+        |l| {
+            l.contains("trunk not answering OPTIONS")
+                && field(l, "trunk").as_deref() == Some("expired")
+        },
+        DEADLINE,
+    );
+    assert!(
+        down.is_some(),
+        "the trunk with the expired certificate is not reported down"
+    );
 }
 
 /// Waits (polling the API) for the first completed call record.
