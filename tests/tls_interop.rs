@@ -342,7 +342,10 @@ fn a_tls_trunk_is_probed_over_tls_and_bad_carrier_certificates_are_refused() {
     );
     assert!(options.contains("Via: SIP/2.0/TLS "), "{options}");
 
-    for (carrier, reason) in [(&expired, "expired"), (&stranger, "invalid peer certificate")] {
+    for (carrier, reason) in [
+        (&expired, "expired"),
+        (&stranger, "invalid peer certificate"),
+    ] {
         let port = format!("127.0.0.1:{}", carrier.addr.port());
         let refused = service.wait_for_log_line(
             |l| l.contains("TLS connection to a peer failed") && l.contains(&port),
