@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 mod edge;
+mod tls;
 mod trunk;
 
 pub use edge::{FeatureSettings, SecuritySettings};
@@ -202,6 +203,15 @@ pub struct SipSettings {
     /// (shown unreachable) until it answers again. "0s": never probed.
     #[serde(deserialize_with = "duration")]
     pub agent_probe: Duration,
+    /// SIP over TLS listens here (e.g. `0.0.0.0:5061`); unset: no TLS listener.
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
+    /// The TLS certificate chain (PEM), required with `tls_listen`; re-read on SIGHUP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM), required with `tls_listen`; re-read on SIGHUP.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Limits on SIP over TCP, so idle or trickling connections cannot exhaust the service.
@@ -343,6 +353,7 @@ impl Settings {
         if self.node.name.trim().is_empty() {
             return Err(SettingsError::NodeName);
         }
+        tls::validate(&self.sip, &self.trunks)?;
         trunk::validate(&self.trunks, &self.numbers)
     }
 }

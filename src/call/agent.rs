@@ -312,7 +312,8 @@ impl Switchboard {
     }
 }
 
-/// `sip:user@1.2.3.4:5062` → where to send (UDP unless `transport=tcp`).
+/// `sip:user@1.2.3.4:5062` → where to send: UDP unless `transport=tcp`, TLS for `sips:` or
+/// `transport=tls` (port 5061 when none is given).
 pub(super) fn agent_peer(target: &str) -> Option<Peer> {
     let uri = rsip::Uri::try_from(target).ok()?;
     let ip: std::net::IpAddr = uri
@@ -322,16 +323,12 @@ pub(super) fn agent_peer(target: &str) -> Option<Peer> {
         .trim_matches(['[', ']'])
         .parse()
         .ok()?;
+    let transport = TransportKind::of_uri(target);
     let port = uri
         .host_with_port
         .port
         .map(|port| *port.value())
-        .unwrap_or(5060);
-    let transport = if target.to_ascii_lowercase().contains("transport=tcp") {
-        TransportKind::Tcp
-    } else {
-        TransportKind::Udp
-    };
+        .unwrap_or(transport.default_port());
     Some(Peer {
         transport,
         addr: std::net::SocketAddr::new(ip, port),

@@ -288,6 +288,11 @@ impl Switchboard {
         self.ua.set_server_header(product);
     }
 
+    /// The port of `sip.tls_listen` (Via and Contact of what goes out over TLS).
+    pub fn set_tls_port(&mut self, port: Option<u16>) {
+        self.ua.set_tls_port(port);
+    }
+
     /// New calls get flows from this factory; calls in progress keep theirs.
     pub fn set_flow_factory(&mut self, flows: FlowFactory) {
         self.flows = flows;

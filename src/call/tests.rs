@@ -1201,6 +1201,45 @@ fn an_agent_uri_with_transport_tcp_is_rung_over_tcp_and_a_failed_connect_frees_t
     assert!(h.ended.is_empty(), "the caller waits on for another agent");
 }
 
+#[test]
+fn an_agent_with_a_sips_uri_is_rung_over_tls_naming_our_tls_port() {
+    let mut h = Harness::new(config());
+    h.switchboard().set_tls_port(Some(5061));
+    h.switchboard()
+        .set_flow_factory(Box::new(|_| Box::new(StraightToAgent)));
+    let text = include_str!("../../routing.toml").replace(
+        "sip:heating-2@127.0.0.1:5312\"",
+        "sips:heating-2@127.0.0.1:5312\"",
+    );
+    let routing = crate::routing::parse(&text, "routing.toml").unwrap();
+    let now = h.sim.now;
+    h.switchboard().set_routing(now, Arc::new(routing));
+    answered_call(&mut h, "tls-agent-1");
+    let tls_agent = Peer {
+        transport: TransportKind::Tls,
+        addr: "127.0.0.1:5312".parse().unwrap(),
+    };
+    let sent = h.take_sent();
+    let invite = &sent
+        .iter()
+        .find(|(_, to, t)| *to == tls_agent && t.starts_with("INVITE "))
+        .expect("the agent is rung over TLS")
+        .2;
+    let via = header(invite, "Via").unwrap();
+    assert!(via.starts_with("SIP/2.0/TLS 127.0.0.1:5061;"), "{invite}");
+    let contact = header(invite, "Contact").unwrap();
+    assert!(contact.contains("127.0.0.1:5061;transport=tls"), "{invite}");
+    // Over TLS as over TCP: no retransmissions of the INVITE.
+    h.advance_to(Duration::from_secs(2));
+    let resent = h.take_sent();
+    assert!(
+        !resent
+            .iter()
+            .any(|(_, to, t)| *to == tls_agent && t.starts_with("INVITE ")),
+        "INVITE retransmitted over TLS"
+    );
+}
+
 // ---- graceful stop: drain and hang_up_all -----------------------------------------------------
 
 /// A 200 OK to a request we sent (BYE, CANCEL...), as its recipient answers it.

@@ -1,8 +1,8 @@
 //! Where a trunk host name points (RFC 3263 §4.2, simplified to what carriers publish): a name
-//! with no port is looked up as `_sip._udp.NAME` (or `_sip._tcp`) SRV, the best record (lowest
-//! priority, then highest weight) gives the target and port, and that target's A/AAAA the
-//! address; without an SRV record the name's own A/AAAA on port 5060. A name with a port, or an
-//! IP address, needs no SRV. The query and answer are built and read here (pure); the driver
+//! with no port is looked up as `_sip._udp.NAME` (or `_sip._tcp`, or `_sips._tcp` for TLS) SRV,
+//! the best record (lowest priority, then highest weight) gives the target and port, and that
+//! target's A/AAAA the address; without an SRV record the name's own A/AAAA on port 5060 (5061
+//! for TLS). A name with a port, or an IP address, needs no SRV. The query and answer are built and read here (pure); the driver
 //! sends one datagram to the first `nameserver` of /etc/resolv.conf.
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tracing::debug;
 
-const SIP_PORT: u16 = 5060;
+use crate::sip::transport::TransportKind;
+
 const TYPE_SRV: u16 = 33;
 const CLASS_IN: u16 = 1;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -25,23 +26,28 @@ pub struct SrvRecord {
     pub target: String,
 }
 
-/// The address of `host` (`name`, `name:port`, `ip`, `ip:port`) for SIP over `transport`
-/// (`udp` or `tcp`); None when nothing resolves.
-pub async fn resolve_sip_host(host: &str, transport: &str) -> Option<SocketAddr> {
+/// The address of `host` (`name`, `name:port`, `ip`, `ip:port`) for SIP over `transport`;
+/// None when nothing resolves.
+pub async fn resolve_sip_host(host: &str, transport: TransportKind) -> Option<SocketAddr> {
     let (name, port) = crate::settings::split_host_port(host)?;
+    let default_port = transport.default_port();
     if let Ok(ip) = name.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, port.unwrap_or(SIP_PORT)));
+        return Some(SocketAddr::new(ip, port.unwrap_or(default_port)));
     }
     if let Some(port) = port {
         return lookup(name, port).await;
     }
-    let service = format!("_sip._{transport}.{name}");
+    let service = match transport {
+        TransportKind::Udp => format!("_sip._udp.{name}"),
+        TransportKind::Tcp => format!("_sip._tcp.{name}"),
+        TransportKind::Tls => format!("_sips._tcp.{name}"),
+    };
     match query_srv(&service).await {
         Some(record) => {
             debug!(%service, target = %record.target, port = record.port, "SRV record");
             lookup(&record.target, record.port).await
         }
-        None => lookup(name, SIP_PORT).await,
+        None => lookup(name, default_port).await,
     }
 }
 
@@ -269,11 +275,15 @@ mod tests {
         serve.await.unwrap();
         assert_eq!((record.target.as_str(), record.port), ("localhost", 5099));
         assert_eq!(
-            resolve_sip_host("127.0.0.5", "udp").await,
+            resolve_sip_host("127.0.0.5", TransportKind::Udp).await,
             Some("127.0.0.5:5060".parse().unwrap())
         );
         assert_eq!(
-            resolve_sip_host("localhost:5071", "udp")
+            resolve_sip_host("127.0.0.5", TransportKind::Tls).await,
+            Some("127.0.0.5:5061".parse().unwrap())
+        );
+        assert_eq!(
+            resolve_sip_host("localhost:5071", TransportKind::Udp)
                 .await
                 .map(|a| a.port()),
             Some(5071)

@@ -1,8 +1,8 @@
 //! The tokio driver around the switchboard. `startup` binds and opens everything; the event
-//! loop here only moves inputs (datagrams, TCP messages, media events, timers, signals,
-//! reloads) into the switchboard and its outputs to the sockets (opening a TCP connection when
-//! a request must go out over one), the media driver (whose answers go back in) and the
-//! call-record writer, then follows the graceful stop (`shutdown`).
+//! loop here only moves inputs (datagrams, TCP and TLS messages, media events, timers,
+//! signals, reloads) into the switchboard and its outputs to the sockets (opening a TCP or TLS
+//! connection when a request must go out over one), the media driver (whose answers go back
+//! in) and the call-record writer, then follows the graceful stop (`shutdown`).
 
 mod dns;
 mod media;
@@ -10,12 +10,12 @@ mod routing;
 mod shutdown;
 mod startup;
 mod tcp;
+mod tls;
 
 pub use startup::raise_worker_priority;
 
 pub use routing::BUILTIN_ECHO;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -29,29 +29,31 @@ use crate::settings::Settings;
 use crate::sip::transport::{Peer, TransportKind};
 use crate::sip::ua::TransmitKind;
 
-/// What the socket tasks tell the loop that owns the switchboard.
+/// What the socket tasks tell the loop that owns the switchboard. Connections (TCP or TLS)
+/// are known by their peer: transport and remote address.
 #[derive(Debug)]
 pub(crate) enum DriverInput {
-    TcpOpened {
-        peer: SocketAddr,
+    ConnectionOpened {
+        peer: Peer,
         writer: mpsc::Sender<Bytes>,
     },
-    TcpMessage {
-        peer: SocketAddr,
+    ConnectionMessage {
+        peer: Peer,
         bytes: Bytes,
     },
-    TcpClosed {
-        peer: SocketAddr,
+    ConnectionClosed {
+        peer: Peer,
     },
-    /// A connection we opened to send to `peer` could not be made.
-    TcpConnectFailed {
-        peer: SocketAddr,
+    /// A connection we opened to send to `peer` could not be made (or its TLS handshake
+    /// failed).
+    ConnectFailed {
+        peer: Peer,
     },
     Media(MediaEvent),
     /// A trunk host's name looked up (None: it does not resolve).
     Resolved {
         host: String,
-        addr: Option<SocketAddr>,
+        addr: Option<std::net::SocketAddr>,
     },
 }
 
@@ -69,7 +71,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         records,
         mut media,
         mut inputs,
-        mut tcp_writers,
+        mut writers,
         live,
         mut reloads,
         mut placed_calls,
@@ -79,6 +81,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         mut shutdown,
         mut totals,
         tcp,
+        server_tls,
+        mut tls_clients,
     } = startup::start(settings).await?;
     let mut file_poll = tokio::time::interval(Duration::from_secs(1));
     let mut last_summary = None;
@@ -105,26 +109,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 Err(error) => debug!(%error, "UDP receive error"),
             },
             Some(input) = inputs.recv() => match input {
-                DriverInput::TcpOpened { peer, writer } => { tcp_writers.insert(peer, writer); }
-                DriverInput::TcpClosed { peer } => { tcp_writers.remove(&peer); }
-                DriverInput::TcpConnectFailed { peer } => {
+                DriverInput::ConnectionOpened { peer, writer } => { writers.insert(peer, writer); }
+                DriverInput::ConnectionClosed { peer } => { writers.remove(&peer); }
+                DriverInput::ConnectFailed { peer } => {
                     // Gone before the switchboard reacts, which may send to the same address.
-                    tcp_writers.remove(&peer);
-                    let peer = Peer { transport: TransportKind::Tcp, addr: peer };
+                    writers.remove(&peer);
                     switchboard.handle_input(Instant::now(), Input::TransportError(peer));
                 }
-                DriverInput::TcpMessage { peer, bytes } => {
-                    let from = Peer { transport: TransportKind::Tcp, addr: peer };
-                    switchboard.handle_input(Instant::now(), Input::Sip { from, bytes: &bytes });
+                DriverInput::ConnectionMessage { peer, bytes } => {
+                    switchboard.handle_input(Instant::now(), Input::Sip { from: peer, bytes: &bytes });
                 }
                 DriverInput::Media(event) => switchboard.handle_input(Instant::now(), Input::Media(event)),
                 DriverInput::Resolved { host, addr } => {
+                    if let Some(addr) = addr {
+                        tls_clients.resolved(&host, addr);
+                    }
                     switchboard.handle_input(Instant::now(), Input::Resolved { host, addr });
                 }
             },
             () = sleep => switchboard.handle_input(Instant::now(), Input::Timeout),
             Some(()) = hangups.recv() => {
                 info!("SIGHUP: reloading routing");
+                if let Some(server_tls) = &server_tls {
+                    server_tls.reload();
+                }
                 if let Some(loaded) = routing.reload() {
                     apply_routing(&mut switchboard, loaded);
                 }
@@ -199,26 +207,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                                 debug!(%error, peer = %transmit.to.addr, "UDP send failed");
                             }
                         }
-                        TransportKind::Tcp => {
-                            let to = transmit.to.addr;
+                        TransportKind::Tcp | TransportKind::Tls => {
+                            let to = transmit.to;
                             // A request opens a connection when there is none (an agent reached
-                            // over TCP; a caller whose connection closed, which then fails fast
-                            // and ends the call); a response only goes back on the request's
-                            // connection.
-                            if transmit.kind == TransmitKind::Request
-                                && !tcp_writers.contains_key(&to)
+                            // over TCP or TLS, a trunk; a caller whose connection closed, which
+                            // then fails fast and ends the call); a response only goes back on
+                            // the request's connection.
+                            if transmit.kind == TransmitKind::Request && !writers.contains_key(&to)
                             {
-                                let writer = tcp::connect(to, tcp.clone());
-                                tcp_writers.insert(to, writer);
+                                let dial = (to.transport == TransportKind::Tls)
+                                    .then(|| tls_clients.dial(to.addr));
+                                let writer = tcp::connect(to, tcp.clone(), dial);
+                                writers.insert(to, writer);
                             }
-                            match tcp_writers.get(&to) {
+                            match writers.get(&to) {
                                 Some(writer) => {
                                     if writer.try_send(transmit.bytes).is_err() {
-                                        warn!(peer = %to, "TCP connection backed up or closed; message dropped");
+                                        warn!(peer = %to, "connection backed up or closed; message dropped");
                                     }
                                 }
                                 None => {
-                                    debug!(peer = %to, "no TCP connection for a response; dropped")
+                                    debug!(peer = %to, "no connection for a response; dropped")
                                 }
                             }
                         }
@@ -282,11 +291,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// Looks up a trunk host (SRV, then A/AAAA; see `dns`) off the loop and reports back.
 fn resolve(host: String, transport: TransportKind, inputs: mpsc::Sender<DriverInput>) {
     tokio::spawn(async move {
-        let protocol = match transport {
-            TransportKind::Udp => "udp",
-            TransportKind::Tcp => "tcp",
-        };
-        let addr = dns::resolve_sip_host(&host, protocol).await;
+        let addr = dns::resolve_sip_host(&host, transport).await;
         if addr.is_none() {
             warn!(%host, "trunk host does not resolve (SRV, A, AAAA)");
         }

@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use super::media::MediaDriver;
 use super::routing::RoutingSource;
-use super::{shutdown, tcp, DriverInput, Totals, DEFAULT_LANGUAGE};
+use super::{shutdown, tcp, tls, DriverInput, Totals, DEFAULT_LANGUAGE};
 use crate::call::{Switchboard, SwitchboardConfig};
 use crate::cdr::CdrWriter;
 use crate::http::live::{LiveSnapshot, ReloadRequest};
@@ -25,6 +25,7 @@ use crate::media::stream::IdleAudio;
 use crate::settings::Settings;
 use crate::sip::registrar::Credentials;
 use crate::sip::transaction::TimerConfig;
+use crate::sip::transport::{Peer, TransportKind};
 use crate::sip::ua::UaConfig;
 
 /// Everything the event loop moves inputs and outputs between.
@@ -36,7 +37,8 @@ pub(super) struct Service {
     pub(super) media: MediaDriver,
     /// What socket tasks and the media driver report.
     pub(super) inputs: mpsc::Receiver<DriverInput>,
-    pub(super) tcp_writers: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    /// Open connections (TCP and TLS), by peer.
+    pub(super) writers: HashMap<Peer, mpsc::Sender<Bytes>>,
     pub(super) live: watch::Sender<LiveSnapshot>,
     pub(super) reloads: mpsc::Receiver<ReloadRequest>,
     /// Calls supervisors ask to place through a trunk.
@@ -47,8 +49,12 @@ pub(super) struct Service {
     pub(super) stop_signals: mpsc::Receiver<&'static str>,
     pub(super) shutdown: shutdown::Shutdown,
     pub(super) totals: Totals,
-    /// For connections the loop opens (agents reached over TCP).
+    /// For connections the loop opens (agents reached over TCP or TLS, trunks).
     pub(super) tcp: tcp::TcpContext,
+    /// The TLS listener's certificate (reloaded on SIGHUP); None without `sip.tls_listen`.
+    pub(super) server_tls: Option<tls::ServerTls>,
+    /// How servers we connect to over TLS are checked.
+    pub(super) tls_clients: tls::Clients,
 }
 
 pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
@@ -71,6 +77,8 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
     let listener = TcpListener::bind(local)
         .await
         .with_context(|| format!("binding SIP TCP listener to {local} (setting sip.listen)"))?;
+    let tls_listener = bind_tls(&settings).await?;
+    let tls_clients = tls::Clients::from_settings(&settings).map_err(anyhow::Error::msg)?;
     let public_ip = settings
         .sip
         .public_addr
@@ -166,6 +174,12 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
     let mut switchboard = Switchboard::new(config, prompts, loaded.flows, rand::random());
     switchboard.set_server_header(&settings.sip.server_header);
     switchboard.set_agent_probe(settings.sip.agent_probe);
+    let tls_port = tls_listener
+        .as_ref()
+        .map(|(listener, _)| listener.local_addr().map(|addr| addr.port()))
+        .transpose()
+        .context("reading the TLS listener's address")?;
+    switchboard.set_tls_port(tls_port);
     switchboard.set_feature_codes(crate::call::FeatureCodes {
         pause: settings.features.pause.clone(),
         resume: settings.features.resume.clone(),
@@ -193,7 +207,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         switchboard.enable_registrar_with(credentials, (&settings.security).into());
     }
     write_pid_file(&settings.pid_file);
-    let trunks = trunk_setups(&settings, SocketAddr::new(public_ip, local.port()))?;
+    let trunks = trunk_setups(&settings, public_ip, local.port(), tls_port)?;
     if !trunks.is_empty() {
         info!(trunks = trunks.len(), "carrier trunks starting");
     }
@@ -242,12 +256,24 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         max_message: settings.sip.max_message_size,
         limits: settings.tcp,
     };
-    tokio::spawn(tcp::accept_loop(listener, tcp.clone()));
+    tokio::spawn(tcp::accept_loop(listener, tcp.clone(), tcp::Plain));
+    let server_tls = tls_listener.map(|(listener, server_tls)| {
+        let handshake_timeout = settings.tcp.message_timeout;
+        tokio::spawn(tcp::accept_loop(
+            listener,
+            tcp.clone(),
+            server_tls.acceptor(handshake_timeout),
+        ));
+        server_tls
+    });
     let media = MediaDriver::new(local.ip(), input_tx.clone(), IdleAudio::Silence)
         .context("starting the RTP pacer thread")?;
     let stop_signals = shutdown::stop_signals()?;
     let shutdown = shutdown::Shutdown::new(settings.shutdown.grace, settings.sip.t1);
     info!(%local, %public_ip, "SIP listening on UDP and TCP");
+    if let Some(port) = tls_port {
+        info!(tls = %SocketAddr::new(local.ip(), port), "SIP listening on TLS");
+    }
     // The one line test harnesses and operators wait for.
     println!("hotline listening sip={local} (udp+tcp)");
     Ok(Service {
@@ -257,7 +283,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         records,
         media,
         inputs,
-        tcp_writers: HashMap::new(),
+        writers: HashMap::new(),
         live,
         reloads,
         placed_calls,
@@ -267,7 +293,25 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         shutdown,
         totals: Totals::default(),
         tcp,
+        server_tls,
+        tls_clients,
     })
+}
+
+/// The TLS listener (`sip.tls_listen`) and its certificate; a file that cannot be used stops
+/// the start with the setting and the path.
+async fn bind_tls(settings: &Settings) -> anyhow::Result<Option<(TcpListener, tls::ServerTls)>> {
+    let Some(address) = settings.sip.tls_listen else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&settings.sip.tls_cert, &settings.sip.tls_key) else {
+        anyhow::bail!("sip.tls_listen is set: sip.tls_cert and sip.tls_key are required");
+    };
+    let server_tls = tls::ServerTls::load(cert, key).map_err(anyhow::Error::msg)?;
+    let listener = TcpListener::bind(address).await.with_context(|| {
+        format!("binding SIP TLS listener to {address} (setting sip.tls_listen)")
+    })?;
+    Ok(Some((listener, server_tls)))
 }
 
 /// How long the records keep a caller's number (`database.retention_days`).
@@ -409,7 +453,9 @@ fn hangup_signal() -> anyhow::Result<mpsc::Receiver<()>> {
 /// machine each (a password in a file is read now: a missing file stops the start).
 fn trunk_setups(
     settings: &Settings,
-    contact: SocketAddr,
+    public_ip: IpAddr,
+    port: u16,
+    tls_port: Option<u16>,
 ) -> anyhow::Result<Vec<crate::call::TrunkSetup>> {
     use crate::sip::registration::keepalive::{Keepalive, KeepaliveConfig};
     use crate::sip::registration::{Registration, RegistrationConfig};
@@ -417,6 +463,12 @@ fn trunk_setups(
     let request_timeout = settings.sip.t1 * 64;
     let mut setups = Vec::new();
     for (name, trunk) in &settings.trunks {
+        let transport = TransportKind::from(trunk.transport);
+        // Over TLS the carrier reaches us on the TLS listener, when there is one.
+        let contact = match (transport, tls_port) {
+            (TransportKind::Tls, Some(tls_port)) => SocketAddr::new(public_ip, tls_port),
+            _ => SocketAddr::new(public_ip, port),
+        };
         let watch = if trunk.register {
             let config = RegistrationConfig::from_settings(name, trunk, contact, request_timeout)
                 .map_err(anyhow::Error::msg)?;
@@ -442,10 +494,7 @@ fn trunk_setups(
             backup_host: trunk.backup_host.clone(),
             from_user: trunk.username.clone(),
             credentials,
-            transport: match trunk.transport {
-                crate::settings::TrunkTransport::Udp => crate::sip::transport::TransportKind::Udp,
-                crate::settings::TrunkTransport::Tcp => crate::sip::transport::TransportKind::Tcp,
-            },
+            transport,
             inbound: trunk.inbound.clone(),
             numbers: trunk.numbers.clone(),
             caller_id: trunk.caller_id,

@@ -1,24 +1,27 @@
-//! SIP over TCP: one task per connection (accepted, or opened to reach an agent whose URI says
-//! `transport=tcp`), framing by Content-Length (the pure framer in `sip::framing`), keep-alive
-//! pings answered with a pong, writes through a channel. Accepted connections are limited in
-//! number (in all and per address), and a connection that idles, or trickles a message
-//! slower than `tcp.message_timeout`, is closed.
+//! SIP over connections, TCP or TLS: one task per connection (accepted, or opened to reach an
+//! agent whose URI says `transport=tcp`/`tls` or a trunk), framing by Content-Length (the pure
+//! framer in `sip::framing`), keep-alive pings answered with a pong, writes through a channel.
+//! Accepted connections are limited in number (in all and per address, per listener), and a
+//! connection that idles, or trickles a message slower than `tcp.message_timeout`, is closed.
+//! What TLS adds (the handshake, certificates) is in `tls`; the stream is generic here.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::DriverInput;
+use super::{tls, DriverInput};
 use crate::settings::TcpSettings;
 use crate::sip::framing::{Frame, FramingLimits, StreamFramer};
 use crate::sip::message;
+use crate::sip::transport::{Peer, TransportKind};
 
 /// Messages queued for one connection before it counts as stuck.
 const WRITE_QUEUE: usize = 256;
@@ -80,69 +83,123 @@ impl Drop for Slot {
     }
 }
 
-pub(super) async fn accept_loop(listener: TcpListener, context: TcpContext) {
+/// What an accepted TCP connection becomes before SIP flows: itself (TCP), or the TLS stream
+/// after a handshake (None: the handshake failed; the connection is dropped).
+pub(super) trait Upgrade: Clone + Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    const TRANSPORT: TransportKind;
+    fn upgrade(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Option<Self::Stream>> + Send;
+}
+
+/// Plain SIP over TCP.
+#[derive(Clone)]
+pub(super) struct Plain;
+
+impl Upgrade for Plain {
+    type Stream = TcpStream;
+    const TRANSPORT: TransportKind = TransportKind::Tcp;
+    async fn upgrade(&self, stream: TcpStream, _peer: SocketAddr) -> Option<TcpStream> {
+        Some(stream)
+    }
+}
+
+/// Accepts connections within the limits; each is upgraded (TLS: its handshake, holding its
+/// slot meanwhile) and served in its own task.
+pub(super) async fn accept_loop<U: Upgrade>(
+    listener: TcpListener,
+    context: TcpContext,
+    upgrade: U,
+) {
+    let transport = U::TRANSPORT.via_name();
     let slots = Arc::new(Mutex::new(Slots::default()));
     let mut refused: u64 = 0;
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                let Some(slot) = Slot::take(&slots, peer.ip(), &context.limits) else {
+            Ok((stream, addr)) => {
+                let Some(slot) = Slot::take(&slots, addr.ip(), &context.limits) else {
                     // Closed at once; logged for the first and then every thousandth, so a
                     // flood cannot flood the log too.
                     refused += 1;
                     if refused % 1000 == 1 {
-                        warn!(%peer, refused, "TCP connection refused: connection limit reached");
+                        warn!(peer = %addr, refused, transport, "connection refused: connection limit reached");
                     }
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
                 let context = context.clone();
+                let upgrade = upgrade.clone();
                 tokio::spawn(async move {
-                    connection(stream, peer, context).await;
+                    if let Some(stream) = upgrade.upgrade(stream, addr).await {
+                        let peer = Peer {
+                            transport: U::TRANSPORT,
+                            addr,
+                        };
+                        connection(stream, peer, context).await;
+                    }
                     drop(slot);
                 });
             }
             Err(error) => {
                 // EMFILE and friends: back off a little instead of spinning.
-                warn!(%error, "TCP accept failed");
+                warn!(%error, transport, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-/// Opens a connection to `peer` for messages the driver has to send there. The returned
-/// writer queues them at once; they go out once connected. A failed connect is reported as
-/// `TcpConnectFailed` (then `TcpClosed`), so the switchboard can give up on that peer now.
-pub(super) fn connect(peer: SocketAddr, context: TcpContext) -> mpsc::Sender<Bytes> {
+/// Opens a connection to `peer` (over TLS when `tls` says how to check the server) for
+/// messages the driver has to send there. The returned writer queues them at once; they go
+/// out once connected. A failed connect or handshake is reported as `ConnectFailed` (then
+/// `ConnectionClosed`), so the switchboard can give up on that peer now.
+pub(super) fn connect(
+    peer: Peer,
+    context: TcpContext,
+    tls: Option<tls::Dial>,
+) -> mpsc::Sender<Bytes> {
     let (write_tx, write_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let writer = write_tx.clone();
     tokio::spawn(async move {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
+        let addr = peer.addr;
+        let failed = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                serve(stream, peer, context, write_tx, write_rx).await;
+                match tls {
+                    None => return serve(stream, peer, context, write_tx, write_rx).await,
+                    Some(dial) => match dial.handshake(stream, CONNECT_TIMEOUT).await {
+                        Ok(stream) => {
+                            return serve(stream, peer, context, write_tx, write_rx).await
+                        }
+                        Err(reason) => reason,
+                    },
+                }
             }
-            failed => {
-                let reason = match failed {
-                    Ok(Err(error)) => error.to_string(),
-                    _ => format!("no answer within {CONNECT_TIMEOUT:?}"),
-                };
-                warn!(%peer, %reason, "TCP connection to a peer failed");
-                let inputs = &context.inputs;
-                let _ = inputs.send(DriverInput::TcpConnectFailed { peer }).await;
-                let _ = inputs.send(DriverInput::TcpClosed { peer }).await;
-            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
+        };
+        match peer.transport {
+            TransportKind::Tls => warn!(%peer, reason = %failed, "TLS connection to a peer failed"),
+            _ => warn!(%peer, reason = %failed, "TCP connection to a peer failed"),
         }
+        let inputs = &context.inputs;
+        let _ = inputs.send(DriverInput::ConnectFailed { peer }).await;
+        let _ = inputs.send(DriverInput::ConnectionClosed { peer }).await;
     });
     writer
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, context: TcpContext) {
+async fn connection<S>(stream: S, peer: Peer, context: TcpContext)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let (write_tx, write_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     if context
         .inputs
-        .send(DriverInput::TcpOpened {
+        .send(DriverInput::ConnectionOpened {
             peer,
             writer: write_tx.clone(),
         })
@@ -156,20 +213,25 @@ async fn connection(stream: TcpStream, peer: SocketAddr, context: TcpContext) {
 
 /// Reads and writes one connection until either side closes it, or it idles or trickles
 /// past its limits.
-async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+async fn serve<S>(
+    stream: S,
+    peer: Peer,
     context: TcpContext,
     write_tx: mpsc::Sender<Bytes>,
     mut write_rx: mpsc::Receiver<Bytes>,
-) {
-    let (mut reader, mut writer) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = write_rx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
+            // Flushed per message: TLS buffers records until then.
+            if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }
+        // A clean end (TLS close_notify, TCP FIN) once the reader is done with the connection.
+        let _ = writer.shutdown().await;
     });
     let TcpContext {
         inputs,
@@ -197,7 +259,7 @@ async fn serve(
                 } else {
                     "idle"
                 };
-                debug!(%peer, why, "closing TCP connection");
+                debug!(%peer, why, "closing the connection");
                 break;
             }
         };
@@ -206,7 +268,7 @@ async fn serve(
             match frame {
                 Ok(Frame::Message(bytes)) => {
                     if inputs
-                        .send(DriverInput::TcpMessage { peer, bytes })
+                        .send(DriverInput::ConnectionMessage { peer, bytes })
                         .await
                         .is_err()
                     {
@@ -219,7 +281,7 @@ async fn serve(
                 Err(error) => {
                     // Answer what can be answered (e.g. 400 for a missing Content-Length), then close:
                     // after a framing error the stream position is unknowable.
-                    debug!(%peer, %error, "closing TCP connection after a framing error");
+                    debug!(%peer, %error, "closing the connection after a framing error");
                     let reason = error.to_string();
                     if let Some(response) = error.head().and_then(|head| {
                         message::error_response(head, error.status_code(), &reason, &[])
@@ -237,7 +299,7 @@ async fn serve(
             (_, None) => Some(tokio::time::Instant::now()),
         };
     }
-    let _ = inputs.send(DriverInput::TcpClosed { peer }).await;
+    let _ = inputs.send(DriverInput::ConnectionClosed { peer }).await;
     drop(write_tx);
     let _ = write_task.await;
 }

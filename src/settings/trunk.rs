@@ -58,6 +58,8 @@ impl NumbersSettings {
 pub enum TrunkTransport {
     Udp,
     Tcp,
+    /// SIP over TLS; the carrier's certificate is checked (system roots, or `tls_ca`).
+    Tls,
 }
 
 /// Which header of a trunk's INVITE carries the caller's number.
@@ -82,6 +84,10 @@ pub struct TrunkSettings {
     pub backup_host: Option<String>,
     #[serde(default = "udp")]
     pub transport: TrunkTransport,
+    /// With `transport = "tls"`: the CA certificates (PEM) the carrier's certificate must chain
+    /// to, instead of the system's roots.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
     /// Register with the carrier (else OPTIONS keep-alives tell whether it answers).
     #[serde(default)]
     pub register: bool,

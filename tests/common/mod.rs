@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod kamailio;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};

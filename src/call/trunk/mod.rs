@@ -23,9 +23,6 @@ use crate::sip::registration::{RegCounts, RegInput, RegOutput, RegState, Registr
 use crate::sip::transport::{Peer, TransportKind};
 use crate::sip::ua::{DigestCredentials, RequestId};
 
-/// SIP's port when a trunk's host names none.
-const DEFAULT_SIP_PORT: u16 = 5060;
-
 /// How a trunk is watched: registering with the carrier, or probing it with OPTIONS.
 #[derive(Debug)]
 pub enum TrunkWatch {
@@ -315,7 +312,7 @@ impl Switchboard {
             (Server::Backup, Some(backup)) => backup,
             _ => &line.setup.host,
         };
-        let addr = literal_address(host)
+        let addr = literal_address(host, line.setup.transport)
             .or_else(|| self.trunks.addresses.get(host).copied())
             .ok_or_else(|| (503, format!("trunk host {host} is not resolved yet")))?;
         Ok(super::outbound::TrunkTarget {
@@ -407,7 +404,10 @@ impl Switchboard {
         }
         for send in sends {
             let (Send::Register { host, request } | Send::Probe { host, request }) = send;
-            match literal_address(&host).or_else(|| self.trunks.addresses.get(&host).copied()) {
+            let transport = self.trunks.lines[line].setup.transport;
+            match literal_address(&host, transport)
+                .or_else(|| self.trunks.addresses.get(&host).copied())
+            {
                 Some(addr) => {
                     let line_ref = &mut self.trunks.lines[line];
                     if !line_ref.resolved.contains(&addr) {
@@ -420,7 +420,6 @@ impl Switchboard {
                     let first = waiting.is_empty();
                     waiting.push((line, request));
                     if first {
-                        let transport = self.trunks.lines[line].setup.transport;
                         self.push(Output::Resolve { host, transport });
                     }
                 }
@@ -460,15 +459,16 @@ enum TrunkEvent {
     Timeout,
 }
 
-/// `host[:port]` that is an IP address: no lookup needed.
-fn literal_address(host: &str) -> Option<SocketAddr> {
+/// `host[:port]` that is an IP address: no lookup needed (the transport's port when none is
+/// given: 5061 for TLS).
+fn literal_address(host: &str, transport: TransportKind) -> Option<SocketAddr> {
     if let Ok(addr) = host.parse::<SocketAddr>() {
         return Some(addr);
     }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.parse::<std::net::IpAddr>()
         .ok()
-        .map(|ip| SocketAddr::new(ip, DEFAULT_SIP_PORT))
+        .map(|ip| SocketAddr::new(ip, transport.default_port()))
 }
 
 fn reg_state_name(state: RegState) -> &'static str {

@@ -42,10 +42,7 @@ impl KeepaliveConfig {
             trunk: name.to_owned(),
             host: trunk.host.clone(),
             backup_host: trunk.backup_host.clone(),
-            transport: match trunk.transport {
-                crate::settings::TrunkTransport::Udp => TransportKind::Udp,
-                crate::settings::TrunkTransport::Tcp => TransportKind::Tcp,
-            },
+            transport: trunk.transport.into(),
             interval: trunk.options_interval,
             local_addr,
             request_timeout,
@@ -231,8 +228,7 @@ impl Keepalive {
         self.next_at = None;
         let host = self.host(server);
         let call_id = format!("{:024x}@hotline", self.rng.gen::<u128>() >> 32);
-        let tcp = self.config.transport == TransportKind::Tcp;
-        let uri = format!("sip:{host}{}", if tcp { ";transport=tcp" } else { "" });
+        let uri = format!("sip:{host}{}", self.config.transport.uri_param());
         let branch = new_branch(&mut self.rng);
         let tag = format!("{:016x}", self.rng.gen::<u64>());
         let mut headers = rsip::Headers::default();

@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 
 use super::message;
 use super::transport::TransportKind;
-use crate::settings::{Secret, TrunkSettings, TrunkTransport};
+use crate::settings::{Secret, TrunkSettings};
 
 /// After an outage the first retry comes within this; each further failure doubles it.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
@@ -84,10 +84,7 @@ impl RegistrationConfig {
             trunk: name.to_owned(),
             host: trunk.host.clone(),
             backup_host: trunk.backup_host.clone(),
-            transport: match trunk.transport {
-                TrunkTransport::Udp => TransportKind::Udp,
-                TrunkTransport::Tcp => TransportKind::Tcp,
-            },
+            transport: trunk.transport.into(),
             auth_username: trunk.auth_user().unwrap_or(&username).to_owned(),
             username,
             password,

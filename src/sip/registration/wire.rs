@@ -70,8 +70,7 @@ impl Registration {
     }
 
     pub(super) fn build(&mut self, host: &str, unregister: bool) -> rsip::Request {
-        let tcp = self.config.transport == TransportKind::Tcp;
-        let suffix = if tcp { ";transport=tcp" } else { "" };
+        let suffix = self.config.transport.uri_param();
         // The host was validated with the settings; a bad one still yields a request the
         // carrier will refuse rather than a panic.
         let request_uri =

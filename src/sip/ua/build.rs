@@ -91,15 +91,10 @@ impl UserAgent {
 
     /// Contact (with the transport the peer uses), Allow and Accept.
     pub(super) fn contact_headers(&self, transport: TransportKind) -> Vec<rsip::Header> {
-        let suffix = if transport == TransportKind::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
-        };
         let mut headers = vec![rsip::headers::Contact::new(format!(
             "<sip:19118@{}{}>",
-            self.host_port(),
-            suffix
+            self.host_port_for(transport),
+            transport.uri_param()
         ))
         .into()];
         headers.extend(options_headers());
@@ -180,7 +175,7 @@ impl UserAgent {
         format!(
             "SIP/2.0/{} {};branch={branch};rport",
             transport.via_name(),
-            self.host_port(),
+            self.host_port_for(transport),
         )
     }
 
@@ -190,9 +185,19 @@ impl UserAgent {
     }
 
     pub(super) fn host_port(&self) -> String {
+        self.host_port_for(TransportKind::Udp)
+    }
+
+    /// Our address for Via and Contact over `transport`: TLS has its own listening port
+    /// (`sip.tls_listen`); without one, the shared UDP/TCP port.
+    pub(super) fn host_port_for(&self, transport: TransportKind) -> String {
+        let port = match (transport, self.tls_port) {
+            (TransportKind::Tls, Some(port)) => port,
+            _ => self.config.local.port(),
+        };
         match self.config.public_ip {
-            std::net::IpAddr::V4(ip) => format!("{ip}:{}", self.config.local.port()),
-            std::net::IpAddr::V6(ip) => format!("[{ip}]:{}", self.config.local.port()),
+            std::net::IpAddr::V4(ip) => format!("{ip}:{port}"),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
         }
     }
 }

@@ -184,6 +184,8 @@ pub struct UserAgent {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     events: VecDeque<UaEvent>,
     transmits: VecDeque<Transmit>,
+    /// The port of `sip.tls_listen`, for Via and Contact over TLS.
+    tls_port: Option<u16>,
 }
 
 impl UserAgent {
@@ -206,7 +208,13 @@ impl UserAgent {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
+            tls_port: None,
         }
+    }
+
+    /// The port SIP over TLS listens on (Via and Contact of messages sent over TLS).
+    pub fn set_tls_port(&mut self, port: Option<u16>) {
+        self.tls_port = port;
     }
 
     /// Lets agents register with these credentials.

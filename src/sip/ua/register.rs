@@ -40,7 +40,9 @@ impl UserAgent {
             }
             RegisterOutcome::BadRequest(reason) => self.response_with_reason(request, 400, reason),
             RegisterOutcome::Registered { user, contacts } => {
-                info!(%user, contacts = contacts.len(), peer = %from.addr, "agent registration");
+                let transport = from.transport.via_name();
+                let peer = from.addr;
+                info!(%user, contacts = contacts.len(), %peer, transport, "agent registration");
                 let headers = contacts
                     .iter()
                     .map(|(uri, expires)| {

@@ -80,7 +80,16 @@ impl UserAgent {
         headers.push(rsip::headers::To::new(format!("<{}>", call.target)).into());
         headers.push(rsip::headers::CallId::new(call_id.clone()).into());
         headers.push(rsip::headers::CSeq::new("1 INVITE").into());
-        headers.push(rsip::headers::Contact::new(format!("<sip:19118@{host}>")).into());
+        // Where the callee sends its in-dialog requests: over the transport it was reached by.
+        let transport = call.peer.transport;
+        headers.push(
+            rsip::headers::Contact::new(format!(
+                "<sip:19118@{}{}>",
+                self.host_port_for(transport),
+                transport.uri_param()
+            ))
+            .into(),
+        );
         headers.push(self.user_agent());
         for (name, value) in call.headers {
             headers.push(rsip::Header::Other(name, one_line(&value)));
