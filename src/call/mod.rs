@@ -13,6 +13,8 @@ mod agent_transfer;
 #[cfg(test)]
 mod agent_transfer_tests;
 mod callback;
+#[cfg(test)]
+mod callback_tests;
 mod caller;
 mod feature;
 #[cfg(test)]

@@ -155,14 +155,33 @@ impl Harness {
     }
 
     fn with_seed(config: SwitchboardConfig, seed: u64) -> Self {
+        Self::build(config, seed, test_prompts(), false)
+    }
+
+    /// With these prompts, each ending after its length as the media driver's would.
+    pub(super) fn with_prompts(config: SwitchboardConfig, prompts: PromptLibrary) -> Self {
+        Self::build(config, 7, prompts, true)
+    }
+
+    fn build(
+        config: SwitchboardConfig,
+        seed: u64,
+        prompts: PromptLibrary,
+        finish_prompts: bool,
+    ) -> Self {
         let switchboard = Switchboard::new(
             config,
-            Arc::new(test_prompts()),
+            Arc::new(prompts),
             Box::new(|_| Box::new(crate::ivr::echo::EchoFlow::new("en"))),
             seed,
         );
         Self {
-            sim: Simulator::new(switchboard, Instant::now(), SystemTime::UNIX_EPOCH, false),
+            sim: Simulator::new(
+                switchboard,
+                Instant::now(),
+                SystemTime::UNIX_EPOCH,
+                finish_prompts,
+            ),
             sent: Vec::new(),
             media: Vec::new(),
             ended: Vec::new(),
