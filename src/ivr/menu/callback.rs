@@ -83,6 +83,7 @@ impl MenuFlow {
                 return Vec::new();
             }
             self.callback.dialogue = Dialogue::Offered;
+            self.step(Step::CallbackOffered);
         }
         if self.callback.dialogue != Dialogue::Offered {
             return Vec::new();

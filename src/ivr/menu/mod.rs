@@ -104,6 +104,8 @@ pub enum Step {
         group: String,
     },
     QueueGaveUp,
+    /// Heard the queued-callback offer (once per call).
+    CallbackOffered,
     /// Asked to be called back on this number (E.164).
     CallbackRequested {
         number: String,
@@ -129,6 +131,7 @@ impl std::fmt::Display for Step {
             Step::Fallback => f.write_str("fallback"),
             Step::Queued { group } => write!(f, "queue {group}"),
             Step::QueueGaveUp => f.write_str("queue gave up"),
+            Step::CallbackOffered => f.write_str("callback offered"),
             Step::CallbackRequested { .. } => f.write_str("callback requested"),
             Step::HangUp => f.write_str("hang up"),
         }
@@ -272,6 +275,7 @@ impl MenuFlow {
             Step::Fallback => "fallback",
             Step::Queued { .. } => "queued",
             Step::QueueGaveUp => "queue_gave_up",
+            Step::CallbackOffered => "callback_offered",
             Step::CallbackRequested { .. } => "callback_requested",
             Step::HangUp => "hang_up",
         };
