@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hotline::cdr::{
-    pseudonymise, CallEvent, CallFilter, CallRecord, CallStart, CdrError, CdrSettings, CdrStore,
-    CdrWriter, Delivery, Dimension, DtmfMode, Outcome, Page, PurgeMode, StatsQuery, StatsRow,
-    TransferMode,
+    pseudonymise, CallEvent, CallFilter, CallRecord, CallStart, CallbackRow, CallbackStatus,
+    CdrError, CdrSettings, CdrStore, CdrWriter, Delivery, Dimension, DtmfMode, Outcome, Page,
+    PurgeMode, StatsQuery, StatsRow, TransferMode,
 };
 use pg_server::TestPostgres;
 use sqlx::Connection;
@@ -1171,4 +1171,134 @@ async fn agent_state_changes_are_stored_on_postgres() {
         .await
         .unwrap();
     assert_agent_states_stored(&store, &server.url()).await;
+}
+
+/// Callback requests (`callbacks`): a pending row is taken up at start; a node claims a row
+/// before each dial and a second node sharing the database is refused; a node's own row is
+/// claimed again after a failed attempt; an unknown request (its row still on its way) may be
+/// dialled; a request over is no longer pending and its number is blanked.
+async fn assert_callback_claims(url: &str, dir: &Path) {
+    let node_a = CdrStore::connect(url, &dir.join("a.jsonl"))
+        .await
+        .unwrap()
+        .with_node("node-a");
+    let node_b = CdrStore::connect(url, &dir.join("b.jsonl"))
+        .await
+        .unwrap()
+        .with_node("node-b");
+    let row = |state: CallbackStatus, attempts: u32, number: &str| CallbackRow {
+        id: "call-1@resident".into(),
+        group: "heating".into(),
+        language: "lt".into(),
+        number: number.into(),
+        display: "[CB][LT] Vilniaus šilumos tinklai".into(),
+        path: "language lt > main:2".into(),
+        requested: base() + chrono::Duration::seconds(70),
+        queue_entered: base() + chrono::Duration::seconds(10),
+        attempts,
+        state,
+        updated: base() + chrono::Duration::seconds(70),
+    };
+    node_a
+        .callback_changed(row(CallbackStatus::Pending, 0, "+37068712345"))
+        .await
+        .unwrap();
+    let pending = node_b.pending_callbacks().await.unwrap();
+    assert_eq!(
+        pending,
+        vec![row(CallbackStatus::Pending, 0, "+37068712345")]
+    );
+
+    let at = base() + chrono::Duration::seconds(100);
+    assert!(node_a
+        .claim_callback("call-1@resident", 1, at)
+        .await
+        .unwrap());
+    assert!(
+        !node_b
+            .claim_callback("call-1@resident", 1, at)
+            .await
+            .unwrap(),
+        "one dial at a time: node-a has it"
+    );
+    assert!(
+        node_a.pending_callbacks().await.unwrap().len() == 1,
+        "node-a's own dial"
+    );
+    assert!(
+        node_b.pending_callbacks().await.unwrap().is_empty(),
+        "node-a dials it"
+    );
+    // node-a's own dialling row, written after its claim, changes nothing for the claim.
+    node_a
+        .callback_changed(row(CallbackStatus::Dialling, 1, "+37068712345"))
+        .await
+        .unwrap();
+    assert!(node_a
+        .claim_callback("call-1@resident", 1, at)
+        .await
+        .unwrap());
+    // Not reached: pending again, then anyone may claim the next attempt.
+    node_a
+        .callback_changed(row(CallbackStatus::Pending, 1, "+37068712345"))
+        .await
+        .unwrap();
+    assert!(node_b
+        .claim_callback("call-1@resident", 2, at)
+        .await
+        .unwrap());
+    // node-a's late write of an old state cannot take the row back from node-b.
+    node_a
+        .callback_changed(row(CallbackStatus::Pending, 1, "+37068712345"))
+        .await
+        .unwrap();
+    assert!(!node_a
+        .claim_callback("call-1@resident", 2, at)
+        .await
+        .unwrap());
+    node_b
+        .callback_changed(row(CallbackStatus::Connected, 2, ""))
+        .await
+        .unwrap();
+    assert!(node_a.pending_callbacks().await.unwrap().is_empty());
+    assert!(node_b.pending_callbacks().await.unwrap().is_empty());
+    assert!(
+        !node_a
+            .claim_callback("call-1@resident", 3, at)
+            .await
+            .unwrap(),
+        "over"
+    );
+    assert!(node_a
+        .claim_callback("unknown@resident", 1, at)
+        .await
+        .unwrap());
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let stored: (String, String, String, i64) =
+        sqlx::query_as("SELECT number, state, node, attempts FROM callbacks WHERE id = $1")
+            .bind("call-1@resident")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored,
+        (String::new(), "connected".into(), "node-b".into(), 2),
+        "the number is blanked once the request is over"
+    );
+}
+
+#[tokio::test]
+async fn callback_requests_are_claimed_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("cdr.sqlite").display());
+    assert_callback_claims(&url, dir.path()).await;
+}
+
+#[tokio::test]
+async fn callback_requests_are_claimed_once_on_postgres() {
+    let server = TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    assert_callback_claims(&server.url(), dir.path()).await;
 }

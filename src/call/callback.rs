@@ -7,7 +7,9 @@
 //! the two are bridged. A resident not reached frees the agent at once and the request comes
 //! back after `retry_after`, with its first arrival, up to `max_attempts` dials; outside the
 //! group's hours (or its `window`) attempts wait. One request has at most one dial at a time:
-//! its state says which line is being dialled.
+//! its state says which line is being dialled, and before each dial the node claims the
+//! request in the store, so another node sharing the database cannot dial it too. Every
+//! change of a request is written (`callbacks`), and pending requests are taken up at start.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +21,7 @@ use super::caller::{Call, CallState, MediaState};
 use super::record::{CallFacts, EndReason};
 use super::Switchboard;
 use crate::acd::{AcdInput, AgentId, CallId};
+use crate::cdr::{CallbackRow, CallbackStatus};
 use crate::ivr::{CallFlow, FlowAction, FlowClock, FlowEvent, FlowSummary, PromptRef};
 use crate::sdp::Negotiated;
 use crate::sip::ua::{OutgoingCall, SessionId};
@@ -51,6 +54,8 @@ pub(super) struct CallbackRequest {
 pub(super) enum RequestState {
     /// In its group's queue (ringing agents included).
     Queued,
+    /// This agent leg answered; the store is asked whether this node may dial.
+    Claiming(SessionId),
     /// The resident is being dialled, or talks, on this line.
     OnLine(SessionId),
     /// Out of the queue until then (retry delay, or outside the window).
@@ -101,7 +106,7 @@ impl Switchboard {
             .map(|(id, request)| {
                 let (state, next) = match request.state {
                     RequestState::Queued => ("queued", None),
-                    RequestState::OnLine(_) => ("calling", None),
+                    RequestState::Claiming(_) | RequestState::OnLine(_) => ("calling", None),
                     RequestState::Waiting { until } => (
                         "waiting",
                         Some(until.saturating_duration_since(now).as_secs()),
@@ -160,7 +165,7 @@ impl Switchboard {
             || info!(group = %queued.group, %number, request, "callback requested: the request keeps the caller's place"),
         );
         let display = format!("[CB]{}", queued.display);
-        self.callbacks.requests.insert(
+        let inserted = self.callbacks.requests.insert(
             request,
             CallbackRequest {
                 original: call.call_id.clone(),
@@ -175,6 +180,67 @@ impl Switchboard {
                 state: RequestState::Queued,
             },
         );
+        debug_assert!(inserted.is_none());
+        self.write_callback(now, request, CallbackStatus::Pending);
+    }
+
+    /// Writes a request's row (the number only while it may still be dialled).
+    fn write_callback(&mut self, now: Instant, request_id: u64, state: CallbackStatus) {
+        let Some(request) = self.callbacks.requests.get(&request_id) else {
+            return;
+        };
+        let wall = self.wall(now);
+        let queue_entered = wall
+            .checked_sub(now.saturating_duration_since(request.arrived))
+            .unwrap_or(wall);
+        let open = matches!(state, CallbackStatus::Pending | CallbackStatus::Dialling);
+        let row = CallbackRow {
+            id: request.original.clone(),
+            group: request.group.clone(),
+            language: request.language.clone(),
+            number: if open {
+                request.number.clone()
+            } else {
+                String::new()
+            },
+            display: request.display.clone(),
+            path: request.path.clone(),
+            requested: request.requested.into(),
+            queue_entered: queue_entered.into(),
+            attempts: request.attempts,
+            state,
+            updated: wall.into(),
+        };
+        self.push(super::Output::Callback(row));
+    }
+
+    /// Requests the store still holds as pending (this node's restart, or another node's
+    /// requests): each enters its group's queue with the place it had, when its window is open.
+    pub fn restore_callbacks(&mut self, now: Instant, rows: Vec<CallbackRow>) {
+        let wall = self.wall(now);
+        for row in rows {
+            let waited = wall
+                .duration_since(SystemTime::from(row.queue_entered))
+                .unwrap_or_default();
+            let request = CALLBACK_IDS + self.callbacks.next;
+            self.callbacks.next += 1;
+            info!(id = %row.id, group = %row.group, attempts = row.attempts, "pending callback taken up");
+            self.callbacks.requests.insert(
+                request,
+                CallbackRequest {
+                    original: row.id,
+                    group: row.group,
+                    language: row.language,
+                    number: row.number,
+                    display: row.display,
+                    path: row.path,
+                    arrived: now.checked_sub(waited).unwrap_or(now),
+                    requested: row.requested.into(),
+                    attempts: row.attempts,
+                    state: RequestState::Waiting { until: now },
+                },
+            );
+        }
     }
 
     /// The ACD chose `agent` for a callback request: the agent's phone rings first.
@@ -217,6 +283,50 @@ impl Switchboard {
         let (Some(request), Some(negotiated), true) = (request, negotiated, accepted) else {
             return self.hang_up_leg(now, leg_id);
         };
+        if let Some(leg) = self.legs.get_mut(&leg_id) {
+            leg.media_started = true;
+            let local_port = leg.rtp_port;
+            let session = super::caller::media_session(&negotiated, None);
+            self.media(crate::media::leg::MediaCommand::Start {
+                leg: super::leg_of(leg_id),
+                local_port,
+                session,
+            });
+        }
+        if let Some(request) = self.callbacks.requests.get_mut(&call.0) {
+            request.state = RequestState::Claiming(leg_id);
+        }
+        self.push(super::Output::ClaimCallback {
+            request: call.0,
+            id: request.original.clone(),
+            attempt: request.attempts + 1,
+        });
+    }
+
+    /// The store answered the claim: dial (granted), or leave the request to the node that has
+    /// it (the agent is freed at once). An agent who hung up meanwhile sends the request back
+    /// to its queue.
+    pub(super) fn callback_claimed(&mut self, now: Instant, request_id: u64, granted: bool) {
+        let call = CallId(request_id);
+        let Some(request) = self.callbacks.requests.get(&request_id).cloned() else {
+            return;
+        };
+        let RequestState::Claiming(leg_id) = request.state else {
+            return;
+        };
+        if !granted {
+            info!(request = request_id, id = %request.original, "callback dialled by another node: left to it");
+            self.report_to_acd(now, AcdInput::CallbackNotReached { call });
+            self.hang_up_leg(now, leg_id);
+            self.callbacks.requests.remove(&request_id);
+            return;
+        }
+        if !self.legs.contains_key(&leg_id) {
+            if let Some(request) = self.callbacks.requests.get_mut(&request_id) {
+                request.state = RequestState::Waiting { until: now };
+            }
+            return self.write_callback(now, request_id, CallbackStatus::Pending);
+        }
         let Some(resident) = self.dial_resident(now, call.0, &request) else {
             // Not even dialled (no trunk, no port): the agent is free, the request retries.
             self.report_to_acd(now, AcdInput::CallbackNotReached { call });
@@ -230,23 +340,17 @@ impl Switchboard {
                 caller: CallId(resident.0),
             },
         );
-        if let Some(leg) = self.legs.get_mut(&leg_id) {
+        let agent = self.legs.get_mut(&leg_id).map(|leg| {
             leg.caller = resident;
-            leg.media_started = true;
             leg.span
                 .in_scope(|| info!("agent answered the callback: dialling the resident"));
-            let local_port = leg.rtp_port;
-            let session = super::caller::media_session(&negotiated, None);
-            self.media(crate::media::leg::MediaCommand::Start {
-                leg: super::leg_of(leg_id),
-                local_port,
-                session,
-            });
-        }
+            leg.agent.0.clone()
+        });
         if let Some(line) = self.calls.get_mut(&resident) {
             line.agent_legs.push(leg_id);
-            line.facts.agent = Some(agent.0);
+            line.facts.agent = agent;
         }
+        self.write_callback(now, request_id, CallbackStatus::Dialling);
     }
 
     /// Places the INVITE to the resident; the line is a caller's call from the start.
@@ -411,6 +515,7 @@ impl Switchboard {
             agent: super::leg_of(agent_leg),
         });
         if let Some(request) = self.callbacks.lines.remove(&resident) {
+            self.write_callback(now, request, CallbackStatus::Connected);
             self.callbacks.requests.remove(&request);
         }
         true
@@ -469,18 +574,22 @@ impl Switchboard {
                 request.state = RequestState::Waiting {
                     until: now + retry_after,
                 };
+                self.write_callback(now, request_id, CallbackStatus::Pending);
             }
             _ => {
                 warn!(request = request_id, attempts = request.attempts, number = %request.number, "callback failed: the resident was not reached");
+                self.write_callback(now, request_id, CallbackStatus::Failed);
                 self.callbacks.requests.remove(&request_id);
             }
         }
     }
 
     /// The ACD dropped a request (its group left the routing): it ends unserved.
-    pub(super) fn callback_dropped(&mut self, call: CallId) {
-        if let Some(request) = self.callbacks.requests.remove(&call.0) {
+    pub(super) fn callback_dropped(&mut self, now: Instant, call: CallId) {
+        if let Some(request) = self.callbacks.requests.get(&call.0) {
             warn!(request = call.0, group = %request.group, "callback dropped: its group is gone");
+            self.write_callback(now, call.0, CallbackStatus::Failed);
+            self.callbacks.requests.remove(&call.0);
         }
     }
 
@@ -523,7 +632,7 @@ impl Switchboard {
                 request.state = RequestState::Queued;
             }
             if !entered {
-                self.callback_dropped(CallId(id));
+                self.callback_dropped(now, CallId(id));
             }
         }
     }

@@ -12,7 +12,7 @@ use super::tests::{
 };
 use super::*;
 use crate::acd::PauseReason;
-use crate::cdr::Outcome;
+use crate::cdr::{CallbackStatus, Outcome};
 use crate::ivr::menu::MenuFlow;
 use crate::media::dtmf::DtmfSource;
 use crate::media::prompts::Prompt;
@@ -490,4 +490,107 @@ fn a_caller_who_does_not_answer_the_read_back_goes_back_to_waiting() {
     );
     let now = h.sim.now;
     assert!(h.switchboard().live(now).callbacks.is_empty());
+}
+
+#[test]
+fn every_change_of_a_request_is_written_and_the_number_blanked_when_it_is_over() {
+    let mut h = harness();
+    a_asks_for_a_callback(&mut h);
+    agent_takes_the_callback(&mut h);
+    let invite = resident_invite(&mut h);
+    h.receive(carrier(), &answer(&invite, "200 OK", "resident"));
+    wait(&mut h, 1);
+    let states: Vec<(CallbackStatus, u32, String)> = h
+        .callback_rows
+        .iter()
+        .map(|row| (row.state, row.attempts, row.number.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (CallbackStatus::Pending, 0, RESIDENT.to_owned()),
+            (CallbackStatus::Dialling, 1, RESIDENT.to_owned()),
+            (CallbackStatus::Connected, 1, String::new()),
+        ]
+    );
+    assert!(h.callback_rows.iter().all(|row| row.id == "cb-a"));
+    assert!(h.callback_rows[0].queue_entered < h.callback_rows[0].requested);
+}
+
+#[test]
+fn a_request_another_node_claimed_frees_the_agent_and_is_left_to_it() {
+    let mut h = harness();
+    a_asks_for_a_callback(&mut h);
+    h.grant_claims = false;
+    agent_takes_the_callback(&mut h);
+    let sent = h.take_sent();
+    let dials = sent
+        .iter()
+        .filter(|(_, to, text)| *to == carrier() && text.starts_with("INVITE"));
+    assert_eq!(dials.count(), 0, "no second dial");
+    let byes = sent
+        .iter()
+        .filter(|(_, to, text)| *to == agent() && text.starts_with("BYE"));
+    assert_eq!(byes.count(), 1, "the agent is released at once");
+    let now = h.sim.now;
+    assert!(h.switchboard().live(now).callbacks.is_empty());
+    let written = h.callback_rows.len();
+    wait(&mut h, 900);
+    assert_eq!(
+        h.callback_rows.len(),
+        written,
+        "the other node owns its row"
+    );
+}
+
+#[test]
+fn a_reload_while_the_resident_is_dialled_does_not_dial_again() {
+    let mut h = harness();
+    a_asks_for_a_callback(&mut h);
+    agent_takes_the_callback(&mut h);
+    resident_invite(&mut h);
+    let now = h.sim.now;
+    h.switchboard().set_routing(now, routing());
+    h.collect();
+    wait(&mut h, 5);
+    let again: Vec<String> = requests_to(&mut h, carrier(), "INVITE")
+        .into_iter()
+        .filter(|invite| invite.contains("CSeq: 1 INVITE"))
+        .collect();
+    let call_ids: std::collections::BTreeSet<Option<&str>> = again
+        .iter()
+        .map(|invite| header(invite, "Call-ID"))
+        .collect();
+    assert!(
+        call_ids.len() <= 1,
+        "only the first dial's retransmissions: {again:?}"
+    );
+    assert!(requests_to(&mut h, agent(), "INVITE").is_empty());
+}
+
+#[test]
+fn a_pending_request_taken_up_after_a_restart_keeps_its_place() {
+    let mut h = harness();
+    a_asks_for_a_callback(&mut h);
+    let row = h.callback_rows.last().cloned().unwrap();
+    assert_eq!(row.state, CallbackStatus::Pending);
+
+    // A new service: the agent still paused, the wall clock later than the request.
+    let mut h = harness();
+    wait(&mut h, 200);
+    let now = h.sim.now;
+    h.switchboard().restore_callbacks(now, vec![row]);
+    h.collect();
+    queued_caller(&mut h, "cb-c", "37062222222");
+    let now = h.sim.now;
+    let live = h.switchboard().live(now);
+    assert_eq!(live.callbacks.len(), 1);
+    assert_eq!(live.callbacks[0].position, Some(1), "{:?}", live.callbacks);
+    let invite = agent_takes_the_callback(&mut h);
+    assert!(
+        invite.contains("[CB]"),
+        "the request before the caller who came later"
+    );
+    let dial = resident_invite(&mut h);
+    assert!(dial.starts_with("INVITE sip:+37060000000@"), "{dial}");
 }

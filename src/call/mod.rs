@@ -86,6 +86,11 @@ pub enum Input<'a> {
     },
     /// Place a call through a trunk (a test call): [`Output::TrunkCallEnded`] answers.
     PlaceTrunkCall(TrunkCallRequest),
+    /// The store's answer to [`Output::ClaimCallback`]: whether this node may dial.
+    CallbackClaimed {
+        request: u64,
+        granted: bool,
+    },
     /// Graceful stop begins: new calls get 503, calls in progress go on, trunks unregister.
     Drain,
     /// Graceful stop ends: every call is hung up (records follow as the calls finish).
@@ -122,6 +127,15 @@ pub enum Output {
     TrunkCallEnded {
         request: u64,
         result: TrunkCallResult,
+    },
+    /// A callback request's new state, for its row in `callbacks`.
+    Callback(crate::cdr::CallbackRow),
+    /// Ask the store whether this node may dial callback `id` (attempt `attempt`): another
+    /// node sharing the database may have it. Answered with [`Input::CallbackClaimed`].
+    ClaimCallback {
+        request: u64,
+        id: String,
+        attempt: u32,
     },
 }
 
@@ -323,6 +337,9 @@ impl Switchboard {
             Input::WallClock(wall) => self.wall_anchor = Some((now, wall)),
             Input::Resolved { host, addr } => self.host_resolved(now, &host, addr),
             Input::PlaceTrunkCall(call) => self.place_trunk_call(now, call),
+            Input::CallbackClaimed { request, granted } => {
+                self.callback_claimed(now, request, granted)
+            }
             Input::Drain => {
                 tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
                 self.ua.set_accepting(false);

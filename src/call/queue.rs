@@ -100,7 +100,7 @@ impl Switchboard {
             AcdOutput::Overflow { call, .. } | AcdOutput::QueueFull { call, .. }
                 if self.is_callback(call) =>
             {
-                self.callback_dropped(call)
+                self.callback_dropped(now, call)
             }
             AcdOutput::Announce {
                 call,

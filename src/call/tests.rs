@@ -147,6 +147,10 @@ pub(super) struct Harness {
     pub(super) placed: Vec<(u64, TrunkCallResult)>,
     /// Agents' availability changes (audit rows).
     pub(super) agent_states: Vec<crate::cdr::AgentStateChange>,
+    /// Callback requests' rows as written.
+    pub(super) callback_rows: Vec<crate::cdr::CallbackRow>,
+    /// Claims of callback requests are answered with this (another node has it when false).
+    pub(super) grant_claims: bool,
 }
 
 impl Harness {
@@ -190,6 +194,8 @@ impl Harness {
             resolves: Vec::new(),
             placed: Vec::new(),
             agent_states: Vec::new(),
+            callback_rows: Vec::new(),
+            grant_claims: true,
         }
     }
 
@@ -215,6 +221,7 @@ impl Harness {
 
     pub(super) fn collect(&mut self) {
         self.sim.collect();
+        let mut claims = Vec::new();
         while let Some((at, output)) = self.sim.poll_output() {
             match output {
                 Output::Transmit(transmit) => {
@@ -225,6 +232,8 @@ impl Harness {
                 Output::Resolve { host, .. } => self.resolves.push(host),
                 Output::TrunkCallEnded { request, result } => self.placed.push((request, result)),
                 Output::AgentState(change) => self.agent_states.push(change),
+                Output::Callback(row) => self.callback_rows.push(row),
+                Output::ClaimCallback { request, .. } => claims.push(request),
                 Output::Record(Record::Started(start)) => self.started.push(start.call_id),
                 Output::Record(Record::Ended { record, reason, .. }) => {
                     if !matches!(reason, EndReason::Rejected(_)) || record.ivr_answered.is_some() {
@@ -233,6 +242,12 @@ impl Harness {
                     self.records.push(*record);
                 }
             }
+        }
+        // The store answers a claim at once (a database round trip in the service).
+        for request in claims {
+            let granted = self.grant_claims;
+            self.sim.input(Input::CallbackClaimed { request, granted });
+            self.collect();
         }
     }
 

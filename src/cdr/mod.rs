@@ -26,8 +26,8 @@ use std::time::Duration;
 
 pub use backend::{mask_password, DatabaseUrl};
 pub use model::{
-    pseudonymise, AgentStateChange, CallEvent, CallRecord, CallStart, DtmfMode, LanguageChoice,
-    Outcome, TransferMode,
+    pseudonymise, AgentStateChange, CallEvent, CallRecord, CallStart, CallbackRow, CallbackStatus,
+    DtmfMode, LanguageChoice, Outcome, TransferMode,
 };
 pub use spool::SpoolEntry;
 pub use stats::{

@@ -111,6 +111,44 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// Where a queued callback request is (`callbacks.state`).
+    CallbackStatus, "callback state", {
+        /// Waiting for an agent (in the queue, or for its next attempt).
+        Pending => "pending",
+        /// An agent took it and the resident is being dialled by `node`.
+        Dialling => "dialling",
+        /// The resident was reached and bridged to an agent.
+        Connected => "connected",
+        /// Not reached in `max_attempts` dials (or its group left the routing).
+        Failed => "failed",
+        /// The resident cancelled it when calling again.
+        Cancelled => "cancelled",
+    }
+);
+
+/// A queued callback request as stored (table `callbacks`, one row per request, kept up to
+/// date): pending requests survive a restart, and the row is what two nodes sharing the
+/// database claim before dialling, so a request is never dialled twice at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallbackRow {
+    /// The Call-ID of the call in which the resident asked.
+    pub id: String,
+    pub group: String,
+    pub language: String,
+    /// E.164; blanked once the request is over (connected, failed, cancelled).
+    pub number: String,
+    /// What the agent's phone shows, e.g. `[CB][LT] Vilniaus šilumos tinklai`.
+    pub display: String,
+    pub path: String,
+    pub requested: DateTime<Utc>,
+    /// When the caller entered the queue: the place the request keeps.
+    pub queue_entered: DateTime<Utc>,
+    pub attempts: u32,
+    pub state: CallbackStatus,
+    pub updated: DateTime<Utc>,
+}
+
 /// What is known when a call arrives; stored at once so live calls are visible.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallStart {

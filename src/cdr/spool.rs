@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::model::{AgentStateChange, CallEvent, CallRecord, CallStart};
+use super::model::{AgentStateChange, CallEvent, CallRecord, CallStart, CallbackRow};
 use super::CdrError;
 
 /// One pending database write.
@@ -20,6 +20,7 @@ pub enum SpoolEntry {
         events: Vec<CallEvent>,
     },
     AgentState(AgentStateChange),
+    Callback(CallbackRow),
 }
 
 pub(crate) struct Spool {

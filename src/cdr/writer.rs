@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::model::{AgentStateChange, CallEvent, CallRecord, CallStart};
+use super::model::{AgentStateChange, CallEvent, CallRecord, CallStart, CallbackRow};
 use super::store::CdrStore;
 
 /// Default pause between attempts to replay the spool while the database is down.
@@ -32,6 +32,7 @@ enum Message {
     Started(CallStart),
     Ended(Box<CallRecord>, Vec<CallEvent>),
     AgentState(AgentStateChange),
+    Callback(CallbackRow),
     /// Everything sent before is stored or spooled: stop, and say so.
     Close(oneshot::Sender<()>),
 }
@@ -74,6 +75,13 @@ impl CdrWriter {
             .map_err(|_| WriterStopped)
     }
 
+    /// A callback request's new state (its row in `callbacks`).
+    pub fn callback_changed(&self, row: CallbackRow) -> Result<(), WriterStopped> {
+        self.sender
+            .send(Message::Callback(row))
+            .map_err(|_| WriterStopped)
+    }
+
     /// Writes (or spools) every record sent before, tries a last spool replay and stops the
     /// task; records sent afterwards, through any clone, are refused with `WriterStopped`.
     /// Returns once all that is done.
@@ -91,6 +99,7 @@ enum Entry {
     Started(CallStart),
     Ended(Box<CallRecord>, Vec<CallEvent>),
     AgentState(AgentStateChange),
+    Callback(CallbackRow),
 }
 
 async fn run(
@@ -115,6 +124,7 @@ async fn run(
                     Message::AgentState(change) => {
                         held.write(&store, Entry::AgentState(change)).await
                     }
+                    Message::Callback(row) => held.write(&store, Entry::Callback(row)).await,
                     Message::Close(done) => break Some(done),
                 }
             }
@@ -144,6 +154,7 @@ async fn run(
                 held.write(&store, Entry::Ended(record, events)).await
             }
             Message::AgentState(change) => held.write(&store, Entry::AgentState(change)).await,
+            Message::Callback(row) => held.write(&store, Entry::Callback(row)).await,
             Message::Close(done) => waiting.push(done),
         }
     }
@@ -237,6 +248,7 @@ async fn store_entry(store: &CdrStore, entry: &Entry) -> Result<(), super::CdrEr
             .await
             .map(drop),
         Entry::AgentState(change) => store.agent_state_changed(change.clone()).await.map(drop),
+        Entry::Callback(row) => store.callback_changed(row.clone()).await.map(drop),
     }
 }
 

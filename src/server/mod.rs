@@ -55,6 +55,11 @@ pub(crate) enum DriverInput {
         host: String,
         addr: Option<std::net::SocketAddr>,
     },
+    /// The store's answer to a callback claim.
+    CallbackClaimed {
+        request: u64,
+        granted: bool,
+    },
 }
 
 /// Prompts play in this language until the caller picks one (routing.toml will say).
@@ -69,6 +74,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         mut switchboard,
         mut routing,
         records,
+        store,
         mut media,
         mut inputs,
         mut writers,
@@ -120,6 +126,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     switchboard.handle_input(Instant::now(), Input::Sip { from: peer, bytes: &bytes });
                 }
                 DriverInput::Media(event) => switchboard.handle_input(Instant::now(), Input::Media(event)),
+                DriverInput::CallbackClaimed { request, granted } => {
+                    switchboard.handle_input(Instant::now(), Input::CallbackClaimed { request, granted });
+                }
                 DriverInput::Resolved { host, addr } => {
                     if let Some(addr) = addr {
                         tls_clients.resolved(&host, addr);
@@ -246,6 +255,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     Output::Resolve { host, transport } => {
                         resolve(host, transport, tcp.inputs.clone())
                     }
+                    Output::Callback(row) => {
+                        if records.callback_changed(row).is_err() {
+                            error!("call-record writer stopped: callback request change lost");
+                        }
+                    }
+                    Output::ClaimCallback {
+                        request,
+                        id,
+                        attempt,
+                    } => claim_callback(store.clone(), request, id, attempt, tcp.inputs.clone()),
                     Output::AgentState(change) => {
                         if records.agent_state_changed(change).is_err() {
                             error!("call-record writer stopped: agent state change lost");
@@ -351,4 +370,27 @@ fn apply_routing(switchboard: &mut Switchboard, loaded: routing::Loaded) {
     if let Some(routing) = loaded.routing {
         switchboard.set_routing(Instant::now(), routing);
     }
+}
+
+/// Asks the store whether this node may dial a callback request; a store that cannot answer
+/// (database away) does not stop a lone node from calling residents back.
+fn claim_callback(
+    store: std::sync::Arc<crate::cdr::CdrStore>,
+    request: u64,
+    id: String,
+    attempt: u32,
+    inputs: mpsc::Sender<DriverInput>,
+) {
+    tokio::spawn(async move {
+        let granted = match store.claim_callback(&id, attempt, chrono::Utc::now()).await {
+            Ok(granted) => granted,
+            Err(error) => {
+                warn!(%error, %id, "callback claim not checked (database away): dialling");
+                true
+            }
+        };
+        let _ = inputs
+            .send(DriverInput::CallbackClaimed { request, granted })
+            .await;
+    });
 }

@@ -34,6 +34,8 @@ pub(super) struct Service {
     pub(super) switchboard: Switchboard,
     pub(super) routing: RoutingSource,
     pub(super) records: CdrWriter,
+    /// For what the loop asks the store directly (claims of callback requests).
+    pub(super) store: Arc<crate::cdr::CdrStore>,
     pub(super) media: MediaDriver,
     /// What socket tasks and the media driver report.
     pub(super) inputs: mpsc::Receiver<DriverInput>,
@@ -212,6 +214,22 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         info!(trunks = trunks.len(), "carrier trunks starting");
     }
     switchboard.set_trunks(Instant::now(), settings.numbers.rules(), trunks);
+    // Callback requests still pending (this node's last run, or others'): queued again.
+    switchboard.handle_input(
+        Instant::now(),
+        crate::call::Input::WallClock(std::time::SystemTime::now()),
+    );
+    match store.pending_callbacks().await {
+        Ok(rows) => {
+            if !rows.is_empty() {
+                info!(callbacks = rows.len(), "pending callback requests taken up");
+            }
+            switchboard.restore_callbacks(Instant::now(), rows);
+        }
+        Err(error) => {
+            warn!(%error, "pending callback requests could not be read; the next start tries again")
+        }
+    }
     let hangups = hangup_signal()?;
     let (live, live_readers) = tokio::sync::watch::channel(LiveSnapshot::default());
     let (reload_requests, reloads) = mpsc::channel::<ReloadRequest>(4);
@@ -281,6 +299,7 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         switchboard,
         routing,
         records,
+        store,
         media,
         inputs,
         writers: HashMap::new(),

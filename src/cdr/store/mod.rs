@@ -5,6 +5,7 @@
 //! concerns live in `write`, `read`, `retention` and `interrupted`; this file holds the store,
 //! its set-up and the path of every write (database, else spool).
 
+mod callbacks;
 mod interrupted;
 mod read;
 mod retention;
@@ -265,6 +266,15 @@ impl CdrStore {
         change: crate::cdr::AgentStateChange,
     ) -> Result<Delivery, CdrError> {
         self.submit(SpoolEntry::AgentState(change)).await
+    }
+
+    /// Records a callback request's new state. Fails only if neither the database nor the
+    /// spool took it.
+    pub async fn callback_changed(
+        &self,
+        row: crate::cdr::CallbackRow,
+    ) -> Result<Delivery, CdrError> {
+        self.submit(SpoolEntry::Callback(row)).await
     }
 
     fn live_here_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {

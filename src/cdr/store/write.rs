@@ -35,6 +35,16 @@ const UPSERT_RECORD: &str = "INSERT INTO calls (call_id, caller, trunk, arrived_
 const INSERT_AGENT_STATE: &str = "INSERT INTO agent_states (agent, from_state, to_state, \
      reason, at_ms, node) VALUES ($1, $2, $3, $4, $5, $6)";
 
+/// A request's row follows its state; a node only takes over a row still pending, or one
+/// it is dialling itself (its own writes may arrive after its claim).
+const UPSERT_CALLBACK: &str = "INSERT INTO callbacks (id, group_name, language, number, \
+     display, path, requested_ms, queue_entered_ms, attempts, state, node, updated_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (id) DO UPDATE SET number = excluded.number, attempts = excluded.attempts, \
+     state = excluded.state, node = excluded.node, updated_ms = excluded.updated_ms \
+     WHERE callbacks.state IN ('pending', 'dialling') \
+     AND (callbacks.node IS NULL OR callbacks.node = excluded.node OR callbacks.state = 'pending')";
+
 pub(super) const INSERT_EVENT: &str =
     "INSERT INTO call_events (call_id, seq, at_ms, kind, detail) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id, seq) DO NOTHING";
@@ -65,6 +75,26 @@ impl CdrStore {
                     source,
                 }),
             SpoolEntry::Ended { record, events } => self.write_ended(record, events).await,
+            SpoolEntry::Callback(row) => sqlx::query(UPSERT_CALLBACK)
+                .bind(row.id.clone())
+                .bind(row.group.clone())
+                .bind(row.language.clone())
+                .bind(row.number.clone())
+                .bind(row.display.clone())
+                .bind(row.path.clone())
+                .bind(row.requested.timestamp_millis())
+                .bind(row.queue_entered.timestamp_millis())
+                .bind(i64::from(row.attempts))
+                .bind(row.state.as_str())
+                .bind(self.node.clone())
+                .bind(row.updated.timestamp_millis())
+                .execute(self.pool().await?)
+                .await
+                .map(drop)
+                .map_err(|source| CdrError::Database {
+                    context: "recording a callback request",
+                    source,
+                }),
             SpoolEntry::AgentState(change) => sqlx::query(INSERT_AGENT_STATE)
                 .bind(change.agent.clone())
                 .bind(change.from.clone())
