@@ -843,6 +843,8 @@ impl Sim {
                 Output::TrunkCallEnded { request, .. } => {
                     panic!("no call placed, yet {request} ended")
                 }
+                Output::Callback(row) => panic!("no callback here, yet {row:?}"),
+                Output::ClaimCallback { id, .. } => panic!("no callback here, yet {id} claimed"),
                 Output::AgentState(_) => {}
                 Output::Record(Record::Started(start)) => self.starts.push(start),
                 Output::Record(Record::Ended { record, events, .. }) => {
