@@ -143,6 +143,7 @@ impl Switchboard {
             remembered_language,
             caller: facts.caller.clone(),
             numbers: self.trunks.rules.clone(),
+            pending_callback: self.pending_callback_of(&facts.caller),
         });
         self.calls.insert(
             id,

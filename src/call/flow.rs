@@ -75,6 +75,7 @@ impl Switchboard {
                 }
                 FlowAction::Queue(queued) => self.enqueue(now, id, queued),
                 FlowAction::RequestCallback { number } => self.callback_requested(now, id, number),
+                FlowAction::CancelCallback => self.cancel_callback(now, id),
                 FlowAction::HangUp => return self.hang_up(now, id, EndReason::FlowEnded),
             }
         }

@@ -13,8 +13,6 @@ mod agent_transfer;
 #[cfg(test)]
 mod agent_transfer_tests;
 mod callback;
-#[cfg(test)]
-mod callback_tests;
 mod caller;
 mod feature;
 #[cfg(test)]
@@ -153,6 +151,8 @@ pub struct IncomingCall {
     /// The dialling rules of the trunks (`[numbers]`), when there are trunks to call back
     /// through; without them no callback is offered.
     pub numbers: Option<crate::numbers::NumberRules>,
+    /// The caller already has a callback request waiting (in this language).
+    pub pending_callback: Option<String>,
 }
 
 /// Makes the flow for each new call; replaced on routing reload (calls keep the flow they got).

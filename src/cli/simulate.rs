@@ -231,6 +231,7 @@ impl Simulation {
                     self.reached = Some((group, self.elapsed));
                     self.finished = true;
                 }
+                FlowAction::CancelCallback => println!("{at}  CALLBACK request cancelled"),
                 FlowAction::RequestCallback { number } => {
                     println!("{at}  CALLBACK requested on {number}: the request keeps the caller's place");
                 }

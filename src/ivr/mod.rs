@@ -78,6 +78,8 @@ pub enum FlowAction {
     RequestCallback {
         number: String,
     },
+    /// The caller cancelled their pending callback request.
+    CancelCallback,
     HangUp,
 }
 

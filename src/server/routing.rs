@@ -196,7 +196,9 @@ fn loaded(active: ActiveRouting) -> Loaded {
             let mut flow = MenuFlow::new(for_flows.clone())
                 .with_remembered_language(incoming.remembered_language.as_deref());
             if let Some(rules) = &incoming.numbers {
-                flow = flow.with_callback_numbers(Some(&incoming.caller), rules.clone());
+                flow = flow
+                    .with_callback_numbers(Some(&incoming.caller), rules.clone())
+                    .with_pending_callback(incoming.pending_callback.as_deref());
             }
             Box::new(flow)
         }),

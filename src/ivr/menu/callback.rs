@@ -7,10 +7,11 @@
 use std::time::Duration;
 
 use super::prompts::{
-    CALLBACK_ACCEPTED, CALLBACK_CONFIRM, CALLBACK_ENTER_NUMBER, CALLBACK_INVALID_NUMBER,
-    CALLBACK_OFFER, CALLBACK_YOUR_NUMBER, NUMBER_PLUS,
+    CALLBACK_ACCEPTED, CALLBACK_CANCELLED, CALLBACK_CONFIRM, CALLBACK_ENTER_NUMBER,
+    CALLBACK_INVALID_NUMBER, CALLBACK_KEPT, CALLBACK_OFFER, CALLBACK_PENDING, CALLBACK_YOUR_NUMBER,
+    NUMBER_PLUS,
 };
-use super::{MenuFlow, Next, Step};
+use super::{MenuFlow, Next, Place, Step};
 use crate::ivr::{digit_prompt, FlowAction, PromptRef};
 use crate::numbers::NumberRules;
 use crate::routing::model::Callback;
@@ -34,6 +35,8 @@ pub(super) enum Dialogue {
     Typing { digits: String },
     /// Asked for: the call ends after the thanks.
     Requested,
+    /// A caller whose earlier request is still pending was told so: 1 keeps it, 2 cancels.
+    Pending,
 }
 
 /// What the flow knows for the dialogue: the caller's number and the country's dialling rules.
@@ -44,6 +47,9 @@ pub(super) struct CallbackState {
     pub(super) caller: Option<String>,
     pub(super) rules: Option<NumberRules>,
     invalid_numbers: u32,
+    /// The caller has a request pending (in this language): they hear so first.
+    pub(super) pending_on_start: bool,
+    pending_language: Option<String>,
 }
 
 impl MenuFlow {
@@ -53,6 +59,50 @@ impl MenuFlow {
         self.callback.caller = caller.and_then(|caller| rules.callback_number(caller).ok());
         self.callback.rules = Some(rules);
         self
+    }
+
+    /// The caller already asked to be called back (the request, in `language`, is pending):
+    /// the call starts by saying so, and lets them keep or cancel it.
+    pub fn with_pending_callback(mut self, language: Option<&str>) -> Self {
+        self.callback.pending_on_start = language.is_some();
+        self.callback.pending_language = language.map(str::to_owned);
+        self
+    }
+
+    /// "You have already asked us to call you back: 1 keeps it, 2 cancels it."
+    pub(super) fn pending_callback(&mut self) -> Vec<FlowAction> {
+        self.callback.dialogue = Dialogue::Pending;
+        self.step(Step::CallbackPending);
+        let prompts = vec![self.pending_prompt(CALLBACK_PENDING)];
+        self.say(prompts, Next::AwaitCallbackKey)
+    }
+
+    fn pending_prompt(&self, name: &str) -> PromptRef {
+        let language = self.callback.pending_language.as_deref();
+        PromptRef::new(language.unwrap_or(&self.language), name)
+    }
+
+    /// A key after the pending request was mentioned.
+    fn pending_digit(&mut self, digit: char) -> Vec<FlowAction> {
+        match digit {
+            '1' => {
+                self.callback.dialogue = Dialogue::NotOffered;
+                self.step(Step::CallbackKept);
+                self.summary.heard_information = true;
+                self.place = Place::Leaving;
+                let prompts = vec![self.pending_prompt(CALLBACK_KEPT)];
+                self.say(prompts, Next::HangUp)
+            }
+            '2' => {
+                self.callback.dialogue = Dialogue::NotOffered;
+                self.step(Step::CallbackCancelled);
+                let mut actions = vec![FlowAction::CancelCallback];
+                let prompts = vec![self.pending_prompt(CALLBACK_CANCELLED)];
+                actions.extend(self.say(prompts, Next::Start));
+                actions
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The queued group's callback settings, when a callback can be offered at all.
@@ -95,6 +145,9 @@ impl MenuFlow {
 
     /// A key while queued (holding or in the dialogue); false when it means nothing here.
     pub(super) fn callback_digit(&mut self, digit: char) -> Option<Vec<FlowAction>> {
+        if self.callback.dialogue == Dialogue::Pending {
+            return Some(self.pending_digit(digit));
+        }
         let key = self.callback_settings()?.key.value;
         match self.callback.dialogue.clone() {
             Dialogue::Offered if digit == key => Some(self.read_back()),
@@ -123,6 +176,11 @@ impl MenuFlow {
 
     /// No key for a while in the dialogue: back to the music, the offer still open.
     pub(super) fn callback_timed_out(&mut self) -> Vec<FlowAction> {
+        if self.callback.dialogue == Dialogue::Pending {
+            // No answer: the request stays, and the call goes on as any other.
+            self.callback.dialogue = Dialogue::NotOffered;
+            return self.start();
+        }
         self.back_to_hold()
     }
 

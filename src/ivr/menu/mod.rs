@@ -46,6 +46,8 @@ enum Next {
     Hold,
     /// In the queued-callback dialogue: wait `digit_timeout` for the caller's next key.
     AwaitCallbackKey,
+    /// The call's start (after a pending callback was cancelled).
+    Start,
     HangUp,
     /// Transferring, or the call is ending: keys no longer matter.
     Nothing,
@@ -106,6 +108,12 @@ pub enum Step {
     QueueGaveUp,
     /// Heard the queued-callback offer (once per call).
     CallbackOffered,
+    /// Told at the start that their earlier request is pending.
+    CallbackPending,
+    /// Kept the pending request (and left).
+    CallbackKept,
+    /// Cancelled the pending request.
+    CallbackCancelled,
     /// Asked to be called back on this number (E.164).
     CallbackRequested {
         number: String,
@@ -132,6 +140,9 @@ impl std::fmt::Display for Step {
             Step::Queued { group } => write!(f, "queue {group}"),
             Step::QueueGaveUp => f.write_str("queue gave up"),
             Step::CallbackOffered => f.write_str("callback offered"),
+            Step::CallbackPending => f.write_str("callback pending"),
+            Step::CallbackKept => f.write_str("callback kept"),
+            Step::CallbackCancelled => f.write_str("callback cancelled"),
             Step::CallbackRequested { .. } => f.write_str("callback requested"),
             Step::HangUp => f.write_str("hang up"),
         }
@@ -276,6 +287,9 @@ impl MenuFlow {
             Step::Queued { .. } => "queued",
             Step::QueueGaveUp => "queue_gave_up",
             Step::CallbackOffered => "callback_offered",
+            Step::CallbackPending => "callback_pending",
+            Step::CallbackKept => "callback_kept",
+            Step::CallbackCancelled => "callback_cancelled",
             Step::CallbackRequested { .. } => "callback_requested",
             Step::HangUp => "hang_up",
         };
@@ -332,6 +346,27 @@ impl MenuFlow {
             .collect()
     }
 
+    /// The call's start: the welcome and the language menu, or straight into the start
+    /// menu in the remembered (or only) language.
+    fn start(&mut self) -> Vec<FlowAction> {
+        if let Some(language) = self.remembered.clone() {
+            return self.start_remembered(language);
+        }
+        let mut prompts = vec![self.prompt("welcome")];
+        if self.languages().len() > 1 {
+            prompts.extend(self.language_menu());
+            self.say(prompts, Next::AwaitDigit)
+        } else {
+            // One language: no language menu; the welcome leads into the start menu.
+            // The caller is served in it, although they did not choose it.
+            self.summary.language = Some(self.language.clone());
+            let start = self.routing.hotline.start.value.clone();
+            self.place = Place::Menus(vec![start]);
+            prompts.extend(self.menu_prompt());
+            self.say(prompts, Next::AwaitDigit)
+        }
+    }
+
     /// Cut what plays, forget the key timer, queue `prompts`, then `next`.
     fn say(&mut self, prompts: Vec<PromptRef>, next: Next) -> Vec<FlowAction> {
         self.next = next;
@@ -362,24 +397,8 @@ impl CallFlow for MenuFlow {
         self.wall = clock.wall;
         self.now = Some(clock.now);
         match event {
-            FlowEvent::Started => {
-                if let Some(language) = self.remembered.clone() {
-                    return self.start_remembered(language);
-                }
-                let mut prompts = vec![self.prompt("welcome")];
-                if self.languages().len() > 1 {
-                    prompts.extend(self.language_menu());
-                    self.say(prompts, Next::AwaitDigit)
-                } else {
-                    // One language: no language menu; the welcome leads into the start menu.
-                    // The caller is served in it, although they did not choose it.
-                    self.summary.language = Some(self.language.clone());
-                    let start = self.routing.hotline.start.value.clone();
-                    self.place = Place::Menus(vec![start]);
-                    prompts.extend(self.menu_prompt());
-                    self.say(prompts, Next::AwaitDigit)
-                }
-            }
+            FlowEvent::Started if self.callback.pending_on_start => self.pending_callback(),
+            FlowEvent::Started => self.start(),
             FlowEvent::Digit(digit) => self.digit(digit),
             FlowEvent::PlaybackFinished => self.after_playback(),
             FlowEvent::Timer(DIGIT_TIMER) if self.next == Next::AwaitDigit => {

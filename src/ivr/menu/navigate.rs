@@ -120,6 +120,10 @@ impl MenuFlow {
     }
 
     pub(super) fn digit(&mut self, digit: char) -> Vec<FlowAction> {
+        if self.next == Next::AwaitCallbackKey && self.place != Place::Leaving {
+            // The start's "your callback is pending" question.
+            return self.callback_digit(digit).unwrap_or_default();
+        }
         // The change-language key counts only as the first key in the start menu.
         let offered = std::mem::take(&mut self.offering_change);
         let operator = self.routing.hotline.operator_key.as_ref().map(|k| k.value);
@@ -251,6 +255,7 @@ impl MenuFlow {
                 self.next = Next::Hold;
                 self.hold()
             }
+            Next::Start => self.start(),
             Next::AwaitCallbackKey => {
                 self.next = Next::AwaitCallbackKey;
                 vec![FlowAction::StartTimer {

@@ -32,6 +32,10 @@ pub const CALLBACK_INVALID_NUMBER: &str = "callback_invalid_number";
 pub const CALLBACK_ACCEPTED: &str = "callback_accepted";
 /// Said to the resident called back, before the group's `announce` prompt.
 pub const CALLBACK_INTRO: &str = "callback_intro";
+/// A caller whose request is pending: keep it (1) or cancel it (2).
+pub const CALLBACK_PENDING: &str = "callback_pending";
+pub const CALLBACK_KEPT: &str = "callback_kept";
+pub const CALLBACK_CANCELLED: &str = "callback_cancelled";
 
 /// Every prompt the flow itself can play with this routing (menus, `play` options, group
 /// names, `language_menu_*` and the opening-time `hour_*`/`minute_*` are the file's own and
@@ -109,6 +113,9 @@ pub fn flow_prompts(routing: &Routing) -> Vec<String> {
                 CALLBACK_INVALID_NUMBER,
                 CALLBACK_ACCEPTED,
                 CALLBACK_INTRO,
+                CALLBACK_PENDING,
+                CALLBACK_KEPT,
+                CALLBACK_CANCELLED,
             ]
             .map(String::from),
         );

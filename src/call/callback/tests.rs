@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::tests::{
+use crate::acd::PauseReason;
+use crate::call::tests::{
     config, header, in_dialog, invite_with, ok_to, to_tag, udp, Harness, PCMU_OFFER,
 };
-use super::*;
-use crate::acd::PauseReason;
-use crate::cdr::{CallbackStatus, Outcome};
+use crate::call::*;
+use crate::cdr::Outcome;
 use crate::ivr::menu::MenuFlow;
 use crate::media::dtmf::DtmfSource;
 use crate::media::prompts::Prompt;
@@ -21,7 +21,7 @@ use crate::settings::CallerIdHeader;
 use crate::sip::registration::keepalive::{Keepalive, KeepaliveConfig};
 use crate::sip::transport::TransportKind;
 
-const ROUTING: &str = r#"[hotline]
+pub(super) const ROUTING: &str = r#"[hotline]
 languages = ["en"]
 default_language = "en"
 timezone = "Europe/Vilnius"
@@ -44,24 +44,24 @@ callback = { trunk = "carrier", offer_after = "30s", retry_after = "5m", max_att
 agents = [{ uri = "sip:desk-1@127.0.0.1:5301" }]
 "#;
 
-const AGENT: &str = "sip:desk-1@127.0.0.1:5301";
-const RESIDENT: &str = "+37060000000";
+pub(super) const AGENT: &str = "sip:desk-1@127.0.0.1:5301";
+pub(super) const RESIDENT: &str = "+37060000000";
 
-fn agent() -> Peer {
+pub(super) fn agent() -> Peer {
     Peer {
         transport: TransportKind::Udp,
         addr: "127.0.0.1:5301".parse().unwrap(),
     }
 }
 
-fn carrier() -> Peer {
+pub(super) fn carrier() -> Peer {
     Peer {
         transport: TransportKind::Udp,
         addr: "127.0.0.5:5060".parse().unwrap(),
     }
 }
 
-fn rules() -> NumberRules {
+pub(super) fn rules() -> NumberRules {
     NumberRules {
         country_code: "370".into(),
         national_prefix: "8".into(),
@@ -69,12 +69,12 @@ fn rules() -> NumberRules {
     }
 }
 
-fn routing() -> Arc<crate::routing::Routing> {
+pub(super) fn routing() -> Arc<crate::routing::Routing> {
     Arc::new(crate::routing::parse(ROUTING, "routing.toml").unwrap())
 }
 
 /// Every prompt the menus can play, each 0.1 s long.
-fn prompts(routing: &crate::routing::Routing) -> PromptLibrary {
+pub(super) fn prompts(routing: &crate::routing::Routing) -> PromptLibrary {
     let mut names = crate::ivr::menu::prompts::flow_prompts(routing);
     names.extend(["main_menu", "group_heating", "music_on_hold"].map(String::from));
     names.extend((1..=9).map(|n| format!("number_{n}")));
@@ -86,14 +86,17 @@ fn prompts(routing: &crate::routing::Routing) -> PromptLibrary {
 }
 
 /// The routing's menus as the service runs them, a trunk to the carrier, the agent paused.
-fn harness() -> Harness {
+pub(super) fn harness() -> Harness {
     let routing = routing();
     let mut h = Harness::with_prompts(config(), prompts(&routing));
     let for_flows = routing.clone();
     h.switchboard()
         .set_flow_factory(Box::new(move |incoming: &IncomingCall| {
             let flow = MenuFlow::new(for_flows.clone());
-            Box::new(flow.with_callback_numbers(Some(&incoming.caller), rules()))
+            Box::new(
+                flow.with_callback_numbers(Some(&incoming.caller), rules())
+                    .with_pending_callback(incoming.pending_callback.as_deref()),
+            )
         }));
     let now = h.sim.now;
     let keepalive = KeepaliveConfig {
@@ -130,7 +133,7 @@ fn harness() -> Harness {
 }
 
 /// A caller from `number` answered, in the desk's queue a second later; their leg.
-fn queued_caller(h: &mut Harness, call_id: &str, number: &str) -> (LegId, String) {
+pub(super) fn queued_caller(h: &mut Harness, call_id: &str, number: &str) -> (LegId, String) {
     let branch = format!("z9hG4bK-{call_id}");
     let from = |text: String| text.replace("sip:37060000000@", &format!("sip:{number}@"));
     let invite = invite_with(call_id, &branch, "", "application/sdp", PCMU_OFFER);
@@ -156,7 +159,7 @@ fn queued_caller(h: &mut Harness, call_id: &str, number: &str) -> (LegId, String
     (leg, tag)
 }
 
-fn press(h: &mut Harness, leg: LegId, keys: &str) {
+pub(super) fn press(h: &mut Harness, leg: LegId, keys: &str) {
     for digit in keys.chars() {
         let offset = h.sim.elapsed() + Duration::from_millis(500);
         h.advance_to(offset);
@@ -168,13 +171,13 @@ fn press(h: &mut Harness, leg: LegId, keys: &str) {
     }
 }
 
-fn wait(h: &mut Harness, seconds: u64) {
+pub(super) fn wait(h: &mut Harness, seconds: u64) {
     let offset = h.sim.elapsed() + Duration::from_secs(seconds);
     h.advance_to(offset);
 }
 
 /// The prompts played on `leg` since `from` (an index into the media commands).
-fn played(h: &Harness, leg: LegId, from: usize) -> Vec<String> {
+pub(super) fn played(h: &Harness, leg: LegId, from: usize) -> Vec<String> {
     h.media[from..]
         .iter()
         .filter_map(|command| match command {
@@ -188,7 +191,7 @@ fn played(h: &Harness, leg: LegId, from: usize) -> Vec<String> {
         .collect()
 }
 
-fn requests_to(h: &mut Harness, peer: Peer, method: &str) -> Vec<String> {
+pub(super) fn requests_to(h: &mut Harness, peer: Peer, method: &str) -> Vec<String> {
     h.take_sent()
         .into_iter()
         .filter(|(_, to, text)| *to == peer && text.starts_with(method))
@@ -197,7 +200,7 @@ fn requests_to(h: &mut Harness, peer: Peer, method: &str) -> Vec<String> {
 }
 
 /// The answer of a phone to our INVITE, with SDP when 2xx.
-fn answer(invite: &str, status: &str, tag: &str) -> String {
+pub(super) fn answer(invite: &str, status: &str, tag: &str) -> String {
     let body = if status.starts_with("200") {
         "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7010 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
     } else {
@@ -218,7 +221,7 @@ fn answer(invite: &str, status: &str, tag: &str) -> String {
     )
 }
 
-fn record<'a>(h: &'a Harness, call_id: &str) -> &'a crate::cdr::CallRecord {
+pub(super) fn record<'a>(h: &'a Harness, call_id: &str) -> &'a crate::cdr::CallRecord {
     h.records
         .iter()
         .find(|record| record.call_id == call_id)
@@ -227,7 +230,7 @@ fn record<'a>(h: &'a Harness, call_id: &str) -> &'a crate::cdr::CallRecord {
 
 /// Caller A waits, is offered the callback, confirms their own number; caller B queues later
 /// (B's dialog tag comes back).
-fn a_asks_for_a_callback(h: &mut Harness) -> String {
+pub(super) fn a_asks_for_a_callback(h: &mut Harness) -> String {
     let (leg, _) = queued_caller(h, "cb-a", "37060000000");
     let before = h.media.len();
     wait(h, 25);
@@ -280,7 +283,7 @@ fn a_asks_for_a_callback(h: &mut Harness) -> String {
 }
 
 /// The agent comes back: the callback (asked for first) rings them before caller B.
-fn agent_takes_the_callback(h: &mut Harness) -> String {
+pub(super) fn agent_takes_the_callback(h: &mut Harness) -> String {
     let now = h.sim.now;
     h.switchboard()
         .set_agent_pause(now, AGENT, None, "supervisor");
@@ -306,7 +309,7 @@ fn agent_takes_the_callback(h: &mut Harness) -> String {
     invite
 }
 
-fn resident_invite(h: &mut Harness) -> String {
+pub(super) fn resident_invite(h: &mut Harness) -> String {
     let invites = requests_to(h, carrier(), "INVITE");
     assert!(!invites.is_empty(), "the resident is dialled");
     let invite = invites[0].clone();
@@ -490,107 +493,4 @@ fn a_caller_who_does_not_answer_the_read_back_goes_back_to_waiting() {
     );
     let now = h.sim.now;
     assert!(h.switchboard().live(now).callbacks.is_empty());
-}
-
-#[test]
-fn every_change_of_a_request_is_written_and_the_number_blanked_when_it_is_over() {
-    let mut h = harness();
-    a_asks_for_a_callback(&mut h);
-    agent_takes_the_callback(&mut h);
-    let invite = resident_invite(&mut h);
-    h.receive(carrier(), &answer(&invite, "200 OK", "resident"));
-    wait(&mut h, 1);
-    let states: Vec<(CallbackStatus, u32, String)> = h
-        .callback_rows
-        .iter()
-        .map(|row| (row.state, row.attempts, row.number.clone()))
-        .collect();
-    assert_eq!(
-        states,
-        vec![
-            (CallbackStatus::Pending, 0, RESIDENT.to_owned()),
-            (CallbackStatus::Dialling, 1, RESIDENT.to_owned()),
-            (CallbackStatus::Connected, 1, String::new()),
-        ]
-    );
-    assert!(h.callback_rows.iter().all(|row| row.id == "cb-a"));
-    assert!(h.callback_rows[0].queue_entered < h.callback_rows[0].requested);
-}
-
-#[test]
-fn a_request_another_node_claimed_frees_the_agent_and_is_left_to_it() {
-    let mut h = harness();
-    a_asks_for_a_callback(&mut h);
-    h.grant_claims = false;
-    agent_takes_the_callback(&mut h);
-    let sent = h.take_sent();
-    let dials = sent
-        .iter()
-        .filter(|(_, to, text)| *to == carrier() && text.starts_with("INVITE"));
-    assert_eq!(dials.count(), 0, "no second dial");
-    let byes = sent
-        .iter()
-        .filter(|(_, to, text)| *to == agent() && text.starts_with("BYE"));
-    assert_eq!(byes.count(), 1, "the agent is released at once");
-    let now = h.sim.now;
-    assert!(h.switchboard().live(now).callbacks.is_empty());
-    let written = h.callback_rows.len();
-    wait(&mut h, 900);
-    assert_eq!(
-        h.callback_rows.len(),
-        written,
-        "the other node owns its row"
-    );
-}
-
-#[test]
-fn a_reload_while_the_resident_is_dialled_does_not_dial_again() {
-    let mut h = harness();
-    a_asks_for_a_callback(&mut h);
-    agent_takes_the_callback(&mut h);
-    resident_invite(&mut h);
-    let now = h.sim.now;
-    h.switchboard().set_routing(now, routing());
-    h.collect();
-    wait(&mut h, 5);
-    let again: Vec<String> = requests_to(&mut h, carrier(), "INVITE")
-        .into_iter()
-        .filter(|invite| invite.contains("CSeq: 1 INVITE"))
-        .collect();
-    let call_ids: std::collections::BTreeSet<Option<&str>> = again
-        .iter()
-        .map(|invite| header(invite, "Call-ID"))
-        .collect();
-    assert!(
-        call_ids.len() <= 1,
-        "only the first dial's retransmissions: {again:?}"
-    );
-    assert!(requests_to(&mut h, agent(), "INVITE").is_empty());
-}
-
-#[test]
-fn a_pending_request_taken_up_after_a_restart_keeps_its_place() {
-    let mut h = harness();
-    a_asks_for_a_callback(&mut h);
-    let row = h.callback_rows.last().cloned().unwrap();
-    assert_eq!(row.state, CallbackStatus::Pending);
-
-    // A new service: the agent still paused, the wall clock later than the request.
-    let mut h = harness();
-    wait(&mut h, 200);
-    let now = h.sim.now;
-    h.switchboard().restore_callbacks(now, vec![row]);
-    h.collect();
-    queued_caller(&mut h, "cb-c", "37062222222");
-    let now = h.sim.now;
-    let live = h.switchboard().live(now);
-    assert_eq!(live.callbacks.len(), 1);
-    assert_eq!(live.callbacks[0].position, Some(1), "{:?}", live.callbacks);
-    let invite = agent_takes_the_callback(&mut h);
-    assert!(
-        invite.contains("[CB]"),
-        "the request before the caller who came later"
-    );
-    let dial = resident_invite(&mut h);
-    assert!(dial.starts_with("INVITE sip:+37060000000@"), "{dial}");
 }
