@@ -250,6 +250,16 @@ impl Switchboard {
         let Some(request) = self.callbacks.requests.get(&call.0) else {
             return self.report_to_acd(now, AcdInput::CallerLeft { call });
         };
+        if !self.callback_window_open(&request.group, self.wall(now)) {
+            // Outside the hours residents are called in: out of the queue until they come.
+            info!(request = call.0, "callback outside its window: it waits");
+            if let Some(request) = self.callbacks.requests.get_mut(&call.0) {
+                request.state = RequestState::Waiting {
+                    until: now + queue::WINDOW_RECHECK,
+                };
+            }
+            return self.report_to_acd(now, AcdInput::CallerLeft { call });
+        }
         let ring = AgentCall {
             target: String::new(),
             display: request.display.clone(),

@@ -11,7 +11,7 @@ use crate::call::Switchboard;
 use crate::cdr::CallbackStatus;
 
 /// A request outside its window looks again this often.
-const WINDOW_RECHECK: Duration = Duration::from_secs(60);
+pub(super) const WINDOW_RECHECK: Duration = Duration::from_secs(60);
 
 impl Switchboard {
     /// The ACD dropped a request (its group left the routing): it ends unserved.
@@ -79,7 +79,7 @@ impl Switchboard {
     }
 
     /// Whether attempts may be made now: the callback's `window` hours, else the group's.
-    fn callback_window_open(&self, group: &str, wall: SystemTime) -> bool {
+    pub(super) fn callback_window_open(&self, group: &str, wall: SystemTime) -> bool {
         let Some(routing) = self.acd.as_ref().map(|acd| acd.routing()) else {
             return false;
         };

@@ -494,3 +494,43 @@ fn a_caller_who_does_not_answer_the_read_back_goes_back_to_waiting() {
     let now = h.sim.now;
     assert!(h.switchboard().live(now).callbacks.is_empty());
 }
+
+#[test]
+fn attempts_wait_for_the_window_and_are_made_once_it_opens() {
+    // The harness's clock starts on Thursday 1 January 1970; the window is Sundays only.
+    let text = ROUTING.replace(
+        "max_attempts = 2 }",
+        "max_attempts = 2, window = \"sundays\" }",
+    ) + "\n[hours.sundays]\nweekly = { sun = \"00:00-23:59\" }\n";
+    let routing = Arc::new(crate::routing::parse(&text, "routing.toml").unwrap());
+    let mut h = harness();
+    let now = h.sim.now;
+    h.switchboard().set_routing(now, routing.clone());
+    let for_flows = routing;
+    h.switchboard()
+        .set_flow_factory(Box::new(move |incoming: &IncomingCall| {
+            let flow = MenuFlow::new(for_flows.clone());
+            Box::new(flow.with_callback_numbers(Some(&incoming.caller), rules()))
+        }));
+    let b_tag = a_asks_for_a_callback(&mut h);
+    let bye = in_dialog("BYE", "cb-b", &b_tag, 2, "z9hG4bK-b-bye", "")
+        .replace("sip:37060000000@", "sip:37061111111@");
+    h.receive(udp(), &bye);
+    let now = h.sim.now;
+    h.switchboard()
+        .set_agent_pause(now, AGENT, None, "supervisor");
+    h.collect();
+    let invites = requests_to(&mut h, agent(), "INVITE");
+    assert!(invites.is_empty(), "no callback on a Thursday: {invites:?}");
+    let now = h.sim.now;
+    assert_eq!(h.switchboard().live(now).callbacks[0].state, "waiting");
+    for day in 1..=3 {
+        wait(&mut h, 86_400);
+        let rung: Vec<String> = requests_to(&mut h, agent(), "INVITE")
+            .into_iter()
+            .filter(|invite| invite.contains("[CB]"))
+            .collect();
+        let sunday = day == 3;
+        assert_eq!(!rung.is_empty(), sunday, "day {day}: {rung:?}");
+    }
+}
