@@ -142,7 +142,12 @@ impl Switchboard {
             to: header("To"),
             remembered_language,
             caller: facts.caller.clone(),
-            numbers: self.trunks.rules.clone(),
+            numbers: self
+                .trunks
+                .rules
+                .clone()
+                .filter(|_| !self.trunks.lines.is_empty()),
+            trunks: self.trunk_names(),
             pending_callback: self.pending_callback_of(&facts.caller),
         });
         self.calls.insert(

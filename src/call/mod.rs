@@ -151,6 +151,8 @@ pub struct IncomingCall {
     /// The dialling rules of the trunks (`[numbers]`), when there are trunks to call back
     /// through; without them no callback is offered.
     pub numbers: Option<crate::numbers::NumberRules>,
+    /// The trunks configured: a group's callback is offered only through one of them.
+    pub trunks: Vec<String>,
     /// The caller already has a callback request waiting (in this language).
     pub pending_callback: Option<String>,
 }

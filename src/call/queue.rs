@@ -29,6 +29,7 @@ impl Switchboard {
             }
             None => self.acd = Some(Acd::new(routing, AcdSettings::default(), now)),
         }
+        self.warn_unusable_callbacks();
         self.route(now);
     }
 

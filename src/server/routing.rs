@@ -197,7 +197,7 @@ fn loaded(active: ActiveRouting) -> Loaded {
                 .with_remembered_language(incoming.remembered_language.as_deref());
             if let Some(rules) = &incoming.numbers {
                 flow = flow
-                    .with_callback_numbers(Some(&incoming.caller), rules.clone())
+                    .with_callback_numbers(Some(&incoming.caller), rules.clone(), &incoming.trunks)
                     .with_pending_callback(incoming.pending_callback.as_deref());
             }
             Box::new(flow)

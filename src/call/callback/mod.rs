@@ -270,6 +270,22 @@ impl Switchboard {
         self.ring_chosen_agent(now, SessionId(call.0), agent, ring);
     }
 
+    /// A group offering callbacks through a trunk that is not configured: said once the
+    /// trunks and the routing are both known (at start, and on each reload).
+    pub(super) fn warn_unusable_callbacks(&self) {
+        let (Some(acd), Some(_)) = (&self.acd, &self.trunks.rules) else {
+            return;
+        };
+        for (name, group) in &acd.routing().groups {
+            let Some(callback) = &group.callback else {
+                continue;
+            };
+            if !self.has_trunk(&callback.trunk.value) {
+                warn!(group = %name, trunk = %callback.trunk.value, "callback through a trunk that is not configured ([trunks.NAME]): its requests cannot be dialled");
+            }
+        }
+    }
+
     /// The language of `caller`'s request still waiting to be dialled, if they have one.
     pub(super) fn pending_callback_of(&self, caller: &str) -> Option<String> {
         let rules = self.trunks.rules.as_ref()?;

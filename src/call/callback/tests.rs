@@ -94,7 +94,7 @@ pub(super) fn harness() -> Harness {
         .set_flow_factory(Box::new(move |incoming: &IncomingCall| {
             let flow = MenuFlow::new(for_flows.clone());
             Box::new(
-                flow.with_callback_numbers(Some(&incoming.caller), rules())
+                flow.with_callback_numbers(Some(&incoming.caller), rules(), &incoming.trunks)
                     .with_pending_callback(incoming.pending_callback.as_deref()),
             )
         }));
@@ -510,7 +510,7 @@ fn attempts_wait_for_the_window_and_are_made_once_it_opens() {
     h.switchboard()
         .set_flow_factory(Box::new(move |incoming: &IncomingCall| {
             let flow = MenuFlow::new(for_flows.clone());
-            Box::new(flow.with_callback_numbers(Some(&incoming.caller), rules()))
+            Box::new(flow.with_callback_numbers(Some(&incoming.caller), rules(), &incoming.trunks))
         }));
     let b_tag = a_asks_for_a_callback(&mut h);
     let bye = in_dialog("BYE", "cb-b", &b_tag, 2, "z9hG4bK-b-bye", "")
@@ -533,4 +533,27 @@ fn attempts_wait_for_the_window_and_are_made_once_it_opens() {
         let sunday = day == 3;
         assert_eq!(!rung.is_empty(), sunday, "day {day}: {rung:?}");
     }
+}
+
+#[test]
+fn no_offer_when_the_groups_trunk_is_not_configured() {
+    let text = ROUTING.replace("trunk = \"carrier\"", "trunk = \"elsewhere\"");
+    let routing = Arc::new(crate::routing::parse(&text, "routing.toml").unwrap());
+    let mut h = harness();
+    let now = h.sim.now;
+    h.switchboard().set_routing(now, routing.clone());
+    h.switchboard()
+        .set_flow_factory(Box::new(move |incoming: &IncomingCall| {
+            let flow = MenuFlow::new(routing.clone());
+            Box::new(flow.with_callback_numbers(Some(&incoming.caller), rules(), &incoming.trunks))
+        }));
+    let (leg, _) = queued_caller(&mut h, "cb-nowhere", "37060000000");
+    let before = h.media.len();
+    wait(&mut h, 90);
+    let heard = played(&h, leg, before);
+    assert!(
+        heard.contains(&"all_agents_busy".to_owned()) || heard.contains(&"queue_hold".to_owned()),
+        "{heard:?}"
+    );
+    assert!(!heard.contains(&"callback_offer".to_owned()), "{heard:?}");
 }

@@ -138,6 +138,19 @@ pub(super) struct TrunkCall {
 
 impl Switchboard {
     /// Sets up the carrier trunks and starts registering or probing them.
+    pub(super) fn trunk_names(&self) -> Vec<String> {
+        self.trunks
+            .lines
+            .iter()
+            .map(|line| line.setup.name.clone())
+            .collect()
+    }
+
+    /// Whether a trunk of this name is configured.
+    pub(super) fn has_trunk(&self, name: &str) -> bool {
+        self.trunks.lines.iter().any(|line| line.setup.name == name)
+    }
+
     pub fn set_trunks(&mut self, now: Instant, rules: NumberRules, setups: Vec<TrunkSetup>) {
         self.trunks.rules = Some(rules);
         self.trunks.lines = setups
@@ -154,6 +167,7 @@ impl Switchboard {
         for line in 0..self.trunks.lines.len() {
             self.trunk_input(now, line, TrunkEvent::Start);
         }
+        self.warn_unusable_callbacks();
         self.route(now);
     }
 

@@ -46,6 +46,8 @@ pub(super) struct CallbackState {
     /// The caller's number when it may be called back (E.164), else they are asked to type one.
     pub(super) caller: Option<String>,
     pub(super) rules: Option<NumberRules>,
+    /// The trunks residents can be dialled through.
+    trunks: Vec<String>,
     invalid_numbers: u32,
     /// The caller has a request pending (in this language): they hear so first.
     pub(super) pending_on_start: bool,
@@ -53,11 +55,18 @@ pub(super) struct CallbackState {
 }
 
 impl MenuFlow {
-    /// The caller's number (as the switchboard knows it) and the dialling rules that check
-    /// numbers typed for a callback; without them no callback is offered.
-    pub fn with_callback_numbers(mut self, caller: Option<&str>, rules: NumberRules) -> Self {
+    /// The caller's number (as the switchboard knows it), the dialling rules that check
+    /// numbers typed for a callback and the trunks configured; without them, or without the
+    /// group's trunk among them, no callback is offered.
+    pub fn with_callback_numbers(
+        mut self,
+        caller: Option<&str>,
+        rules: NumberRules,
+        trunks: &[String],
+    ) -> Self {
         self.callback.caller = caller.and_then(|caller| rules.callback_number(caller).ok());
         self.callback.rules = Some(rules);
+        self.callback.trunks = trunks.to_vec();
         self
     }
 
@@ -109,7 +118,11 @@ impl MenuFlow {
     fn callback_settings(&self) -> Option<&Callback> {
         self.callback.rules.as_ref()?;
         let group = self.summary.group.as_ref()?;
-        self.routing.groups.get(group)?.callback.as_ref()
+        let callback = self.routing.groups.get(group)?.callback.as_ref()?;
+        self.callback
+            .trunks
+            .contains(&callback.trunk.value)
+            .then_some(callback)
     }
 
     /// The offer for a queue announcement: made once the expected wait passes `offer_after`
