@@ -96,6 +96,8 @@ const SENTINEL: &[u8] =
 pub struct Capture {
     dumpcap: Child,
     datagrams: mpsc::Receiver<Datagram>,
+    /// What [`Capture::wait_for`] has read so far; [`Capture::finish`] returns it too.
+    seen: Vec<Datagram>,
     sentinel_to: SocketAddrV4,
     file: PathBuf,
 }
@@ -163,8 +165,39 @@ impl Capture {
         Capture {
             dumpcap,
             datagrams,
+            seen: Vec::new(),
             sentinel_to: SocketAddrV4::new(Ipv4Addr::LOCALHOST, sentinel_port),
             file,
+        }
+    }
+
+    /// While the capture runs: the first datagram captured so far, or arriving within
+    /// `timeout`, for which `wanted` holds (`None` if none did). Everything read stays for
+    /// [`Capture::finish`].
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        wanted: impl Fn(&Datagram) -> bool,
+    ) -> Option<Datagram> {
+        if let Some(found) = self.seen.iter().find(|datagram| wanted(datagram)) {
+            return Some(found.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.datagrams.recv_timeout(left) {
+                Ok(datagram) => {
+                    let found = wanted(&datagram).then(|| datagram.clone());
+                    self.seen.push(datagram);
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("dumpcap stopped early; see {}", self.file.display())
+                }
+            }
         }
     }
 
@@ -173,7 +206,7 @@ impl Capture {
     pub fn finish(mut self) -> Vec<Datagram> {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a UDP socket");
         let deadline = Instant::now() + CAPTURE_END_DEADLINE;
-        let mut captured = Vec::new();
+        let mut captured = std::mem::take(&mut self.seen);
         'waiting: while Instant::now() < deadline {
             socket
                 .send_to(SENTINEL, self.sentinel_to)
