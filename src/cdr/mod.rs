@@ -94,7 +94,7 @@ callback_offered
                 offer, whether they took it or not).
 callback_accepted
                 calls whose outcome is `callback_requested`: the caller asked for a callback and
-                left the queue; offered, never answered or abandoned.
+                left the queue. Such calls count in offered, never in answered or abandoned.
 callback_attempts
                 records of callback attempts: `connected` when the resident was bridged to the
                 agent, `not_reached` when busy, not answering or refusing the call (else any
@@ -110,8 +110,8 @@ callback_failed requests with attempts in the population, none of them `connecte
                 counts as failed until it is reached, one reached in a later period counts as
                 failed in the earlier one.
 callback_connected_in_sl
-                connected requests whose net wait <= callback_sl_threshold (15 min; no setting
-                yet).
+                connected requests whose net wait <= callback_sl_threshold (15 min, fixed: no
+                setting or option yet).
 callback_service_level
                 callback_connected_in_sl / (callback_connected + callback_failed); empty when
                 that is 0/0.
