@@ -3,9 +3,9 @@
 //! the period picker (day, week, month, custom), the agents table with calls and talk per
 //! period, service level and abandonment per day as a line chart, CSV downloads of the same
 //! tables, the wallboard, and the agents' buttons (forms with a CSRF field that pause, log out
-//! or free an agent through the service loop). Expected figures are recomputed here from the
-//! seeded script by the README's definitions; headless Chromium renders the pages into PNGs
-//! under target/.
+//! or free an agent through the service loop), queued callbacks (the requests pending now and
+//! the period's callback figures). Expected figures are recomputed here from the seeded script
+//! by the README's definitions; headless Chromium renders the pages into PNGs under target/.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use chrono_tz::Europe::Vilnius;
 use hotline::acd::{AgentId, PauseReason};
 use hotline::cdr::{CallRecord, CallStart, CdrStore, DtmfMode, Outcome, Thresholds, TransferMode};
 use hotline::http::live::{
-    AgentLive, CallOrder, Command, LiveCall, LiveSnapshot, QueueLive, ReloadRequest,
+    AgentLive, CallOrder, CallbackLive, Command, LiveCall, LiveSnapshot, QueueLive, ReloadRequest,
 };
 use hotline::http::{serve, HttpState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -151,6 +151,73 @@ fn record_of(call: &Call) -> CallRecord {
     }
 }
 
+/// The day with queued callbacks (Wednesday of week 10).
+const CALLBACK_DAY: &str = "2026-03-04";
+
+/// Two heating callers on `CALLBACK_DAY` who asked to be called back after 95 s in the queue
+/// (at 10:00 and 10:05): the first is dialled 4 min after asking and bridged 20 s later (net
+/// wait 4:20), the second is dialled twice and not reached. Neither request is an answered or
+/// abandoned call, and the dials are no calls at all: the day's service level is the script's.
+fn callback_records(routing: &hotline::routing::Routing) -> Vec<CallRecord> {
+    let day = date(CALLBACK_DAY);
+    let agent = agents_of(routing, "heating")[0].clone();
+    let request = |id: &str, minute: u32, language: &'static str| {
+        let call = Call {
+            id: id.into(),
+            day,
+            arrived: local(day, 10, minute),
+            enterprise: "heating",
+            language,
+            outcome: Outcome::CallbackRequested,
+            wait_s: 95,
+            talk_s: 0,
+            agent: None,
+        };
+        let mut record = record_of(&call);
+        record
+            .menu_path
+            .push_str(" > queue heating > callback offered > callback requested");
+        record
+    };
+    let attempt = |id: &str, original: &CallRecord, after_s: i64, bridged: bool| {
+        let asked = original.ended;
+        let arrived = asked + chrono::Duration::seconds(after_s);
+        let answered = bridged.then(|| arrived + chrono::Duration::seconds(20));
+        CallRecord {
+            call_id: id.into(),
+            arrived,
+            ivr_answered: answered,
+            language_chosen: None,
+            group_chosen: Some(asked),
+            queue_entered: Some(asked),
+            agent_answered: answered,
+            ended: answered.map_or(arrived + chrono::Duration::seconds(30), |at| {
+                at + chrono::Duration::seconds(180)
+            }),
+            menu_path: format!("{} > callback attempt", original.menu_path),
+            dtmf_mode: DtmfMode::None,
+            agent: Some(agent.clone()),
+            transfer_mode: answered.map(|_| TransferMode::Bridge),
+            outcome: if bridged {
+                Outcome::Connected
+            } else {
+                Outcome::NotReached
+            },
+            callback_of: Some(original.call_id.clone()),
+            ..original.clone()
+        }
+    };
+    let first = request("cb-1", 0, "lt");
+    let second = request("cb-2", 5, "en");
+    vec![
+        attempt("cb-1-1", &first, 240, true),
+        attempt("cb-2-1", &second, 180, false),
+        attempt("cb-2-2", &second, 480, false),
+        first,
+        second,
+    ]
+}
+
 /// The README's service level: answered within 20 s / (answered + abandoned (wait >= 5 s)).
 fn service_level(calls: &[&Call]) -> Option<f64> {
     let answered: Vec<_> = calls.iter().filter(|c| c.agent.is_some()).collect();
@@ -253,13 +320,70 @@ fn snapshot(routing: &hotline::routing::Routing) -> LiveSnapshot {
         ],
         queues,
         agents,
+        callbacks: vec![
+            pending(
+                "heating",
+                "lt",
+                "+37061234567",
+                "queued",
+                0,
+                310,
+                Some(1),
+                None,
+            ),
+            pending(
+                "water",
+                "en",
+                "+447700900123",
+                "calling",
+                1,
+                905,
+                None,
+                None,
+            ),
+            pending(
+                "heating",
+                "lt",
+                "+37069876543",
+                "waiting",
+                2,
+                1260,
+                None,
+                Some(170),
+            ),
+        ],
         ..LiveSnapshot::default()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pending(
+    group: &str,
+    language: &str,
+    number: &str,
+    state: &str,
+    attempts: u32,
+    waiting_s: u64,
+    position: Option<u32>,
+    next_attempt_s: Option<u64>,
+) -> CallbackLive {
+    CallbackLive {
+        group: group.into(),
+        language: language.into(),
+        number: number.into(),
+        state: state.into(),
+        attempts,
+        waiting_s,
+        position,
+        next_attempt_s,
     }
 }
 
 struct Server {
     addr: SocketAddr,
     calls: Vec<Call>,
+    /// The callers' calls and the dials of `callback_records`.
+    callbacks: Vec<CallRecord>,
     /// Calls seeded today (for the wallboard), separately from the two weeks.
     today: Vec<Call>,
     _dir: tempfile::TempDir,
@@ -302,6 +426,19 @@ async fn start() -> Server {
             .unwrap();
         store.call_ended(record_of(call), Vec::new()).await.unwrap();
     }
+    let callbacks = callback_records(&routing);
+    for record in &callbacks {
+        store
+            .call_started(CallStart {
+                call_id: record.call_id.clone(),
+                caller: None,
+                trunk: record.trunk.clone(),
+                arrived: record.arrived,
+            })
+            .await
+            .unwrap();
+        store.call_ended(record.clone(), Vec::new()).await.unwrap();
+    }
     // The pages only read the snapshot; nobody answers reloads, calls or commands here.
     let (_, live_rx) = watch::channel(snapshot(&routing));
     let (reload, _) = mpsc::channel::<ReloadRequest>(1);
@@ -322,6 +459,7 @@ async fn start() -> Server {
     Server {
         addr,
         calls,
+        callbacks,
         today,
         _dir: dir,
     }
@@ -499,7 +637,16 @@ async fn two_weeks_with_the_agents_table_period_picker_and_trend_in_chromium() {
         })
         .collect();
     assert_eq!(totals.len(), 13);
-    assert_eq!(totals.iter().sum::<u64>(), server.calls.len() as u64);
+    // The callers who asked for a callback are calls; the dials of residents are not.
+    let requests = server
+        .callbacks
+        .iter()
+        .filter(|record| record.callback_of.is_none())
+        .count();
+    assert_eq!(
+        totals.iter().sum::<u64>(),
+        (server.calls.len() + requests) as u64
+    );
 
     // The agents table: Lithuanian group names, languages, state with reason and duration,
     // calls answered and talk over the period.
@@ -535,6 +682,31 @@ async fn two_weeks_with_the_agents_table_period_picker_and_trend_in_chromium() {
     assert!(tables.contains("title=\"municipality\">Vilniaus miesto savivaldybė</td>"));
     assert!(tables.contains("title=\"en\">anglų</td>"));
 
+    // Queued callbacks: the requests pending now, oldest first, and the period's figures
+    // (offered 2, asked 2, 3 dials, 1 connected within 15 min after 4:20, 1 failed).
+    for pending in [
+        "<h2>Laukiantys perskambinimai <span id=\"callbacks-pending-count\">(3)</span></h2>",
+        "<tr class=\"callback\"><td title=\"heating\">Vilniaus šilumos tinklai</td>\
+         <td class=\"text\">lietuvių</td><td class=\"text\">+37061234567</td>\
+         <td class=\"text\">eilėje</td><td>0</td><td>5:10</td><td>1</td></tr>",
+        "<td title=\"water\">Vilniaus vandenys</td><td class=\"text\">anglų</td>\
+         <td class=\"text\">+447700900123</td><td class=\"text\">skambinama</td><td>1</td>\
+         <td>15:05</td><td>–</td>",
+        "<td class=\"text\">laukia kito bandymo</td><td>2</td><td>21:00</td><td>po 2:50</td>",
+        "<h2>Perskambinimai pagal įmonę",
+        "<td title=\"heating\">Vilniaus šilumos tinklai</td><td>2</td><td>2</td><td>3</td>\
+         <td>1</td><td>1</td><td>50.0%</td><td>4:20</td>",
+        "<td class=\"total\">Iš viso</td><td>2</td><td>2</td><td>3</td><td>1</td><td>1</td>\
+         <td>50.0%</td><td>4:20</td>",
+        "SL = sujungta per 15 min nuo prašymo",
+    ] {
+        assert!(tables.contains(pending), "dashboard lacks {pending}");
+    }
+    // Only heating had callbacks; the dials are in the outcomes.
+    assert_eq!(tables.matches("<tr class=\"callback-figures\">").count(), 2);
+    assert!(html.contains(">paprašė perskambinti</text>"));
+    assert!(html.contains(">neprisiskambinta</text>"));
+
     let png = screenshot_async(
         format!("http://{}/?token={TOKEN}&{query}", server.addr),
         "dashboard-two-weeks.png",
@@ -559,6 +731,22 @@ async fn week_month_and_english_pages_name_their_period() {
     );
     // 2 March to 8 March, all with calls: 7 points; English names.
     assert_eq!(html.matches("class=\"sl-point\"").count(), 7);
+    // The callbacks of 4 March are in the week; the pending ones in English.
+    let tables = without_svg(html);
+    for callbacks in [
+        "<h2>Pending callbacks <span id=\"callbacks-pending-count\">(3)</span></h2>",
+        "<td class=\"text\">waiting to retry</td><td>2</td><td>21:00</td><td>in 2:50</td>",
+        "<td title=\"heating\">Vilnius Heating Networks</td><td>2</td><td>2</td><td>3</td>\
+         <td>1</td><td>1</td><td>50.0%</td><td>4:20</td>",
+        "<td class=\"total\">Total</td>",
+    ] {
+        assert!(tables.contains(callbacks), "week page lacks {callbacks}");
+    }
+    // The week before has none, but requests pend now.
+    let before = get(server.addr, "/?period=week&day=2026-02-23&lang=en").await;
+    assert!(before
+        .body
+        .contains("<p class=\"empty\">no callbacks in this period</p>"));
     assert!(html.contains("Service level and abandonment per day"));
     assert!(html.contains("title=\"water\">Vilnius Water</td>"));
     assert!(html.contains("<b>EN</b>"));
@@ -673,6 +861,19 @@ async fn csv_downloads_carry_the_tables_of_the_page() {
         .filter(|call| call.day <= date(FIRST).checked_add_days(Days::new(6)).unwrap())
         .count();
     assert_eq!(week_calls, expected_week);
+
+    let callbacks = get(
+        server.addr,
+        &format!("/dashboard.csv?period=custom&from={FIRST}&to={LAST}&table=callbacks&lang=en"),
+    )
+    .await;
+    assert_eq!(callbacks.status, 200, "{}", callbacks.body);
+    assert_eq!(
+        callbacks.body.trim_start_matches('\u{feff}'),
+        "enterprise,name,callback_offered,callback_accepted,callback_attempts,\
+         callback_connected,callback_connected_in_sl,callback_failed,callback_service_level,\
+         callback_asa_s\r\nheating,Vilnius Heating Networks,2,2,3,1,1,1,0.5000,260.000\r\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

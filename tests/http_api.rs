@@ -17,8 +17,8 @@ use hotline::cdr::{
     Thresholds, TransferMode,
 };
 use hotline::http::live::{
-    AgentLive, BanLive, CallOrder, Command, LiveCall, LiveSnapshot, OutcomeCount, QueueLive,
-    ReloadRequest, SecurityLive, TrunkLive,
+    AgentLive, BanLive, CallOrder, CallbackLive, Command, LiveCall, LiveSnapshot, OutcomeCount,
+    QueueLive, ReloadRequest, SecurityLive, TrunkLive,
 };
 use hotline::http::{check_bind, serve, HttpState};
 use serde_json::Value;
@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, watch};
 const TOKEN: &str = "s3cret-token";
 /// The seeded local day (Europe/Vilnius, UTC+2 in March).
 const DAY: &str = "2026-03-02";
+/// The next day: a few calls and queued callbacks (`callback_day`).
+const CALLBACK_DAY: &str = "2026-03-03";
 
 /// 09:00 in Vilnius on the seeded day.
 fn nine_local() -> DateTime<Utc> {
@@ -237,6 +239,124 @@ fn record_of(script: &Script) -> (CallRecord, Vec<CallEvent>) {
     (record, events)
 }
 
+/// 2026-03-03 from 09:00 local: five calls to heating and water, three of them asking for a
+/// callback, and the dials of two of those residents.
+///
+/// | call | group   | path                                | outcome            | wait |
+/// |------|---------|-------------------------------------|--------------------|------|
+/// | c01  | heating | offer heard, declined               | connected          | 70 s |
+/// | c02  | heating | callback requested                  | callback_requested | 90 s |
+/// | c03  | heating | callback requested (English)        | callback_requested | 60 s |
+/// | c04  | water   | no offer                            | connected          | 10 s |
+/// | c05  | heating | callback requested, never dialled   | callback_requested | 120 s|
+///
+/// c02 is dialled 2 min after the request (busy) and 8 min after it (bridged 30 s later: a net
+/// wait of 510 s); c03 twice, not reached either time. The day also holds `x01` (water, 00:30,
+/// answered after 1 s, talk 10 s) of the main script.
+fn callback_day() -> Vec<CallRecord> {
+    let nine = Utc.with_ymd_and_hms(2026, 3, 3, 7, 0, 0).unwrap();
+    let call = |id: &str, minute: i64, group: &str, steps: &str, outcome: Outcome, wait_s| {
+        let arrived = nine + chrono::Duration::minutes(minute);
+        let chosen = arrived + secs(30.0);
+        let answered = (outcome == Outcome::Connected).then(|| chosen + secs(wait_s));
+        CallRecord {
+            call_id: id.into(),
+            caller: Some("+37060000001".into()),
+            trunk: "127.0.0.1:5080".into(),
+            arrived,
+            ivr_answered: Some(arrived + secs(1.0)),
+            language_chosen: Some(arrived + secs(10.0)),
+            group_chosen: Some(chosen),
+            queue_entered: Some(chosen),
+            agent_answered: answered,
+            ended: answered.map_or(chosen + secs(wait_s), |at| at + secs(60.0)),
+            language: Some(if id == "c03" { "en" } else { "lt" }.into()),
+            menu_path: format!("language > main > group {group}{steps}"),
+            dtmf_mode: DtmfMode::Rfc4733,
+            enterprise: Some(group.into()),
+            agent: answered.map(|_| "agent-7".into()),
+            transfer_mode: answered.map(|_| TransferMode::Bridge),
+            outcome,
+            rtp_packets: 100,
+            rtp_lost: 0,
+            rtp_jitter_ms: 0.5,
+            callback_of: None,
+        }
+    };
+    let requested = " > callback offered > callback requested";
+    let c01 = call(
+        "c01",
+        0,
+        "heating",
+        " > callback offered",
+        Outcome::Connected,
+        70.0,
+    );
+    let c02 = call(
+        "c02",
+        1,
+        "heating",
+        requested,
+        Outcome::CallbackRequested,
+        90.0,
+    );
+    let c03 = call(
+        "c03",
+        2,
+        "heating",
+        requested,
+        Outcome::CallbackRequested,
+        60.0,
+    );
+    let c04 = call("c04", 3, "water", "", Outcome::Connected, 10.0);
+    let c05 = call(
+        "c05",
+        4,
+        "heating",
+        requested,
+        Outcome::CallbackRequested,
+        120.0,
+    );
+    let attempt = |id: &str, original: &CallRecord, after_s: f64, bridged_s: Option<f64>| {
+        let request = original.ended;
+        let arrived = request + secs(after_s);
+        let answered = bridged_s.map(|s| arrived + secs(s));
+        CallRecord {
+            call_id: id.into(),
+            caller: Some("+37060000001".into()),
+            arrived,
+            ivr_answered: answered,
+            language_chosen: None,
+            group_chosen: Some(request),
+            queue_entered: Some(request),
+            agent_answered: answered,
+            ended: answered.map_or(arrived + secs(30.0), |at| at + secs(120.0)),
+            menu_path: format!("language > main > group heating > callback attempt {id}"),
+            dtmf_mode: DtmfMode::None,
+            agent: Some("agent-7".into()),
+            transfer_mode: answered.map(|_| TransferMode::Bridge),
+            outcome: if answered.is_some() {
+                Outcome::Connected
+            } else {
+                Outcome::NotReached
+            },
+            callback_of: Some(original.call_id.clone()),
+            ..original.clone()
+        }
+    };
+    vec![
+        attempt("c02-1", &c02, 120.0, None),
+        attempt("c02-2", &c02, 480.0, Some(30.0)),
+        attempt("c03-1", &c03, 120.0, None),
+        attempt("c03-2", &c03, 420.0, None),
+        c01,
+        c02,
+        c03,
+        c04,
+        c05,
+    ]
+}
+
 fn database_url(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("cdr.sqlite").display())
 }
@@ -257,6 +377,18 @@ async fn seeded_store(dir: &Path) -> Arc<CdrStore> {
             .unwrap();
         let (record, events) = record_of(&call);
         store.call_ended(record, events).await.unwrap();
+    }
+    for record in callback_day() {
+        store
+            .call_started(CallStart {
+                call_id: record.call_id.clone(),
+                caller: None,
+                trunk: record.trunk.clone(),
+                arrived: record.arrived,
+            })
+            .await
+            .unwrap();
+        store.call_ended(record, Vec::new()).await.unwrap();
     }
     Arc::new(store)
 }
@@ -338,7 +470,28 @@ fn snapshot() -> LiveSnapshot {
         dtmf_modes: [("rfc4733".to_owned(), 9), ("inband".to_owned(), 1)]
             .into_iter()
             .collect(),
-        callbacks: Vec::new(),
+        callbacks: vec![
+            CallbackLive {
+                group: "heating".into(),
+                language: "lt".into(),
+                number: "+37060000005".into(),
+                state: "queued".into(),
+                attempts: 0,
+                waiting_s: 200,
+                position: Some(1),
+                next_attempt_s: None,
+            },
+            CallbackLive {
+                group: "heating".into(),
+                language: "en".into(),
+                number: "+37060000003".into(),
+                state: "waiting".into(),
+                attempts: 2,
+                waiting_s: 1500,
+                position: None,
+                next_attempt_s: Some(95),
+            },
+        ],
         trunks: vec![TrunkLive {
             trunk: "carrier".into(),
             state: "refused".into(),
@@ -573,9 +726,13 @@ fn local_day_query(by: Vec<Dimension>) -> StatsQuery {
 }
 
 async fn cli_stats(dir: &Path, by: &[&str], format: &str) -> String {
+    cli_stats_on(dir, DAY, by, format).await
+}
+
+async fn cli_stats_on(dir: &Path, day: &str, by: &[&str], format: &str) -> String {
     hotline::cli::stats::run(hotline::cli::stats::Options {
         database_url: database_url(dir),
-        from: Some(DAY.into()),
+        from: Some(day.into()),
         to: None,
         by: by.iter().map(|key| (*key).to_owned()).collect(),
         format: format.into(),
@@ -771,6 +928,131 @@ async fn stats_match_the_cli_and_the_definitions() {
         assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
         assert!(!reply.body.trim().is_empty());
     }
+}
+
+#[tokio::test]
+async fn callback_figures_match_the_cli_and_stay_out_of_the_inbound_figures() {
+    let server = start().await;
+    let dir = server.dir.path();
+    let totals = get(server.addr, &format!("/api/stats?from={CALLBACK_DAY}")).await;
+    assert_eq!(totals.status, 200, "{}", totals.body);
+    assert_eq!(
+        totals.body,
+        cli_stats_on(dir, CALLBACK_DAY, &[], "json").await
+    );
+    let row = &totals.json()[0];
+    // The callers' calls (c01-c05, x01): the dials of residents are not among them, and the
+    // requests are offered but neither answered nor abandoned.
+    assert_eq!(row["calls"], 6);
+    assert_eq!(row["offered"], 6);
+    assert_eq!(row["answered"], 3);
+    assert_eq!(row["answered_in_sl"], 2);
+    assert_eq!(row["abandoned"], 0);
+    assert_eq!(row["service_level"], 2.0 / 3.0);
+    assert_eq!(row["asa_s"], 27.0);
+    assert_eq!(row["avg_talk_s"], 43.333);
+    assert_eq!(row["max_wait_s"], 120.0, "not the 510 s of the callback");
+    // The callbacks: c02 connected once (after a busy dial) within 15 min, c03 failed once.
+    assert_eq!(row["callback_offered"], 4);
+    assert_eq!(row["callback_accepted"], 3);
+    assert_eq!(row["callback_attempts"], 4);
+    assert_eq!(row["callback_connected"], 1);
+    assert_eq!(row["callback_connected_in_sl"], 1);
+    assert_eq!(row["callback_failed"], 1);
+    assert_eq!(row["callback_service_level"], 0.5);
+    assert_eq!(row["callback_asa_s"], 510.0);
+    // Every record has its outcome: 6 calls + 4 dials.
+    assert_eq!(row["connected"], 4);
+    assert_eq!(row["callback_requested"], 3);
+    assert_eq!(row["not_reached"], 3);
+
+    let by_enterprise = get(
+        server.addr,
+        &format!("/api/stats?from={CALLBACK_DAY}&by=enterprise"),
+    )
+    .await;
+    assert_eq!(
+        by_enterprise.body,
+        cli_stats_on(dir, CALLBACK_DAY, &["enterprise"], "json").await
+    );
+    let rows = by_enterprise.json();
+    let figures: Vec<(&str, u64, u64, u64, u64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["enterprise"].as_str().unwrap(),
+                row["calls"].as_u64().unwrap(),
+                row["callback_accepted"].as_u64().unwrap(),
+                row["callback_connected"].as_u64().unwrap(),
+                row["callback_failed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(figures, [("heating", 4, 3, 1, 1), ("water", 2, 0, 0, 0)]);
+    // The other day has no callbacks: the columns are there, all 0 or null.
+    let other = get(server.addr, &format!("/api/stats?from={DAY}")).await;
+    let other = &other.json()[0];
+    assert_eq!(other["callback_accepted"], 0);
+    assert_eq!(other["callback_service_level"], Value::Null);
+
+    // The CLI table shows the callback columns in blocks of at most 120 characters; CSV has
+    // them after the call figures.
+    let table = cli_stats_on(dir, CALLBACK_DAY, &["enterprise"], "table").await;
+    assert!(
+        table.lines().all(|line| line.chars().count() <= 120),
+        "{table}"
+    );
+    assert!(table.contains("callback_connected"), "{table}");
+    let plain = cli_stats_on(dir, DAY, &["enterprise"], "table").await;
+    assert!(
+        !plain.contains("callback_"),
+        "no callbacks that day: {plain}"
+    );
+    let csv = get(
+        server.addr,
+        &format!("/api/stats?from={CALLBACK_DAY}&format=csv"),
+    )
+    .await;
+    assert_eq!(csv.body, cli_stats_on(dir, CALLBACK_DAY, &[], "csv").await);
+    assert!(
+        csv.body.starts_with(
+            "calls,offered,answered,answered_in_sl,abandoned,short_abandoned,service_level,\
+             asa_s,avg_talk_s,max_wait_s,callback_offered,callback_accepted,callback_attempts,\
+             callback_connected,callback_connected_in_sl,callback_failed,\
+             callback_service_level,callback_asa_s,connected,"
+        ),
+        "{}",
+        csv.body
+    );
+    assert!(csv
+        .body
+        .contains("\r\n6,6,3,2,0,0,0.6667,27.000,43.333,120.000,4,3,4,1,1,1,0.5000,510.000,4,"));
+
+    // The dashboard's callback table for that day.
+    let page = get(server.addr, &format!("/?day={CALLBACK_DAY}&lang=en")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let tables = without_svg(&page.body);
+    for figure in [
+        "<td title=\"heating\">Vilnius Heating Networks</td><td>4</td><td>3</td><td>4</td>\
+         <td>1</td><td>1</td><td>50.0%</td><td>8:30</td>",
+        "<td class=\"total\">Total</td><td>4</td><td>3</td><td>4</td><td>1</td><td>1</td>\
+         <td>50.0%</td><td>8:30</td>",
+    ] {
+        assert!(tables.contains(figure), "dashboard lacks {figure}");
+    }
+    let csv = get(
+        server.addr,
+        &format!("/dashboard.csv?day={CALLBACK_DAY}&table=callbacks&lang=en"),
+    )
+    .await;
+    assert!(
+        csv.body
+            .contains("\r\nheating,Vilnius Heating Networks,4,3,4,1,1,1,0.5000,510.000\r\n"),
+        "{}",
+        csv.body
+    );
 }
 
 #[tokio::test]
@@ -1129,6 +1411,18 @@ async fn metrics_parse_and_carry_the_snapshot() {
         counter(12.0)
     );
     assert_eq!(value("hotline_security_bans{}"), gauge(1.0));
+    assert_eq!(
+        value(r#"hotline_callbacks_pending{state="queued"}"#),
+        gauge(1.0)
+    );
+    assert_eq!(
+        value(r#"hotline_callbacks_pending{state="waiting"}"#),
+        gauge(1.0)
+    );
+    assert_eq!(
+        value(r#"hotline_callbacks_pending{state="calling"}"#),
+        gauge(0.0)
+    );
 }
 
 #[tokio::test]
@@ -1273,6 +1567,17 @@ async fn dashboard_shows_the_seeded_day_in_chromium() {
         "<td class=\"wrap\" title=\"lt\">Lithuanian</td><td>7</td>",
     ] {
         assert!(tables.contains(figure), "dashboard lacks {figure}");
+    }
+    // The callbacks pending now, by display name; none in the day's figures.
+    for pending in [
+        "<span id=\"callbacks-pending-count\">(2)</span>",
+        "<tr class=\"callback\"><td title=\"heating\">Vilnius Heating Networks</td>\
+         <td class=\"text\">Lithuanian</td><td class=\"text\">+37060000005</td>\
+         <td class=\"text\">queued</td><td>0</td><td>3:20</td><td>1</td></tr>",
+        "<td class=\"text\">waiting to retry</td><td>2</td><td>25:00</td><td>in 1:35</td>",
+        "<p class=\"empty\">no callbacks in this period</p>",
+    ] {
+        assert!(tables.contains(pending), "dashboard lacks {pending}");
     }
 
     let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");

@@ -25,16 +25,25 @@ pub const TABLE_WIDTH: usize = 120;
 
 /// Keys left-aligned, numbers right-aligned; seconds with one decimal, service level in percent,
 /// `-` where a figure is undefined (nothing to average or divide). At most [`TABLE_WIDTH`]
-/// characters a line: the columns that do not fit follow in further blocks.
+/// characters a line: the columns that do not fit follow in further blocks. The `callback_*`
+/// columns are left out when no row has a callback offer, request or attempt (CSV and JSON
+/// always have them).
 pub fn table(rows: &[StatsRow]) -> String {
     let Some(first) = rows.first() else {
         return String::from("(no rows)\n");
     };
-    let header: Vec<&str> = first.fields().iter().map(|(name, _)| *name).collect();
+    let callbacks = rows.iter().any(|row| !row.callback.is_empty());
+    let shown = |row: &StatsRow| -> Vec<(&'static str, FieldValue)> {
+        row.fields()
+            .into_iter()
+            .filter(|(name, _)| callbacks || !name.starts_with("callback_"))
+            .collect()
+    };
+    let header: Vec<&str> = shown(first).iter().map(|(name, _)| *name).collect();
     let cells: Vec<Vec<(String, bool)>> = rows
         .iter()
         .map(|row| {
-            row.fields()
+            shown(row)
                 .into_iter()
                 .map(|(_, value)| match value {
                     FieldValue::Key(key) => (key, false),
@@ -63,8 +72,7 @@ pub fn table(rows: &[StatsRow]) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let keys: Vec<usize> = first
-        .fields()
+    let keys: Vec<usize> = shown(first)
         .iter()
         .enumerate()
         .filter(|(_, (_, value))| matches!(value, FieldValue::Key(_)))
@@ -182,7 +190,7 @@ pub fn json(rows: &[StatsRow]) -> Result<String, serde_json::Error> {
 mod tests {
     use super::*;
     use crate::cdr::model::Outcome;
-    use crate::cdr::stats::Dimension;
+    use crate::cdr::stats::{CallbackFigures, Dimension};
 
     fn row() -> StatsRow {
         StatsRow {
@@ -197,6 +205,7 @@ mod tests {
             asa_s: Some(12.25),
             avg_talk_s: None,
             max_wait_s: Some(30.0),
+            callback: CallbackFigures::default(),
             outcomes: vec![(Outcome::Connected, 1), (Outcome::AbandonedQueue, 1)],
         }
     }
@@ -221,13 +230,52 @@ mod tests {
             .all(|line| line.chars().count() <= TABLE_WIDTH));
         assert_eq!(
             csv(&rows),
-            "enterprise,calls,offered,answered,answered_in_sl,abandoned,short_abandoned,service_level,asa_s,avg_talk_s,max_wait_s,connected,abandoned_queue\r\n\
-             \"water, cold\",3,2,1,1,1,0,0.5000,12.250,,30.000,1,1\r\n"
+            "enterprise,calls,offered,answered,answered_in_sl,abandoned,short_abandoned,service_level,asa_s,avg_talk_s,max_wait_s,\
+             callback_offered,callback_accepted,callback_attempts,callback_connected,callback_connected_in_sl,callback_failed,callback_service_level,callback_asa_s,\
+             connected,abandoned_queue\r\n\
+             \"water, cold\",3,2,1,1,1,0,0.5000,12.250,,30.000,0,0,0,0,0,0,,,1,1\r\n"
         );
         let value: serde_json::Value = serde_json::from_str(&json(&rows).unwrap()).unwrap();
         assert_eq!(value[0]["enterprise"], "water, cold");
         assert_eq!(value[0]["service_level"], 0.5);
         assert_eq!(value[0]["avg_talk_s"], serde_json::Value::Null);
         assert_eq!(value[0]["abandoned_queue"], 1);
+        assert_eq!(value[0]["callback_accepted"], 0);
+        assert_eq!(value[0]["callback_service_level"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn the_table_shows_the_callback_columns_when_a_row_has_callbacks() {
+        let mut with = row();
+        with.callback = CallbackFigures {
+            offered: 4,
+            accepted: 3,
+            attempts: 4,
+            connected: 1,
+            connected_in_sl: 1,
+            failed: 1,
+            service_level: Some(0.5),
+            asa_s: Some(510.0),
+        };
+        let rows = [row(), with];
+        let table = table(&rows);
+        assert!(table
+            .lines()
+            .all(|line| line.chars().count() <= TABLE_WIDTH));
+        let lines: Vec<&str> = table.lines().collect();
+        let block = lines
+            .iter()
+            .position(|line| line.contains("callback_offered"))
+            .expect("a block with the callback columns");
+        assert_eq!(
+            lines[block],
+            "enterprise   max_wait_s  callback_offered  callback_accepted  callback_attempts  callback_connected"
+        );
+        assert_eq!(
+            lines[block + 2],
+            "water, cold        30.0                 4                  3                  4                   1"
+        );
+        assert!(table.contains("callback_service_level  callback_asa_s"));
+        assert!(table.contains("50.0%           510.0"), "{table}");
     }
 }

@@ -18,6 +18,7 @@ pub mod health;
 pub mod model;
 mod spool;
 pub mod stats;
+mod stats_callback;
 pub mod store;
 pub mod writer;
 
@@ -31,7 +32,8 @@ pub use model::{
 };
 pub use spool::SpoolEntry;
 pub use stats::{
-    compute_agent_stats, compute_stats, AgentRow, Dimension, StatsQuery, StatsRow, Thresholds,
+    compute_agent_stats, compute_stats, AgentRow, CallbackFigures, Dimension, StatsQuery, StatsRow,
+    Thresholds, DEFAULT_CALLBACK_SL_THRESHOLD_S,
 };
 pub use store::{
     close_interrupted_at_start, CallFilter, CdrStore, Delivery, FlushReport, Page, PurgeMode,
@@ -44,13 +46,15 @@ pub const DEFINITIONS: &str = "\
 Call statistics: definitions
 Population: completed calls (end recorded) whose arrival time is in [from, to). Live calls are
 not counted. Times are stored in UTC to the millisecond; `hour` (00-23) and `day` (YYYY-MM-DD)
-are the arrival time in Europe/Vilnius.
+are the arrival time in Europe/Vilnius. The records of callback attempts (see below; their
+arrival is the dial) are in the population but are not calls: they count only in the callback
+figures and in the outcome counts.
 wait            seconds from the group choice (group_chosen) to agent answer, or to the end of the
                 call if no agent answered; 0 for `closed` calls (the closed message is no wait).
                 Only calls with a group choice have a wait.
 talk            seconds from agent answer to the end of the call, for `connected` calls only
                 (after a REFER transfer the hotline no longer sees the call).
-calls           number of calls in the population.
+calls           number of calls in the population (callback attempts are not calls).
 offered         calls offered to a group = calls in which a group (enterprise) was chosen.
 answered        offered calls whose outcome is `connected` or `transferred`.
 answered_in_sl  answered calls whose wait <= sl_threshold (setting stats.sl_threshold, 20 s
@@ -61,14 +65,16 @@ abandoned       offered calls whose outcome is `abandoned_queue` or `abandoned_m
 short_abandoned the same abandons with wait < short_abandon; excluded from abandoned and from
                 the service level.
 service_level   answered_in_sl / (answered + abandoned); empty when that is 0/0. Calls ending as
-                queue_timeout, overflowed, closed, transfer_failed, error, interrupted, ... are in
-                offered only.
+                queue_timeout, overflowed, closed, callback_requested, transfer_failed, error,
+                interrupted, ... are in offered only.
 asa_s           average speed of answer: mean wait of answered calls.
 avg_talk_s      mean talk of connected calls.
 max_wait_s      the longest wait of any offered call, whatever its outcome.
 <outcome>       one count per outcome (connected, transferred, abandoned_menu, abandoned_queue,
-                queue_timeout, overflowed, closed, no_input, info_only, transfer_failed, rejected,
-                error, interrupted) over all calls; every call has exactly one outcome.
+                queue_timeout, overflowed, closed, no_input, info_only, callback_requested,
+                not_reached, transfer_failed, rejected, error, interrupted) over all calls and
+                callback attempts; every record has exactly one outcome, so the counts add up to
+                calls + callback_attempts.
 interrupted     the service stopped or was killed while the call was up: its record is closed at
                 the next start of the same node (setting node.name), its end the last time known
                 for the call (its last step, else its arrival). Counted like error: in calls, and
@@ -80,11 +86,46 @@ enterprise      the group the caller chose. A call its group sent on to the over
                 `when_closed = back` the caller's next choice starts a new wait.
 menu_node       grouping key: the last step of the call's menu path, i.e. where the caller left
                 the menus; `calls` per menu_node shows where callers drop off.
+Queued callback: a waiting caller may ask to be called back, keeping their place in the queue;
+each dial of the resident is then a record of its own, a callback attempt, that names the
+caller's call in callback_of, its wait starting at the request (group_chosen).
+callback_offered
+                calls whose menu path has the step `callback offered` (the caller heard the
+                offer, whether they took it or not).
+callback_accepted
+                calls whose outcome is `callback_requested`: the caller asked for a callback and
+                left the queue. Such calls count in offered, never in answered or abandoned.
+callback_attempts
+                records of callback attempts: `connected` when the resident was bridged to the
+                agent, `not_reached` when busy, not answering or refusing the call (else any
+                other outcome, e.g. error or interrupted). Attempts are in none of the figures
+                above (calls, offered, answered, abandoned, service_level, asa_s, avg_talk_s,
+                max_wait_s), only in the outcome counts and here.
+net wait        seconds from the callback request to the resident bridged to the agent (the
+                connected attempt's group_chosen to its agent_answered).
+callback_connected
+                requests (distinct callback_of) with a `connected` attempt in the population.
+callback_failed requests with attempts in the population, none of them `connected`. A request
+                is judged on its attempts in the population: one still waiting for its next dial
+                counts as failed until it is reached, one reached in a later period counts as
+                failed in the earlier one.
+callback_connected_in_sl
+                connected requests whose net wait <= callback_sl_threshold (15 min, fixed: no
+                setting or option yet).
+callback_service_level
+                callback_connected_in_sl / (callback_connected + callback_failed); empty when
+                that is 0/0.
+callback_asa_s  mean net wait of connected requests.
+                Offers and requests count in the row of the caller's call. Each request is
+                connected or failed once per query, in the row of the attempt that decides it:
+                its connected attempt, else its last one. Requests without an attempt in the
+                population (still queued, or dropped) are in callback_accepted only.
 Means are rounded to the millisecond. `(none)` is the key of calls without that value.
 Columns: CSV and JSON rows carry the --by keys under their own names (enterprise, language,
 outcome, hour, day, menu_node), then the figures under the names above, then one count per
 outcome. In CSV and JSON service_level is a fraction 0-1 and seconds have millisecond
-precision; in JSON an undefined figure is null, in CSV empty, in the table `-`.
+precision; in JSON an undefined figure is null, in CSV empty, in the table `-`. The table
+leaves out the callback_* columns when no row has a callback offer, request or attempt.
 ";
 
 /// Settings of the `[cdr]` section.

@@ -12,6 +12,8 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use super::model::{CallRecord, Outcome, UnknownValue};
+use super::stats_callback::{self as callback, CallbackTotals, Requests};
+pub use super::stats_callback::{CallbackFigures, DEFAULT_CALLBACK_SL_THRESHOLD_S};
 
 /// Default: abandons with a wait shorter than this many seconds are not counted as abandoned.
 pub const DEFAULT_SHORT_ABANDON_S: u32 = 5;
@@ -107,6 +109,10 @@ pub struct StatsQuery {
     pub short_abandon_s: u32,
     /// Answered within this many seconds (inclusive) counts toward the service level.
     pub sl_threshold_s: u32,
+    /// A callback request connected within this many seconds (inclusive) of being asked for
+    /// counts toward the callback service level; [`DEFAULT_CALLBACK_SL_THRESHOLD_S`] unless
+    /// set (no setting yet).
+    pub callback_sl_threshold_s: u32,
 }
 
 impl StatsQuery {
@@ -127,6 +133,7 @@ impl StatsQuery {
             by,
             short_abandon_s: thresholds.short_abandon_s,
             sl_threshold_s: thresholds.sl_threshold_s,
+            callback_sl_threshold_s: DEFAULT_CALLBACK_SL_THRESHOLD_S,
         }
     }
 }
@@ -165,7 +172,10 @@ pub struct StatsRow {
     pub asa_s: Option<f64>,
     pub avg_talk_s: Option<f64>,
     pub max_wait_s: Option<f64>,
-    /// Count per outcome, in `Outcome::ALL` order (zeros included).
+    /// The queued-callback figures (`callback_*` columns).
+    pub callback: CallbackFigures,
+    /// Count per outcome over calls and callback attempts, in `Outcome::ALL` order (zeros
+    /// included).
     pub outcomes: Vec<(Outcome, u64)>,
 }
 
@@ -179,8 +189,8 @@ pub enum FieldValue {
 }
 
 impl StatsRow {
-    /// All columns with their stable snake_case names, in output order: keys, figures, then one
-    /// count per outcome named by the outcome.
+    /// All columns with their stable snake_case names, in output order: keys, figures, the
+    /// callback figures, then one count per outcome named by the outcome.
     pub fn fields(&self) -> Vec<(&'static str, FieldValue)> {
         let mut fields: Vec<(&'static str, FieldValue)> = self
             .keys
@@ -198,6 +208,23 @@ impl StatsRow {
             ("asa_s", FieldValue::Seconds(self.asa_s)),
             ("avg_talk_s", FieldValue::Seconds(self.avg_talk_s)),
             ("max_wait_s", FieldValue::Seconds(self.max_wait_s)),
+        ]);
+        let callback = &self.callback;
+        fields.extend([
+            ("callback_offered", FieldValue::Count(callback.offered)),
+            ("callback_accepted", FieldValue::Count(callback.accepted)),
+            ("callback_attempts", FieldValue::Count(callback.attempts)),
+            ("callback_connected", FieldValue::Count(callback.connected)),
+            (
+                "callback_connected_in_sl",
+                FieldValue::Count(callback.connected_in_sl),
+            ),
+            ("callback_failed", FieldValue::Count(callback.failed)),
+            (
+                "callback_service_level",
+                FieldValue::Fraction(callback.service_level),
+            ),
+            ("callback_asa_s", FieldValue::Seconds(callback.asa_s)),
         ]);
         fields.extend(
             self.outcomes
@@ -235,7 +262,7 @@ impl Serialize for StatsRow {
 
 /// Running sums for one group, all in integer milliseconds so the result is exact.
 #[derive(Default)]
-struct Totals {
+pub(super) struct Totals {
     calls: u64,
     offered: u64,
     answered: u64,
@@ -247,12 +274,20 @@ struct Totals {
     talk_ms: i64,
     max_wait_ms: Option<i64>,
     outcomes: BTreeMap<Outcome, u64>,
+    pub(super) callbacks: CallbackTotals,
 }
 
 impl Totals {
     fn add(&mut self, record: &CallRecord, query: &StatsQuery) {
-        self.calls += 1;
         *self.outcomes.entry(record.outcome).or_default() += 1;
+        // A dial of a resident called back is no call to the hotline: it counts in the
+        // callback figures (and its outcome) only.
+        if callback::is_attempt(record) {
+            self.callbacks.add_attempt();
+            return;
+        }
+        self.calls += 1;
+        self.callbacks.add_call(record);
         if let Some(talk_ms) = record.talk_ms() {
             self.connected_with_talk += 1;
             self.talk_ms += talk_ms;
@@ -278,8 +313,8 @@ impl Totals {
                     self.abandoned += 1;
                 }
             }
-            // queue_timeout, overflowed, closed, transfer_failed, error, interrupted, ...:
-            // offered, neither answered nor abandoned.
+            // queue_timeout, overflowed, closed, callback_requested, transfer_failed, error,
+            // interrupted, ...: offered, neither answered nor abandoned.
             _ => {}
         }
     }
@@ -299,6 +334,7 @@ impl Totals {
             asa_s: mean_seconds(self.answered_wait_ms, self.answered),
             avg_talk_s: mean_seconds(self.talk_ms, self.connected_with_talk),
             max_wait_s: self.max_wait_ms.map(|ms| ms as f64 / 1000.0),
+            callback: self.callbacks.figures(),
             outcomes: Outcome::ALL
                 .iter()
                 .map(|outcome| (*outcome, self.outcomes.get(outcome).copied().unwrap_or(0)))
@@ -308,7 +344,7 @@ impl Totals {
 }
 
 /// Mean of a millisecond sum over `count` items, rounded to the millisecond, in seconds.
-fn mean_seconds(sum_ms: i64, count: u64) -> Option<f64> {
+pub(super) fn mean_seconds(sum_ms: i64, count: u64) -> Option<f64> {
     (count > 0).then(|| (sum_ms as f64 / count as f64).round() / 1000.0)
 }
 
@@ -319,17 +355,22 @@ pub fn compute_stats(records: &[CallRecord], query: &StatsQuery) -> Vec<StatsRow
     if query.by.is_empty() {
         groups.insert(Vec::new(), Totals::default());
     }
+    let key_of = |record: &CallRecord| -> Vec<String> {
+        query
+            .by
+            .iter()
+            .map(|dimension| dimension.key_of(record))
+            .collect()
+    };
+    let mut requests = Requests::default();
     for record in records
         .iter()
         .filter(|record| record.arrived >= query.from && record.arrived < query.to)
     {
-        let key = query
-            .by
-            .iter()
-            .map(|dimension| dimension.key_of(record))
-            .collect();
-        groups.entry(key).or_default().add(record, query);
+        groups.entry(key_of(record)).or_default().add(record, query);
+        requests.add(record);
     }
+    callback::add_requests(requests, key_of, &mut groups, query.callback_sl_threshold_s);
     groups
         .into_iter()
         .map(|(key, totals)| totals.into_row(query.by.iter().copied().zip(key).collect()))
@@ -342,7 +383,8 @@ pub struct AgentRow {
     /// The agent as recorded (`user:NAME` or its URI, as in the live snapshot).
     pub agent: String,
     /// Calls this agent answered (the record names the agent and has an answer time), whatever
-    /// their outcome (`connected`, `transferred`, …).
+    /// their outcome (`connected`, `transferred`, …); a callback attempt counts once the
+    /// resident was bridged to the agent.
     pub calls: u64,
     /// Talk summed over this agent's `connected` calls, in seconds to the millisecond.
     pub talk_s: f64,

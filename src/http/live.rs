@@ -3,7 +3,9 @@
 
 use tokio::sync::oneshot;
 
-pub use crate::call::live::{AgentLive, LiveCall, LiveSnapshot, OutcomeCount, QueueLive};
+pub use crate::call::live::{
+    AgentLive, CallbackLive, LiveCall, LiveSnapshot, OutcomeCount, QueueLive,
+};
 pub use crate::call::live::{BanLive, SecurityLive};
 pub use crate::call::TrunkLive;
 

@@ -30,6 +30,8 @@ const AGENT_STATES: &[&str] = &[
 ];
 /// DTMF modes always exported (see `cdr::DtmfMode`).
 const DTMF_MODES: &[&str] = &["rfc4733", "sip-info", "inband", "none"];
+/// States of a pending callback request, always exported (see `LiveSnapshot::callbacks`).
+const CALLBACK_STATES: &[&str] = &["queued", "calling", "waiting"];
 
 pub async fn handler(State(state): State<HttpState>) -> impl IntoResponse {
     let mut snapshot = state.live.borrow().clone();
@@ -215,9 +217,31 @@ pub fn render(snapshot: &LiveSnapshot) -> String {
             *calls,
         );
     }
+    add_callbacks(&mut out, snapshot);
     add_trunks(&mut out, snapshot);
     add_security(&mut out, snapshot);
     out
+}
+
+fn add_callbacks(out: &mut String, snapshot: &LiveSnapshot) {
+    let mut states: BTreeMap<&str, u64> = CALLBACK_STATES.iter().map(|state| (*state, 0)).collect();
+    for request in &snapshot.callbacks {
+        *states.entry(&request.state).or_default() += 1;
+    }
+    family(
+        out,
+        "hotline_callbacks_pending",
+        "gauge",
+        "Callback requests not yet connected, by state (queued, calling, waiting for the next try).",
+    );
+    for (state, count) in &states {
+        sample(
+            out,
+            "hotline_callbacks_pending",
+            &[("state", state)],
+            *count,
+        );
+    }
 }
 
 fn add_security(out: &mut String, snapshot: &LiveSnapshot) {
@@ -379,6 +403,33 @@ mod tests {
         assert!(text.contains("hotline_agents{state=\"wrap_up\"} 0\n"));
         assert!(text.contains("hotline_dtmf_mode_calls_total{mode=\"inband\"} 0\n"));
         assert!(text.contains("hotline_calls_in_progress 0\n"));
+        assert!(text.contains("hotline_callbacks_pending{state=\"waiting\"} 0\n"));
+    }
+
+    #[test]
+    fn pending_callbacks_are_counted_by_state() {
+        let request = |state: &str| crate::http::live::CallbackLive {
+            group: "heating".into(),
+            language: "lt".into(),
+            number: "+37060000000".into(),
+            state: state.into(),
+            attempts: 1,
+            waiting_s: 60,
+            position: None,
+            next_attempt_s: None,
+        };
+        let snapshot = LiveSnapshot {
+            callbacks: vec![request("queued"), request("waiting"), request("queued")],
+            ..LiveSnapshot::default()
+        };
+        let text = render(&snapshot);
+        for line in [
+            "hotline_callbacks_pending{state=\"queued\"} 2\n",
+            "hotline_callbacks_pending{state=\"calling\"} 0\n",
+            "hotline_callbacks_pending{state=\"waiting\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]

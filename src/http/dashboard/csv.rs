@@ -8,9 +8,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::agents;
-use super::panels::rate_rows;
+use super::panels::{outcome_records, rate_rows};
 use super::{abandonment, key, View};
-use crate::cdr::{Dimension, StatsRow};
+use crate::cdr::{CallbackFigures, Dimension, StatsRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -22,16 +22,19 @@ pub enum Table {
     Trend,
     /// Calls per day (hour) and enterprise.
     Calls,
+    /// Callback figures per enterprise with callbacks.
+    Callbacks,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Enterprises,
         Table::Languages,
         Table::Outcomes,
         Table::Agents,
         Table::Trend,
         Table::Calls,
+        Table::Callbacks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Table {
             Table::Agents => "agents",
             Table::Trend => "trend",
             Table::Calls => "calls",
+            Table::Callbacks => "callbacks",
         }
     }
 
@@ -51,8 +55,8 @@ impl Table {
             .find(|table| table.as_str() == value.trim())
             .ok_or_else(|| {
                 format!(
-                    "table {value:?}: expected enterprises, languages, outcomes, agents, trend \
-                     or calls"
+                    "table {value:?}: expected enterprises, languages, outcomes, agents, trend, \
+                     calls or callbacks"
                 )
             })
     }
@@ -105,12 +109,16 @@ pub fn render(view: &View, table: Table) -> String {
         }
         Table::Outcomes => {
             lines.push(vec!["outcome".into(), "name".into(), "calls".into()]);
-            for row in data.by_outcome.iter().filter(|row| row.calls > 0) {
+            for row in data
+                .by_outcome
+                .iter()
+                .filter(|row| outcome_records(row) > 0)
+            {
                 let outcome = key(row, Dimension::Outcome);
                 lines.push(vec![
                     outcome.to_owned(),
                     view.lang.outcome(outcome),
-                    row.calls.to_string(),
+                    outcome_records(row).to_string(),
                 ]);
             }
         }
@@ -186,6 +194,23 @@ pub fn render(view: &View, table: Table) -> String {
                 ]);
             }
         }
+        Table::Callbacks => {
+            lines.push(
+                ["enterprise", "name"]
+                    .into_iter()
+                    .chain(CALLBACK_FIGURES)
+                    .map(str::to_owned)
+                    .collect(),
+            );
+            for (name, row) in rate_rows(view, Dimension::Enterprise) {
+                if row.callback.is_empty() {
+                    continue;
+                }
+                let mut line = vec![key(row, Dimension::Enterprise).to_owned(), name];
+                line.extend(callback_figures(&row.callback));
+                lines.push(line);
+            }
+        }
     }
     let mut out = String::from("\u{feff}");
     for line in lines {
@@ -223,6 +248,30 @@ fn figures(row: &StatsRow) -> Vec<String> {
         seconds(row.asa_s),
         seconds(row.avg_talk_s),
         seconds(row.max_wait_s),
+    ]
+}
+
+const CALLBACK_FIGURES: [&str; 8] = [
+    "callback_offered",
+    "callback_accepted",
+    "callback_attempts",
+    "callback_connected",
+    "callback_connected_in_sl",
+    "callback_failed",
+    "callback_service_level",
+    "callback_asa_s",
+];
+
+fn callback_figures(figures: &CallbackFigures) -> Vec<String> {
+    vec![
+        figures.offered.to_string(),
+        figures.accepted.to_string(),
+        figures.attempts.to_string(),
+        figures.connected.to_string(),
+        figures.connected_in_sl.to_string(),
+        figures.failed.to_string(),
+        fraction(figures.service_level),
+        seconds(figures.asa_s),
     ]
 }
 

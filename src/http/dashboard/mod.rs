@@ -5,7 +5,8 @@
 //! `?period=day|week|month&day=YYYY-MM-DD` (the day, ISO week or month holding that day;
 //! default today in Europe/Vilnius) or `?period=custom&from=YYYY-MM-DD&to=YYYY-MM-DD` (both
 //! days included), computed with `cdr::compute_stats` like the API. It reloads itself every
-//! 10 s. `GET /dashboard.csv` (or `/?format=csv`) with the same parameters and `table=` gives
+//! 10 s. With queued callbacks in use it lists the requests pending now and the period's
+//! callback figures per enterprise. `GET /dashboard.csv` (or `/?format=csv`) with the same parameters and `table=` gives
 //! any of the page's tables as CSV. The agents table has buttons that pause, log out or free
 //! each agent (`POST /agents/{agent}/state`, see [`actions`]). Every text that comes from data
 //! is HTML-escaped: group, agent and language names are configuration or caller-influenced and
@@ -13,6 +14,7 @@
 
 pub mod actions;
 mod agents;
+mod callbacks;
 mod charts;
 mod csv;
 mod panels;
@@ -231,7 +233,11 @@ pub struct PeriodData {
     pub by_enterprise_time: Vec<StatsRow>,
     /// By [`PeriodData::time`] alone.
     pub trend: Vec<StatsRow>,
+    /// The whole period in one row.
+    pub total: StatsRow,
     pub agents: Vec<AgentRow>,
+    /// The callback service level's threshold these figures were computed with, in seconds.
+    pub callback_sl_threshold_s: u32,
 }
 
 impl PeriodData {
@@ -242,12 +248,8 @@ impl PeriodData {
         thresholds: Thresholds,
     ) -> Result<PeriodData, String> {
         let (from, to) = period.instants()?;
-        let query = |by: Vec<Dimension>| {
-            compute_stats(
-                records,
-                &StatsQuery::with_thresholds(from, to, by, thresholds),
-            )
-        };
+        let base = StatsQuery::with_thresholds(from, to, Vec::new(), thresholds);
+        let query = |by: Vec<Dimension>| compute_stats(records, &StatsQuery { by, ..base.clone() });
         let time = PeriodData::time_of(&period);
         Ok(PeriodData {
             period,
@@ -257,7 +259,9 @@ impl PeriodData {
             by_outcome: query(vec![Dimension::Outcome]),
             by_enterprise_time: query(vec![Dimension::Enterprise, time]),
             trend: query(vec![time]),
+            total: query(Vec::new()).into_iter().next().unwrap_or_default(),
             agents: compute_agent_stats(records, from, to),
+            callback_sl_threshold_s: base.callback_sl_threshold_s,
         })
     }
 
@@ -451,6 +455,7 @@ svg text { font-family: system-ui, sans-serif; }
 .picker label { color: #555; }
 form.agent-state { display: flex; gap: 4px; margin: 0; }
 form.agent-state button { font-size: 12px; padding: 1px 6px; cursor: pointer; }
+tr.callback-figures td.total { font-weight: 600; }
 details summary { cursor: pointer; font-size: 13px; color: #444; margin-top: 6px; }
 ";
 
@@ -503,6 +508,10 @@ pub fn render(view: &View) -> String {
     panels::period_picker(&mut html, view);
     panels::live_panel(&mut html, view);
     panels::agent_state_panel(&mut html, view);
+    if callbacks::in_use(view) {
+        callbacks::pending_panel(&mut html, view);
+        callbacks::figures_panel(&mut html, view);
+    }
     panels::outcome_panel(&mut html, view);
     panels::trunk_panel(&mut html, view);
     panels::ban_panel(&mut html, view);

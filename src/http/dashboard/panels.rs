@@ -187,29 +187,38 @@ pub fn agent_state_panel(html: &mut String, view: &View) {
     html.push_str("</div>\n");
 }
 
+/// The records of each outcome in a row of the outcome grouping: its calls and its callback
+/// attempts (a dial of a resident has an outcome too, `not_reached` only such dials).
+pub fn outcome_records(row: &StatsRow) -> u64 {
+    row.calls + row.callback.attempts
+}
+
+/// Calls (and callback attempts) per outcome.
 pub fn outcome_panel(html: &mut String, view: &View) {
-    let bars: Vec<Bar> =
-        view.data
-            .by_outcome
-            .iter()
-            .filter(|row| row.calls > 0)
-            .map(|row| {
-                let outcome = key(row, Dimension::Outcome);
-                let colour = match outcome {
-                    "connected" | "transferred" => "#2ca02c",
-                    "abandoned_queue" | "abandoned_menu" => "#d62728",
-                    "queue_timeout" | "overflowed" | "transfer_failed" | "error"
-                    | "interrupted" => "#ff7f0e",
-                    _ => NONE_COLOUR,
-                };
-                Bar {
-                    label: view.lang.outcome(outcome),
-                    value: row.calls as f64,
-                    text: row.calls.to_string(),
-                    colour,
-                }
-            })
-            .collect();
+    let bars: Vec<Bar> = view
+        .data
+        .by_outcome
+        .iter()
+        .filter(|row| outcome_records(row) > 0)
+        .map(|row| {
+            let outcome = key(row, Dimension::Outcome);
+            let colour = match outcome {
+                "connected" | "transferred" => "#2ca02c",
+                "abandoned_queue" | "abandoned_menu" => "#d62728",
+                "queue_timeout" | "overflowed" | "transfer_failed" | "error" | "interrupted"
+                | "not_reached" => "#ff7f0e",
+                "callback_requested" => "#1f77b4",
+                _ => NONE_COLOUR,
+            };
+            let records = outcome_records(row);
+            Bar {
+                label: view.lang.outcome(outcome),
+                value: records as f64,
+                text: records.to_string(),
+                colour,
+            }
+        })
+        .collect();
     let _ = write!(
         html,
         "<div class=\"panel\"><h2>{}{}</h2>",

@@ -260,3 +260,185 @@ fn agent_form_paths_and_states() {
     );
     assert!(actions::pause_of("auto_paused").is_err());
 }
+
+/// A caller's call to heating at 09:`minute` (Vilnius) that heard the callback offer and
+/// asked for one when `requested`, else was answered after 30 s.
+fn callback_call(id: &str, minute: i64, requested: bool) -> CallRecord {
+    use crate::cdr::{DtmfMode, Outcome};
+    let arrived = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 2, 7, 0, 0).unwrap()
+        + chrono::Duration::minutes(minute);
+    let chosen = arrived + chrono::Duration::seconds(20);
+    let answered = (!requested).then(|| chosen + chrono::Duration::seconds(30));
+    CallRecord {
+        call_id: id.into(),
+        caller: None,
+        trunk: "carrier".into(),
+        arrived,
+        ivr_answered: Some(arrived),
+        language_chosen: None,
+        group_chosen: Some(chosen),
+        queue_entered: Some(chosen),
+        agent_answered: answered,
+        ended: chosen + chrono::Duration::seconds(90),
+        language: Some("lt".into()),
+        menu_path: if requested {
+            "language lt > main:2 > queue heating > callback offered > callback requested".into()
+        } else {
+            "language lt > main:2 > queue heating > callback offered".into()
+        },
+        dtmf_mode: DtmfMode::Rfc4733,
+        enterprise: Some("heating".into()),
+        agent: answered.map(|_| "user:ona".into()),
+        transfer_mode: None,
+        outcome: if requested {
+            Outcome::CallbackRequested
+        } else {
+            Outcome::Connected
+        },
+        rtp_packets: 0,
+        rtp_lost: 0,
+        rtp_jitter_ms: 0.0,
+        callback_of: None,
+    }
+}
+
+/// A dial of the resident who asked in `original`, `after_s` after the request, connected
+/// 10 min after the request or not reached.
+fn callback_attempt(id: &str, original: &CallRecord, after_s: i64, connected: bool) -> CallRecord {
+    use crate::cdr::Outcome;
+    let requested = original.ended;
+    let answered = connected.then(|| requested + chrono::Duration::minutes(10));
+    CallRecord {
+        call_id: id.into(),
+        caller: Some("+37060000000".into()),
+        arrived: requested + chrono::Duration::seconds(after_s),
+        ivr_answered: None,
+        group_chosen: Some(requested),
+        queue_entered: Some(requested),
+        agent_answered: answered,
+        ended: requested + chrono::Duration::minutes(20),
+        dtmf_mode: crate::cdr::DtmfMode::None,
+        menu_path: format!("{} > callback attempt 1", original.menu_path),
+        agent: Some("user:ona".into()),
+        outcome: if connected {
+            Outcome::Connected
+        } else {
+            Outcome::NotReached
+        },
+        callback_of: Some(original.call_id.clone()),
+        ..original.clone()
+    }
+}
+
+#[test]
+fn callback_panels_show_pending_requests_and_the_periods_figures() {
+    let day = date("2026-03-02");
+    let heating = QueueLive {
+        group: "heating".into(),
+        names: [
+            ("lt".to_owned(), "Vilniaus šilumos tinklai".to_owned()),
+            ("en".to_owned(), "Vilnius Heating Networks".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+        ..QueueLive::default()
+    };
+    let mut snapshot = LiveSnapshot {
+        queues: vec![heating],
+        ..LiveSnapshot::default()
+    };
+    // Without callbacks (no offer, request or dial; none pending): no panels.
+    let mut plain = callback_call("x", 0, false);
+    plain.menu_path = "language lt > main:2 > queue heating".into();
+    let data = PeriodData::compute(&[plain], Period::day(day), Thresholds::default()).unwrap();
+    let html = render(&View::new(&snapshot, &data, Lang::En, day));
+    assert!(!html.contains("id=\"callbacks"), "no callback panels");
+
+    let (b, c) = (callback_call("b", 1, true), callback_call("c", 2, true));
+    let records = vec![
+        callback_call("a", 0, false),
+        callback_attempt("b1", &b, 60, false),
+        callback_attempt("b2", &b, 400, true),
+        callback_attempt("c1", &c, 60, false),
+        callback_attempt("c2", &c, 400, false),
+        b,
+        c,
+        callback_call("d", 3, true),
+    ];
+    let data = PeriodData::compute(&records, Period::day(day), Thresholds::default()).unwrap();
+    assert_eq!(data.total.calls, 4, "attempts are not calls");
+    snapshot.callbacks = vec![
+        crate::http::live::CallbackLive {
+            group: "heating".into(),
+            language: "lt".into(),
+            number: "+37060000000".into(),
+            state: "queued".into(),
+            attempts: 0,
+            waiting_s: 125,
+            position: Some(2),
+            next_attempt_s: None,
+        },
+        crate::http::live::CallbackLive {
+            group: "<b>odd</b>".into(),
+            language: "en".into(),
+            number: "+447700900123".into(),
+            state: "waiting".into(),
+            attempts: 1,
+            waiting_s: 3700,
+            position: None,
+            next_attempt_s: Some(250),
+        },
+    ];
+    let html = render(&View::new(&snapshot, &data, Lang::En, day));
+    for expected in [
+        "<h2>Pending callbacks <span id=\"callbacks-pending-count\">(2)</span></h2>",
+        "<tr class=\"callback\"><td title=\"heating\">Vilnius Heating Networks</td>\
+         <td class=\"text\">Lithuanian</td><td class=\"text\">+37060000000</td>\
+         <td class=\"text\">queued</td><td>0</td><td>2:05</td><td>2</td></tr>",
+        "<td title=\"&lt;b&gt;odd&lt;/b&gt;\">&lt;b&gt;odd&lt;/b&gt;</td>\
+         <td class=\"text\">English</td><td class=\"text\">+447700900123</td>\
+         <td class=\"text\">waiting to retry</td><td>1</td><td>1:01:40</td><td>in 4:10</td>",
+        "<h2>Callbacks by enterprise",
+        "<th>SL ≤ 15 min</th>",
+    ] {
+        assert!(html.contains(expected), "page lacks {expected}");
+    }
+    assert!(!html.contains("<b>odd</b>"));
+    // offered 4, requested 3, attempts 4, connected 1, failed 1, SL 1/2, wait 10:00.
+    let tables = html.replace(&charts::mini_bar(Some(0.5), "#2ca02c"), "");
+    for row in [
+        "<td title=\"heating\">Vilnius Heating Networks</td><td>4</td><td>3</td><td>4</td>\
+         <td>1</td><td>1</td><td>50.0%</td><td>10:00</td>",
+        "<td class=\"total\">Total</td><td>4</td><td>3</td><td>4</td><td>1</td><td>1</td>\
+         <td>50.0%</td><td>10:00</td>",
+    ] {
+        assert!(tables.contains(row), "callback figures lack {row}");
+    }
+    // The outcomes count the dials too; the CSV has the same figures.
+    assert!(html.contains(">not reached</text>"));
+    let csv = csv::render(
+        &View::new(&snapshot, &data, Lang::En, day),
+        Table::Callbacks,
+    );
+    assert_eq!(
+        csv.trim_start_matches('\u{feff}'),
+        "enterprise,name,callback_offered,callback_accepted,callback_attempts,\
+         callback_connected,callback_connected_in_sl,callback_failed,callback_service_level,\
+         callback_asa_s\r\nheating,Vilnius Heating Networks,4,3,4,1,1,1,0.5000,600.000\r\n"
+    );
+    // In Lithuanian.
+    let lt = render(&View::new(&snapshot, &data, Lang::Lt, day));
+    for text in [
+        "Laukiantys perskambinimai",
+        "Vilniaus šilumos tinklai",
+        ">eilėje<",
+        ">laukia kito bandymo<",
+        ">po 4:10<",
+        "Perskambinimai pagal įmonę",
+        ">Iš viso<",
+        ">paprašė perskambinti</text>",
+        ">neprisiskambinta</text>",
+    ] {
+        assert!(lt.contains(text), "Lithuanian page lacks {text}");
+    }
+}

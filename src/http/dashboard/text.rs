@@ -64,10 +64,24 @@ impl Lang {
             "closed" => pick(lt, "nedarbo laikas", "closed"),
             "no_input" => pick(lt, "nieko nepasirinko", "no input"),
             "info_only" => pick(lt, "tik informacija", "information only"),
+            "callback_requested" => pick(lt, "paprašė perskambinti", "callback requested"),
+            "not_reached" => pick(lt, "neprisiskambinta", "not reached"),
             "transfer_failed" => pick(lt, "nepavyko peradresuoti", "transfer failed"),
             "rejected" => pick(lt, "atmesta", "rejected"),
             "error" => pick(lt, "klaida", "error"),
             "interrupted" => pick(lt, "nutraukta", "interrupted"),
+            other => return other.to_owned(),
+        };
+        text.to_owned()
+    }
+
+    /// A pending callback's state as shown (`/api/live`'s `callbacks[].state`).
+    pub fn callback_state(self, state: &str) -> String {
+        let lt = self == Lang::Lt;
+        let text = match state {
+            "queued" => pick(lt, "eilėje", "queued"),
+            "calling" => pick(lt, "skambinama", "calling"),
+            "waiting" => pick(lt, "laukia kito bandymo", "waiting to retry"),
             other => return other.to_owned(),
         };
         text.to_owned()
@@ -277,6 +291,24 @@ pub struct Texts {
     pub nothing_offered: &'static str,
     /// Footer; `{sl}` and `{short}` are replaced by the thresholds in seconds.
     pub definitions: &'static str,
+    // Callbacks.
+    pub callbacks_pending: &'static str,
+    pub number: &'static str,
+    pub attempts: &'static str,
+    pub waiting_since_request: &'static str,
+    pub position_or_next_try: &'static str,
+    /// Before the time to the next dial (`in 4:10`).
+    pub in_time: &'static str,
+    pub no_callbacks_pending: &'static str,
+    pub callbacks_by_enterprise: &'static str,
+    pub requested: &'static str,
+    pub connected: &'static str,
+    pub failed: &'static str,
+    pub avg_net_wait: &'static str,
+    pub total: &'static str,
+    pub no_callbacks: &'static str,
+    /// Under the callback figures; `{min}` is replaced by the threshold in minutes.
+    pub callback_definitions: &'static str,
     // Wallboard.
     pub sl_today: &'static str,
     pub all_enterprises: &'static str,
@@ -365,6 +397,28 @@ pub static LT: Texts = Texts {
     definitions: "SL = atsiliepta per {sl} s / (atsiliepta + atsisakė); atsisakė = padėjo \
                   ragelį pasirinkęs grupę ir laukęs {short} s ar ilgiau; atsisakė % = atsisakė / \
                   pasiūlyta. Apibrėžimai: <code>hotline stats --help</code>.",
+    callbacks_pending: "Laukiantys perskambinimai",
+    number: "Numeris",
+    attempts: "bandymai",
+    waiting_since_request: "laukia nuo prašymo",
+    position_or_next_try: "vieta eilėje / kitas bandymas",
+    in_time: "po",
+    no_callbacks_pending: "laukiančių perskambinimų nėra",
+    callbacks_by_enterprise: "Perskambinimai pagal įmonę",
+    requested: "paprašė",
+    connected: "sujungta",
+    failed: "nepavyko",
+    avg_net_wait: "vid. laukimas",
+    total: "Iš viso",
+    no_callbacks: "šiuo laikotarpiu perskambinimų nėra",
+    callback_definitions: "pasiūlyta = girdėjo pasiūlymą perskambinti; paprašė = paliko eilę \
+                           paprašęs perskambinti; sujungta = gyventojas sujungtas su \
+                           operatoriumi; nepavyko = prašymai, kurių visi šio laikotarpio \
+                           bandymai nepavyko (ir dar laukiantys kito bandymo); SL = sujungta \
+                           per {min} min nuo prašymo / (sujungta + nepavyko); laukimas – nuo \
+                           prašymo iki sujungimo. Bandymai nėra skambučiai į liniją: kitų \
+                           lentelių skambučiai, SL ir laukimas jų neapima (baigtys ir \
+                           operatorių atsiliepti skambučiai – apima).",
     sl_today: "SL šiandien",
     all_enterprises: "Visos įmonės",
 };
@@ -452,6 +506,28 @@ pub static EN: Texts = Texts {
     definitions: "SL = answered within {sl} s / (answered + abandoned); abandoned = hung up \
                   after choosing a group with a wait of {short} s or more; abandonment = \
                   abandoned / offered. Definitions: <code>hotline stats --help</code>.",
+    callbacks_pending: "Pending callbacks",
+    number: "Number",
+    attempts: "attempts",
+    waiting_since_request: "waiting since request",
+    position_or_next_try: "position / next try",
+    in_time: "in",
+    no_callbacks_pending: "no callbacks pending",
+    callbacks_by_enterprise: "Callbacks by enterprise",
+    requested: "requested",
+    connected: "connected",
+    failed: "failed",
+    avg_net_wait: "avg wait",
+    total: "Total",
+    no_callbacks: "no callbacks in this period",
+    callback_definitions: "offered = heard the callback offer; requested = left the queue \
+                           asking to be called back; connected = the resident was bridged to \
+                           an agent; failed = requests whose attempts in this period all failed \
+                           (including those waiting for their next try); SL = connected within \
+                           {min} min of the request / (connected + failed); wait = from the \
+                           request to the bridge. Attempts are not calls to the hotline: the \
+                           other tables' calls, SL and waits leave them out (outcomes and the \
+                           agents' calls handled include them).",
     sl_today: "SL today",
     all_enterprises: "All enterprises",
 };
