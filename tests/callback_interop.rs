@@ -677,6 +677,79 @@ fn a_resident_asks_for_a_callback_and_is_called_back_through_the_carrier_after_a
     println!("test took {:.1} s", started.elapsed().as_secs_f64());
 }
 
+/// Requests are kept in the database: a service started on it takes up the pending ones
+/// (with the attempts they had), and not those that are over.
+#[test]
+fn pending_requests_in_the_database_are_taken_up_at_start() {
+    use hotline::cdr::{CallbackRow, CallbackStatus, CdrStore};
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "callback-restart-{}-{}",
+        std::process::id(),
+        free_port(false, false)
+    ));
+    fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("hotline.db").display());
+    let requested = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let row = |id: &str, state: CallbackStatus, number: &str| CallbackRow {
+        id: id.into(),
+        group: GROUP.into(),
+        language: "lt".into(),
+        number: number.into(),
+        display: format!("[CB][LT] {GROUP_NAME}"),
+        path: "main:1".into(),
+        requested,
+        queue_entered: requested - chrono::Duration::minutes(2),
+        attempts: 1,
+        state,
+        updated: requested,
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = CdrStore::connect(&url, &dir.join("spool.jsonl"))
+            .await
+            .unwrap();
+        store
+            .callback_changed(row("waiting@before", CallbackStatus::Pending, CALLER_E164))
+            .await
+            .unwrap();
+        store
+            .callback_changed(row("done@before", CallbackStatus::Connected, ""))
+            .await
+            .unwrap();
+    });
+    // Nobody answers at the agent's or the carrier's address: the request just waits.
+    let agent = format!("sip:heating-1@127.0.0.1:{}", free_port(false, false));
+    let routing = write_routing(&agent);
+    let carrier = SocketAddr::new(
+        IpAddr::V4(CARRIER_IP),
+        free_udp_port(IpAddr::V4(CARRIER_IP), false),
+    );
+    let service = Service::start_with_config(
+        &settings(carrier, &routing),
+        &[("HOTLINE__DATABASE__URL", url.as_str())],
+    );
+    let entry = wait_for_live_callback(&service, "the stored request", |entry| {
+        entry["number"] == CALLER_E164
+    });
+    assert_eq!(entry["group"], GROUP);
+    assert_eq!(entry["language"], "lt");
+    assert_eq!(entry["attempts"], 1);
+    assert!(entry["waiting_s"].as_u64().unwrap_or(0) >= 600, "{entry}");
+    let callbacks = live(&service)["callbacks"].clone();
+    assert_eq!(
+        callbacks.as_array().map(Vec::len),
+        Some(1),
+        "only the pending one: {callbacks}"
+    );
+    assert!(
+        service
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("pending callback requests taken up")
+                && line.contains("callbacks=1")),
+        "the start says so"
+    );
+}
+
 // ---- the service's settings ---------------------------------------------------------------------
 
 fn settings(carrier: SocketAddr, routing: &Path) -> String {
