@@ -184,6 +184,7 @@ impl Switchboard {
         };
         let ring = AgentCall {
             target: String::new(),
+            media_encryption: self.group_media_encryption(&request.group),
             display: request.display.clone(),
             language: request.language.clone(),
             path: request.path.clone(),
@@ -278,6 +279,7 @@ impl Switchboard {
             headers: Vec::new(),
             rtp_port,
             credentials: target.credentials,
+            media_encryption: target.media_encryption,
         };
         let resident = match self.ua.invite(now, outgoing) {
             Ok(resident) => resident,

@@ -251,6 +251,11 @@ impl Switchboard {
         }
     }
 
+    /// Seeds the SRTP key generator (32 bytes from the OS; see `UserAgent::seed_key_generator`).
+    pub fn seed_key_generator(&mut self, seed: [u8; 32]) {
+        self.ua.seed_key_generator(seed);
+    }
+
     /// Lets agents register with these credentials.
     pub fn enable_registrar(&mut self, credentials: Credentials) {
         self.ua.enable_registrar(credentials);
