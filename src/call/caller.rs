@@ -395,5 +395,6 @@ pub(super) fn media_session(
         payload_type: negotiated.payload_type,
         telephone_event: negotiated.telephone_event,
         inactivity_timeout,
+        srtp: negotiated.srtp.clone(),
     }
 }
