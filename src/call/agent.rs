@@ -49,6 +49,11 @@ pub(super) struct AgentLeg {
 }
 
 impl Switchboard {
+    /// Seeds the SRTP key generator (32 bytes from the OS; see `UserAgent::seed_key_generator`).
+    pub fn seed_key_generator(&mut self, seed: [u8; 32]) {
+        self.ua.seed_key_generator(seed);
+    }
+
     /// A group's `media_encryption` (off for a group no longer in the routing).
     pub(super) fn group_media_encryption(&self, group: &str) -> MediaEncryption {
         self.acd

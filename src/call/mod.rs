@@ -27,6 +27,8 @@ mod queue;
 mod record;
 pub mod sim;
 #[cfg(test)]
+mod srtp_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 mod timers;
 mod trunk;
@@ -249,11 +251,6 @@ impl Switchboard {
             callbacks: callback::Callbacks::default(),
             outputs: VecDeque::new(),
         }
-    }
-
-    /// Seeds the SRTP key generator (32 bytes from the OS; see `UserAgent::seed_key_generator`).
-    pub fn seed_key_generator(&mut self, seed: [u8; 32]) {
-        self.ua.seed_key_generator(seed);
     }
 
     /// Lets agents register with these credentials.
