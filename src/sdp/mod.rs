@@ -17,8 +17,8 @@ pub use crypto::{
     CryptoAttribute, CryptoError, CryptoSuite, KeyParams, SdesError, SdesKeys, CRYPTO_ATTRIBUTE,
 };
 pub use negotiate::{
-    answer, answer_with, offer, offer_with, parse_answer, parse_answer_with, LocalMedia,
-    Negotiated, NegotiationError,
+    answer, answer_with, offer, offer_with, parse_answer, parse_answer_with, reanswer_with,
+    LocalMedia, Negotiated, NegotiationError,
 };
 pub use parse::{
     Attribute, Fmtp, MediaDescription, MediaType, Origin, RtpMap, SdpError, SessionDescription,

@@ -124,7 +124,20 @@ pub fn answer_with(
     policy: SrtpPolicy,
     rng: &mut (impl RngCore + ?Sized),
 ) -> Result<(Negotiated, String), NegotiationError> {
-    let chosen = choose_audio_stream(offer, policy, rng)?;
+    reanswer_with(offer, local, policy, None, rng)
+}
+
+/// [`answer_with`] for a new offer within a session whose SRTP keys are `current`: when the
+/// offer repeats the line in use (same tag, suite and key), our key stays too, so neither
+/// side's crypto context (and its rollover counter) starts over (RFC 4568 §7.1.4).
+pub fn reanswer_with(
+    offer: &SessionDescription,
+    local: &LocalMedia,
+    policy: SrtpPolicy,
+    current: Option<&SdesKeys>,
+    rng: &mut (impl RngCore + ?Sized),
+) -> Result<(Negotiated, String), NegotiationError> {
+    let chosen = choose_audio_stream(offer, policy, current, rng)?;
     let (chosen_index, media, codec, payload_type) = (
         chosen.index,
         chosen.media,
@@ -289,6 +302,7 @@ struct Chosen<'a> {
 fn choose_audio_stream<'a>(
     offer: &'a SessionDescription,
     policy: SrtpPolicy,
+    current: Option<&SdesKeys>,
     rng: &mut (impl RngCore + ?Sized),
 ) -> Result<Chosen<'a>, NegotiationError> {
     let mut refusal: Option<StreamRefusal> = None;
@@ -323,7 +337,7 @@ fn choose_audio_stream<'a>(
             });
             continue;
         };
-        match security::answer_stream(media, policy, rng) {
+        match security::answer_stream(media, policy, current, rng) {
             Ok(srtp) => {
                 return Ok(Chosen {
                     index,

@@ -148,10 +148,12 @@ pub(super) fn transport_usable(media: &MediaDescription, policy: SrtpPolicy) -> 
 }
 
 /// The SRTP part of answering an offered stream whose transport and codec suit us: the keys and
-/// our `a=crypto` line, or `None` for plain RTP.
+/// our `a=crypto` line, or `None` for plain RTP. When the offered line taken is the one of
+/// `current` (same tag, suite and peer key), our key of `current` is kept.
 pub(super) fn answer_stream(
     media: &MediaDescription,
     policy: SrtpPolicy,
+    current: Option<&SdesKeys>,
     rng: &mut (impl RngCore + ?Sized),
 ) -> Result<Option<(SdesKeys, CryptoAttribute)>, StreamRefusal> {
     let refuse = |error| StreamRefusal { rank: 3, error };
@@ -170,12 +172,30 @@ pub(super) fn answer_stream(
         };
     }
     match answer_media_crypto(media, &SrtpProfile::ALL, rng) {
-        Ok(agreed) => Ok(Some(agreed)),
+        Ok((keys, line)) => Ok(Some(keep_current(keys, line, current))),
         // Best-effort lines we cannot use leave an optional leg plain.
         Err(_) if !media.is_rtp_savp() && !required => Ok(None),
         Err(error) => Err(refuse(NegotiationError::NoAcceptableCrypto {
             reason: error.to_string(),
         })),
+    }
+}
+
+/// The agreed keys and our line, with our key of `current` when the peer's side is unchanged.
+fn keep_current(
+    keys: SdesKeys,
+    line: CryptoAttribute,
+    current: Option<&SdesKeys>,
+) -> (SdesKeys, CryptoAttribute) {
+    match current {
+        Some(current)
+            if (current.tag, current.profile, &current.remote)
+                == (keys.tag, keys.profile, &keys.remote) =>
+        {
+            let line = CryptoAttribute::new(line.tag, keys.profile, current.local.clone());
+            (current.clone(), line)
+        }
+        _ => (keys, line),
     }
 }
 

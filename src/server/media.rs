@@ -247,7 +247,9 @@ impl MediaDriver {
         if let Some(remote) = session.remote {
             existing.shared.remote.store(Some(Arc::new(remote)));
         }
-        let rekeyed = existing.session.srtp != session.srtp;
+        // Only a new sending key makes a new context: an unchanged one keeps its rollover count.
+        let sending = |s: &MediaSession| s.srtp.as_ref().map(|k| (k.profile, k.local.clone()));
+        let rekeyed = sending(&existing.session) != sending(&session);
         existing.session = session.clone();
         let _ = existing.updates.send(Some(session.clone()));
         let partner = existing.partner;

@@ -439,3 +439,34 @@ fn answers_to_our_offers_are_checked() {
         302
     );
 }
+
+#[test]
+fn a_repeated_line_keeps_our_key_and_a_new_peer_key_gets_a_new_one() {
+    let secure = policy(MediaEncryption::Optional, true);
+    let (first, first_text) = answer(&savp_offer(), secure).unwrap();
+    let current = first.srtp.clone().unwrap();
+    let reanswer = |media: &str, seed: u64| {
+        crate::sdp::reanswer_with(
+            &sdp(media),
+            &local(),
+            secure,
+            Some(&current),
+            &mut StdRng::seed_from_u64(seed),
+        )
+        .unwrap()
+    };
+    // Same tag, suite and key offered again (a hold, a new address): nothing changes.
+    let (kept, kept_text) = reanswer(&savp_offer(), 99);
+    assert_eq!(kept.srtp.as_ref(), Some(&current));
+    assert_eq!(crypto_lines(&kept_text), crypto_lines(&first_text));
+    // The peer re-keys: so do we.
+    let rekeyed = savp_offer().replace(KEY_A, KEY_B);
+    let (new, _) = reanswer(&rekeyed, 99);
+    let new = new.srtp.unwrap();
+    assert_ne!(new.local, current.local);
+    assert_ne!(new.remote, current.remote);
+    // The peer picks another suite first: a new key too.
+    let swapped =
+        format!("m=audio 5000 RTP/SAVP 0\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{KEY_A}\r\n");
+    assert_ne!(reanswer(&swapped, 99).0.srtp.unwrap().local, current.local);
+}

@@ -130,7 +130,9 @@ impl Receiver {
                     let Some(session) = session else { break };
                     inbound.set_format(session.codec, session.payload_type, session.telephone_event);
                     timeout = session.inactivity_timeout;
-                    if unprotect.as_ref().map(|srtp| &srtp.keys) != session.srtp.as_ref() {
+                    // The peer's key unchanged: its stream goes on, and so does our context.
+                    let receiving = |keys: &SdesKeys| (keys.profile, keys.remote.clone());
+                    if unprotect.as_ref().map(|srtp| receiving(&srtp.keys)) != session.srtp.as_ref().map(receiving) {
                         unprotect = Unprotect::for_keys(session.srtp.as_ref());
                     }
                 }

@@ -121,14 +121,16 @@ impl SdpState {
         Ok(sdp::offer_with(local, codecs, &self.srtp_offer))
     }
 
-    /// Our answer to the peer's `offer` under the session's policy.
+    /// Our answer to the peer's `offer` under the session's policy; an unchanged SRTP line
+    /// keeps the keys in use.
     pub(super) fn answer(
         &self,
         offer: &SessionDescription,
         local: &LocalMedia,
         keys: &mut (impl rand::RngCore + ?Sized),
     ) -> Result<(Negotiated, String), NegotiationError> {
-        sdp::answer_with(offer, local, self.policy, keys)
+        let current = self.negotiated.as_ref().and_then(|n| n.srtp.as_ref());
+        sdp::reanswer_with(offer, local, self.policy, current, keys)
     }
 
     /// Reads the peer's answer to our latest offer.

@@ -151,6 +151,28 @@ fn an_srtp_caller_is_answered_with_our_key_and_the_keys_reach_the_media_event() 
         }
         other => panic!("{other:?}"),
     }
+
+    // The caller re-offers the same line (e.g. a new address): our key stays.
+    let sdp = savp_sdp().replace("o=- 1 1", "o=- 1 2");
+    let reinvite = format!(
+        "INVITE sip:19118@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKs3\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:370@127.0.0.1>;tag=c1\r\nTo: {}\r\nCall-ID: srtp-1\r\n\
+         CSeq: 2 INVITE\r\nContact: <sip:370@127.0.0.1:5080>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        header(&ok, "To"),
+        sdp.len()
+    );
+    ua.handle_message(now, phone(), reinvite.as_bytes());
+    let reanswered = text(&transmitted(&mut ua).pop().unwrap());
+    assert!(reanswered.starts_with("SIP/2.0 200"), "{reanswered}");
+    assert_eq!(crypto_lines(&reanswered), ours);
+    match events(&mut ua).as_slice() {
+        [UaEvent::Media { negotiated, .. }] => {
+            let kept = negotiated.srtp.as_ref().map(|keys| &keys.local);
+            assert_eq!(kept, ours[0].master_key());
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
