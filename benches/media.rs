@@ -1,5 +1,6 @@
 //! Per-frame cost of the media algorithms: G.711 on 160-sample (20 ms) frames, the in-band DTMF
-//! detector, RFC 4733 packet handling and SRTP protect/unprotect of a 20 ms G.711 packet.
+//! detector, RFC 4733 packet handling, SRTP protect/unprotect of a 20 ms G.711 packet, and the
+//! pacer's per-leg work for a plain and an SRTP leg (next frame, then protect in place).
 //! Throughput is reported per frame/packet.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -7,6 +8,8 @@ use hotline::media::dtmf::inband::InbandDetector;
 use hotline::media::dtmf::rfc4733::{encode_event, Rfc4733Receiver};
 use hotline::media::g711;
 use hotline::media::srtp::{MasterKey, SrtpProfile, SrtpReceiver, SrtpSender, MAX_TAG_LEN};
+use hotline::media::stream::{IdleAudio, Outbound, StreamStart, PACKET_LEN};
+use hotline::sdp::Codec;
 
 const FRAME: usize = 160;
 
@@ -186,11 +189,44 @@ fn srtp(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the pacer does per leg and tick (without the send): the next comfort-silence frame into
+/// its one buffer, and for an SRTP leg the protect in place into the buffer's spare room.
+fn pacer_leg(c: &mut Criterion) {
+    let start = StreamStart {
+        ssrc: 0x0102_0304,
+        sequence: 0,
+        timestamp: 0,
+    };
+    let mut group = c.benchmark_group("pacer_leg_tick");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("plain", |b| {
+        let mut outbound = Outbound::new(start, Codec::Pcmu, 0, IdleAudio::Silence);
+        let mut buffer = [0u8; PACKET_LEN + MAX_TAG_LEN];
+        b.iter(|| outbound.tick(black_box(&mut buffer)).len)
+    });
+    for profile in [
+        SrtpProfile::Aes128CmHmacSha1_80,
+        SrtpProfile::Aes128CmHmacSha1_32,
+    ] {
+        group.bench_function(format!("srtp_{}", profile.sdes_name()), |b| {
+            let mut outbound = Outbound::new(start, Codec::Pcmu, 0, IdleAudio::Silence);
+            let mut sender = SrtpSender::new(profile, &MasterKey::from_bytes(&[0x5a; 30]));
+            let mut buffer = [0u8; PACKET_LEN + MAX_TAG_LEN];
+            b.iter(|| {
+                let len = outbound.tick(black_box(&mut buffer)).len;
+                sender.protect(&mut buffer, len)
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     g711_frames,
     inband_detector,
     rfc4733_receiver,
-    srtp
+    srtp,
+    pacer_leg
 );
 criterion_main!(benches);

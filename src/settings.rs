@@ -402,6 +402,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sdp::MediaEncryption;
 
     #[test]
     fn durations_parse_in_all_units() {
@@ -503,6 +504,7 @@ auth_username = "auth-u"
 password_file = "PASSWORD_FILE"
 numbers = ["852123456"]
 caller_id = "rpid"
+media_encryption = "optional"
 "#;
         let password_file = write(&dir, "secret", "from-a-file\n");
         let good = good.replace("PASSWORD_FILE", &password_file.display().to_string());
@@ -524,6 +526,8 @@ caller_id = "rpid"
         assert_eq!(second.auth_user(), Some("auth-u"));
         assert_eq!(second.caller_id, CallerIdHeader::Rpid);
         assert_eq!(second.options_interval, Duration::from_secs(30));
+        assert_eq!(second.media_encryption, MediaEncryption::Optional);
+        assert_eq!(carrier.media_encryption, MediaEncryption::Off);
         let password = second.resolve_password().unwrap().unwrap();
         assert_eq!(password.expose(), "from-a-file");
 
@@ -563,6 +567,15 @@ caller_id = "rpid"
             (
                 "[trunks.c]\nhost = \"h\"\npassword_file = \"/nonexistent/secret\"\n",
                 "trunks.c.password_file",
+            ),
+            (
+                "[trunks.c]\nhost = \"h\"\nmedia_encryption = \"always\"\n",
+                "trunks.c.media_encryption",
+            ),
+            // Keys never go over UDP/TCP, so `required` there could never place a call.
+            (
+                "[trunks.c]\nhost = \"h\"\nmedia_encryption = \"required\"\n",
+                "trunks.c.media_encryption",
             ),
         ];
         for (index, (text, key)) in cases.iter().enumerate() {

@@ -107,7 +107,7 @@ fn check_reports_every_value_problem_a_key_typo_a_bad_time_and_an_unknown_strate
             "broken_values.toml:17: groups.desk.anounce: unknown key (expected one of: name, \
              announce, music, hours, when_closed, when_empty, transfer, strategy, ring_timeout, wrap_up, \
              language_wait, max_wait, max_queue, overflow, retry_after_busy, retry_after_no_answer, \
-             max_no_answer, agents, callback)",
+             max_no_answer, agents, callback, media_encryption)",
             "broken_values.toml:19: groups.desk.strategy: unknown strategy \"random\" (expected \
              ring-all, round-robin, longest-idle or fewest-calls)",
             "broken_values.toml:23: hours.office.weekly.tue: bad time \"25:00\": expected HH:MM \

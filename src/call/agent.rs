@@ -10,7 +10,7 @@ use super::caller::media_session;
 use super::{leg_of, Switchboard};
 use crate::acd::{AcdInput, AgentId, CallId, FailReason};
 use crate::media::leg::MediaCommand;
-use crate::sdp::Negotiated;
+use crate::sdp::{MediaEncryption, Negotiated};
 use crate::sip::transport::{Peer, TransportKind};
 use crate::sip::ua::{OutgoingCall, SessionId};
 
@@ -23,6 +23,8 @@ pub(super) struct AgentCall {
     pub(super) path: String,
     /// The resident's number, shown on the agent's phone.
     pub(super) caller_number: String,
+    /// The group's SRTP policy for the agent's leg.
+    pub(super) media_encryption: MediaEncryption,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,19 @@ pub(super) struct AgentLeg {
 }
 
 impl Switchboard {
+    /// Seeds the SRTP key generator (32 bytes from the OS; see `UserAgent::seed_key_generator`).
+    pub fn seed_key_generator(&mut self, seed: [u8; 32]) {
+        self.ua.seed_key_generator(seed);
+    }
+
+    /// A group's `media_encryption` (off for a group no longer in the routing).
+    pub(super) fn group_media_encryption(&self, group: &str) -> MediaEncryption {
+        self.acd
+            .as_ref()
+            .and_then(|acd| acd.routing().groups.get(group))
+            .map_or(MediaEncryption::Off, |group| group.media_encryption)
+    }
+
     /// Rings an agent for a caller (the ACD chose them); the answer bridges them, a failure
     /// goes back to the ACD, which tries someone else.
     pub(super) fn ring_agent(
@@ -75,6 +90,7 @@ impl Switchboard {
             ],
             rtp_port,
             credentials: None,
+            media_encryption: agent.media_encryption,
         };
         match self.ua.invite(now, outgoing) {
             Ok(id) => {

@@ -15,7 +15,7 @@ use crate::acd::{AcdInput, CallId};
 use crate::ivr::{CallFlow, FlowEvent, QueueCall};
 use crate::media::dtmf::DtmfSource;
 use crate::media::leg::{MediaCommand, MediaSession, RtpReceived};
-use crate::sdp::{Direction, Negotiated};
+use crate::sdp::{Direction, MediaEncryption, Negotiated};
 use crate::sip::message;
 use crate::sip::transport::Peer;
 use crate::sip::ua::{SessionId, TransferOutcome};
@@ -116,7 +116,10 @@ impl Switchboard {
             self.ua.reject(now, id, 503, retry);
             return self.record_rejected(now, &invite, from, 503);
         };
-        if let Err(status) = self.ua.accept(now, id, rtp_port) {
+        let encryption = trunk_line.map_or(MediaEncryption::Off, |line| {
+            self.trunk_media_encryption(line)
+        });
+        if let Err(status) = self.ua.accept_with(now, id, rtp_port, encryption) {
             self.ports.release(rtp_port);
             if let Some(line) = trunk_line {
                 self.trunk_line_released(line);
@@ -398,5 +401,6 @@ pub(super) fn media_session(
         payload_type: negotiated.payload_type,
         telephone_event: negotiated.telephone_event,
         inactivity_timeout,
+        srtp: negotiated.srtp.clone(),
     }
 }

@@ -27,6 +27,8 @@ mod queue;
 mod record;
 pub mod sim;
 #[cfg(test)]
+mod srtp_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 mod timers;
 mod trunk;

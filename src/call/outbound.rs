@@ -72,6 +72,7 @@ impl Switchboard {
             headers: Vec::new(),
             rtp_port,
             credentials: target.credentials,
+            media_encryption: target.media_encryption,
         };
         match self.ua.invite(now, outgoing) {
             Ok(id) => {
@@ -225,6 +226,7 @@ pub(super) struct TrunkTarget {
     pub(super) peer: Peer,
     pub(super) caller_id: Option<String>,
     pub(super) credentials: Option<crate::sip::ua::DigestCredentials>,
+    pub(super) media_encryption: crate::sdp::MediaEncryption,
 }
 
 fn reason_phrase(status: u16) -> String {

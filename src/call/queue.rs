@@ -188,6 +188,7 @@ impl Switchboard {
         };
         let ring = AgentCall {
             target: String::new(),
+            media_encryption: self.group_media_encryption(&queued.group),
             display: queued.display,
             language: queued.language,
             path: queued.path,

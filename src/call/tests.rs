@@ -837,7 +837,7 @@ pub(super) fn register_agent(h: &mut Harness, user: &str) -> String {
 
 /// A flow that puts every caller straight through to one agent (bridge mode).
 #[derive(Debug)]
-struct StraightToAgent;
+pub(super) struct StraightToAgent;
 
 impl crate::ivr::CallFlow for StraightToAgent {
     fn handle(

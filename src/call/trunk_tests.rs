@@ -60,6 +60,7 @@ fn trunk_at(host: &str, max_calls: Option<u32>) -> TrunkSetup {
         caller_id: CallerIdHeader::Pai,
         max_calls,
         max_cps: None,
+        media_encryption: crate::sdp::MediaEncryption::Off,
         watch: TrunkWatch::Register(Box::new(Registration::new(registration, 3))),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::dtmf::DtmfSource;
 use super::prompts::Prompt;
-use crate::sdp::Codec;
+use crate::sdp::{Codec, SdesKeys};
 
 /// One RTP stream the media driver runs, stable for its whole life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +29,9 @@ pub struct MediaSession {
     pub telephone_event: Option<u8>,
     /// Silence longer than this ends the call; None while the caller holds us (no RTP expected).
     pub inactivity_timeout: Option<Duration>,
+    /// SRTP keys when the leg is encrypted: we protect what we send to it with `local` and
+    /// unprotect what it sends with `remote`. The bridge re-encrypts between legs as needed.
+    pub srtp: Option<SdesKeys>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +69,8 @@ pub struct RtpReceived {
     pub packets: u64,
     pub lost: u64,
     pub jitter_ms: f64,
+    /// SRTP packets dropped (authentication failed, replayed or malformed); 0 for plain RTP.
+    pub srtp_rejected: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

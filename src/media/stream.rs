@@ -62,7 +62,7 @@ struct Header {
 }
 
 impl Header {
-    fn write(&mut self, timestamp: u32, payload: &[u8], out: &mut [u8; PACKET_LEN]) -> usize {
+    fn write(&mut self, timestamp: u32, payload: &[u8], out: &mut [u8]) -> usize {
         let len = RtpPacketBuilder::new()
             .payload_type(self.payload_type)
             .ssrc(self.ssrc)
@@ -140,9 +140,10 @@ impl Outbound {
         self.playing.is_some() || !self.playlist.is_empty()
     }
 
-    /// Produces this tick's packet into `out`. The timestamp advances every tick, sent or not,
-    /// so the receiver sees true media time across silences (RFC 3550 §5.1).
-    pub fn tick(&mut self, out: &mut [u8; PACKET_LEN]) -> Tick {
+    /// Produces this tick's packet into the start of `out` (at least [`PACKET_LEN`] bytes; the
+    /// pacer leaves room behind it for an SRTP tag). The timestamp advances every tick, sent or
+    /// not, so the receiver sees true media time across silences (RFC 3550 §5.1).
+    pub fn tick(&mut self, out: &mut [u8]) -> Tick {
         let timestamp = self.header.timestamp;
         self.header.timestamp = timestamp.wrapping_add(TIMESTAMP_STEP);
         if self.playing.is_none() {

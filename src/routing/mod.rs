@@ -11,6 +11,8 @@ pub use hours::{OpeningHours, RelativeDay, Reopening, TimeRange};
 pub use model::{Problem, Routing};
 pub use reader::{load, parse};
 #[cfg(test)]
+mod encryption_tests;
+#[cfg(test)]
 mod language_tests;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! dotted path of its key. Reading the TOML into it is `reader`'s job.
 
 use crate::routing::hours::OpeningHours;
+use crate::sdp::MediaEncryption;
 use chrono::Weekday;
 use chrono_tz::Tz;
 use std::collections::BTreeMap;
@@ -178,6 +179,8 @@ pub struct Group {
     pub agents: Vec<Agent>,
     /// Queued callback offered to this group's waiting callers (bridge groups only).
     pub callback: Option<Callback>,
+    /// SRTP on the agents' legs (`off`, `optional`, `required`); keys only over TLS.
+    pub media_encryption: MediaEncryption,
 }
 
 /// A group's queued callback (`callback = { ... }`): once the expected wait passes

@@ -13,6 +13,7 @@ use std::time::Duration;
 use toml_edit::{ImDocument, Item, TableLike};
 
 mod callback;
+mod encryption;
 mod sections;
 
 /// Reads and parses a routing file; problems name the file as `path` shows it.

@@ -90,7 +90,7 @@ fn unknown_keys_are_all_reported() {
         vec![
             "routing.toml:5: hotline.fallbak: unknown key (expected one of: languages, default_language, timezone, digit_timeout, inter_digit_timeout, max_attempts, language_no_input, menu_no_input, operator_key, fallback, start, music, remember_language, change_language_key, announce_every)",
             "routing.toml:1: hotline.fallback: missing required key",
-            "routing.toml:20: groups.desk.hour: unknown key (expected one of: name, announce, music, hours, when_closed, when_empty, transfer, strategy, ring_timeout, wrap_up, language_wait, max_wait, max_queue, overflow, retry_after_busy, retry_after_no_answer, max_no_answer, agents, callback)",
+            "routing.toml:20: groups.desk.hour: unknown key (expected one of: name, announce, music, hours, when_closed, when_empty, transfer, strategy, ring_timeout, wrap_up, language_wait, max_wait, max_queue, overflow, retry_after_busy, retry_after_no_answer, max_no_answer, agents, callback, media_encryption)",
         ]
     );
 }

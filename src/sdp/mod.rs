@@ -8,6 +8,7 @@
 mod crypto;
 mod negotiate;
 mod parse;
+mod security;
 #[cfg(test)]
 mod tests;
 
@@ -15,11 +16,15 @@ pub use crypto::{
     accept_answer_crypto, answer_crypto, answer_media_crypto, crypto_attributes, offer_crypto,
     CryptoAttribute, CryptoError, CryptoSuite, KeyParams, SdesError, SdesKeys, CRYPTO_ATTRIBUTE,
 };
-pub use negotiate::{answer, offer, parse_answer, LocalMedia, Negotiated, NegotiationError};
+pub use negotiate::{
+    answer, answer_with, offer, offer_with, parse_answer, parse_answer_with, reanswer_with,
+    LocalMedia, Negotiated, NegotiationError,
+};
 pub use parse::{
     Attribute, Fmtp, MediaDescription, MediaType, Origin, RtpMap, SdpError, SessionDescription,
     MAX_BODY_BYTES, MAX_FORMATS_PER_MEDIA, MAX_LINES, MAX_MEDIA_SECTIONS,
 };
+pub use security::{MediaEncryption, SrtpOffer, SrtpPolicy, RTP_AVP, RTP_SAVP};
 
 /// The codecs the IVR speaks: G.711 µ-law and A-law, both 8000 Hz mono with static payload types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,9 +1,15 @@
 //! RFC 3264 offer/answer for the IVR: pick one G.711 audio stream (plus RFC 4733
-//! telephone-event), reject every other stream with port 0, and write our SDP text.
+//! telephone-event), reject every other stream with port 0, and write our SDP text. Whether the
+//! stream is SRTP (and with which keys) is the `security` module's decision, made here per
+//! stream under the leg's [`SrtpPolicy`].
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 
+use rand::RngCore;
+
+use super::crypto::{CryptoAttribute, SdesKeys};
+use super::security::{self, SrtpOffer, SrtpPolicy, StreamRefusal};
 use super::{Codec, Direction, MediaDescription, MediaType, SessionDescription};
 
 /// Payload type we put telephone-event on in our own offers (the de-facto common choice).
@@ -30,7 +36,7 @@ pub struct LocalMedia {
 }
 
 /// Outcome of an offer/answer exchange for the one audio stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
     pub codec: Codec,
     /// Payload type to send and expect for `codec`: 0/8, or the peer's dynamic PT for G.711.
@@ -43,6 +49,8 @@ pub struct Negotiated {
     pub remote_direction: Direction,
     /// The peer's `a=ptime`, in milliseconds.
     pub ptime: Option<u32>,
+    /// SRTP keys agreed by SDES (RFC 4568); `None`: plain RTP.
+    pub srtp: Option<SdesKeys>,
 }
 
 impl Negotiated {
@@ -57,10 +65,16 @@ impl Negotiated {
 pub enum NegotiationError {
     #[error("no active audio stream in the session description")]
     MediaTypeNotAvailable,
-    #[error("audio offered only over transport {proto}, we do RTP/AVP only")]
+    #[error("audio offered only over transport {proto}, which this leg does not take (RTP/AVP, and RTP/SAVP where media encryption is on)")]
     IncompatibleTransport { proto: String },
     #[error("no PCMU or PCMA among the offered audio formats: {offered_formats}")]
     NoCommonCodec { offered_formats: String },
+    #[error("SRTP keys (a=crypto) are only exchanged over secure signalling (TLS), and this leg's is not")]
+    KeysNeedSecureSignalling,
+    #[error("media encryption is required but the offer is plain {proto} without a=crypto")]
+    EncryptionRequired { proto: String },
+    #[error("no acceptable SRTP crypto: {reason}")]
+    NoAcceptableCrypto { reason: String },
 }
 
 impl NegotiationError {
@@ -70,6 +84,9 @@ impl NegotiationError {
             NegotiationError::IncompatibleTransport { .. } => 302,
             NegotiationError::MediaTypeNotAvailable => 304,
             NegotiationError::NoCommonCodec { .. } => 305,
+            NegotiationError::NoAcceptableCrypto { .. } => 306,
+            NegotiationError::KeysNeedSecureSignalling
+            | NegotiationError::EncryptionRequired { .. } => 399,
         }
     }
 
@@ -79,21 +96,57 @@ impl NegotiationError {
             NegotiationError::IncompatibleTransport { .. } => "Incompatible transport protocol",
             NegotiationError::MediaTypeNotAvailable => "Media type not available",
             NegotiationError::NoCommonCodec { .. } => "Incompatible media format",
+            NegotiationError::NoAcceptableCrypto { .. } => "Attribute not understood",
+            NegotiationError::KeysNeedSecureSignalling => "SRTP keys only over TLS",
+            NegotiationError::EncryptionRequired { .. } => "Media encryption required",
         };
         format!("{} {AGENT} \"{text}\"", self.warning_code())
     }
 }
 
-/// Builds our answer to `offer`: the first audio RTP/AVP stream offering PCMU or PCMA gets
-/// `local.rtp_port` and the first of those codecs in the offer's order; every other stream is
-/// rejected with port 0, keeping the offer's m-line count and order (RFC 3264 §6).
+/// [`answer_with`] for a plain-RTP leg: RTP/SAVP offers are refused.
 pub fn answer(
     offer: &SessionDescription,
     local: &LocalMedia,
 ) -> Result<(Negotiated, String), NegotiationError> {
-    let (chosen_index, media, codec, payload_type) = choose_audio_stream(offer)?;
+    // Policy off never draws a key, so this generator is never used.
+    let mut unused = rand::rngs::mock::StepRng::new(0, 0);
+    answer_with(offer, local, SrtpPolicy::OFF, &mut unused)
+}
+
+/// Builds our answer to `offer`: the first audio stream we can take (RTP/AVP, or RTP/SAVP under
+/// `policy`) offering PCMU or PCMA gets `local.rtp_port` and the first of those codecs in the
+/// offer's order, and our `a=crypto` line (a fresh key from `rng`) when it is SRTP; every other
+/// stream is rejected with port 0, keeping the offer's m-line count and order (RFC 3264 §6).
+pub fn answer_with(
+    offer: &SessionDescription,
+    local: &LocalMedia,
+    policy: SrtpPolicy,
+    rng: &mut (impl RngCore + ?Sized),
+) -> Result<(Negotiated, String), NegotiationError> {
+    reanswer_with(offer, local, policy, None, rng)
+}
+
+/// [`answer_with`] for a new offer within a session whose SRTP keys are `current`: when the
+/// offer repeats the line in use (same tag, suite and key), our key stays too, so neither
+/// side's crypto context (and its rollover counter) starts over (RFC 4568 §7.1.4).
+pub fn reanswer_with(
+    offer: &SessionDescription,
+    local: &LocalMedia,
+    policy: SrtpPolicy,
+    current: Option<&SdesKeys>,
+    rng: &mut (impl RngCore + ?Sized),
+) -> Result<(Negotiated, String), NegotiationError> {
+    let chosen = choose_audio_stream(offer, policy, current, rng)?;
+    let (chosen_index, media, codec, payload_type) = (
+        chosen.index,
+        chosen.media,
+        chosen.codec,
+        chosen.payload_type,
+    );
     let telephone_event = find_telephone_event(media);
     let (remote_rtp, remote_direction) = remote_endpoint(offer, media);
+    let (srtp, our_crypto) = chosen.srtp.unzip();
     let negotiated = Negotiated {
         codec,
         payload_type,
@@ -101,6 +154,7 @@ pub fn answer(
         remote_rtp,
         remote_direction,
         ptime: media.ptime,
+        srtp,
     };
 
     let mut sdp = String::with_capacity(512);
@@ -133,6 +187,9 @@ pub fn answer(
                 sdp_line(&mut sdp, format_args!("a=fmtp:{event_pt} {events}"));
             }
         }
+        if let Some(line) = &our_crypto {
+            sdp_line(&mut sdp, format_args!("{}", line.to_sdp_line()));
+        }
         sdp_line(&mut sdp, format_args!("a=ptime:{OUR_PTIME_MS}"));
         let direction = negotiated.local_direction().attribute_name();
         sdp_line(&mut sdp, format_args!("a={direction}"));
@@ -140,9 +197,15 @@ pub fn answer(
     Ok((negotiated, sdp))
 }
 
-/// Our own offer (when calling out): one audio stream with `codecs` in preference order (empty →
-/// PCMU, PCMA; duplicates dropped), telephone-event/8000 on PT 101, ptime 20, sendrecv.
+/// Our own plain-RTP offer; see [`offer_with`].
 pub fn offer(local: &LocalMedia, codecs: &[Codec]) -> String {
+    offer_with(local, codecs, &SrtpOffer::plain())
+}
+
+/// Our own offer (when calling out): one audio stream with `codecs` in preference order (empty →
+/// PCMU, PCMA; duplicates dropped), telephone-event/8000 on PT 101, ptime 20, sendrecv, on the
+/// transport and with the `a=crypto` lines of `srtp` (from [`SrtpPolicy::offer`]).
+pub fn offer_with(local: &LocalMedia, codecs: &[Codec], srtp: &SrtpOffer) -> String {
     let codecs = effective_codecs(codecs);
     let mut payload_types = String::new();
     for codec in &codecs {
@@ -154,8 +217,9 @@ pub fn offer(local: &LocalMedia, codecs: &[Codec]) -> String {
     sdp_line(
         &mut sdp,
         format_args!(
-            "m=audio {} RTP/AVP {payload_types}{OUR_TELEPHONE_EVENT_PT}",
-            local.rtp_port
+            "m=audio {} {} {payload_types}{OUR_TELEPHONE_EVENT_PT}",
+            local.rtp_port,
+            srtp.proto()
         ),
     );
     for codec in &codecs {
@@ -166,15 +230,28 @@ pub fn offer(local: &LocalMedia, codecs: &[Codec]) -> String {
         &mut sdp,
         format_args!("a=fmtp:{OUR_TELEPHONE_EVENT_PT} {OUR_TELEPHONE_EVENTS}"),
     );
+    for line in &srtp.crypto {
+        sdp_line(&mut sdp, format_args!("{}", line.to_sdp_line()));
+    }
     sdp_line(&mut sdp, format_args!("a=ptime:{OUR_PTIME_MS}"));
     sdp_line(&mut sdp, format_args!("a=sendrecv"));
     sdp
 }
 
-/// Reads the peer's answer to our [`offer`] made with `our_offer` codecs. The answer mirrors our
-/// single m-line, so its first m-line is our audio stream; the peer's PTs are used as given.
+/// Reads the peer's answer to our plain [`offer`]; see [`parse_answer_with`].
 pub fn parse_answer(
     our_offer: &[Codec],
+    answer: &SessionDescription,
+) -> Result<Negotiated, NegotiationError> {
+    parse_answer_with(our_offer, &SrtpOffer::plain(), answer)
+}
+
+/// Reads the peer's answer to our [`offer_with`] made with `our_offer` codecs and `our_srtp`. The
+/// answer mirrors our single m-line, so its first m-line is our audio stream; the peer's PTs are
+/// used as given, and its `a=crypto` must answer one of ours (RFC 4568 §7.1.3).
+pub fn parse_answer_with(
+    our_offer: &[Codec],
+    our_srtp: &SrtpOffer,
     answer: &SessionDescription,
 ) -> Result<Negotiated, NegotiationError> {
     let offered = effective_codecs(our_offer);
@@ -183,7 +260,7 @@ pub fn parse_answer(
         .first()
         .filter(|media| media.media_type == MediaType::Audio && media.port != 0)
         .ok_or(NegotiationError::MediaTypeNotAvailable)?;
-    if !media.is_rtp_avp() {
+    if !media.is_rtp_avp() && !media.is_rtp_savp() {
         return Err(NegotiationError::IncompatibleTransport {
             proto: media.proto.clone(),
         });
@@ -198,6 +275,7 @@ pub fn parse_answer(
         .ok_or_else(|| NegotiationError::NoCommonCodec {
             offered_formats: describe_formats(media),
         })?;
+    let srtp = security::accept_answer(our_srtp, media)?;
     let (remote_rtp, remote_direction) = remote_endpoint(answer, media);
     Ok(Negotiated {
         codec,
@@ -206,43 +284,73 @@ pub fn parse_answer(
         remote_rtp,
         remote_direction,
         ptime: media.ptime,
+        srtp,
     })
 }
 
-/// The stream we take, its index, and the offer's first G.711 codec on it with its PT.
-fn choose_audio_stream(
-    offer: &SessionDescription,
-) -> Result<(usize, &MediaDescription, Codec, u8), NegotiationError> {
-    let mut codecless_audio: Option<&MediaDescription> = None;
-    let mut foreign_transport: Option<&str> = None;
+/// The offered stream we take and what we agreed on it.
+struct Chosen<'a> {
+    index: usize,
+    media: &'a MediaDescription,
+    codec: Codec,
+    payload_type: u8,
+    /// Keys and our `a=crypto` line when the stream is SRTP.
+    srtp: Option<(SdesKeys, CryptoAttribute)>,
+}
+
+/// The first audio stream we can take under `policy`, with the offer's first G.711 codec on it.
+fn choose_audio_stream<'a>(
+    offer: &'a SessionDescription,
+    policy: SrtpPolicy,
+    current: Option<&SdesKeys>,
+    rng: &mut (impl RngCore + ?Sized),
+) -> Result<Chosen<'a>, NegotiationError> {
+    let mut refusal: Option<StreamRefusal> = None;
+    let mut refuse = |candidate: StreamRefusal| {
+        // The most specific reason wins (security, then codecs, then transport); ties: first.
+        if refusal.as_ref().is_none_or(|r| candidate.rank > r.rank) {
+            refusal = Some(candidate);
+        }
+    };
     for (index, media) in offer.media.iter().enumerate() {
         if media.media_type != MediaType::Audio || media.port == 0 {
             continue;
         }
-        if !media.is_rtp_avp() {
-            foreign_transport.get_or_insert(&media.proto);
+        if !security::transport_usable(media, policy) {
+            refuse(StreamRefusal {
+                rank: 1,
+                error: NegotiationError::IncompatibleTransport {
+                    proto: media.proto.clone(),
+                },
+            });
             continue;
         }
         let first_g711 = media
             .payload_types()
             .find_map(|pt| codec_for_payload_type(media, pt).map(|codec| (codec, pt)));
-        match first_g711 {
-            Some((codec, pt)) => return Ok((index, media, codec, pt)),
-            None => {
-                codecless_audio.get_or_insert(media);
+        let Some((codec, payload_type)) = first_g711 else {
+            refuse(StreamRefusal {
+                rank: 2,
+                error: NegotiationError::NoCommonCodec {
+                    offered_formats: describe_formats(media),
+                },
+            });
+            continue;
+        };
+        match security::answer_stream(media, policy, current, rng) {
+            Ok(srtp) => {
+                return Ok(Chosen {
+                    index,
+                    media,
+                    codec,
+                    payload_type,
+                    srtp,
+                })
             }
+            Err(security_refusal) => refuse(security_refusal),
         }
     }
-    // The most specific reason wins: wrong codecs on RTP/AVP, then wrong transport, then no audio.
-    Err(match (codecless_audio, foreign_transport) {
-        (Some(media), _) => NegotiationError::NoCommonCodec {
-            offered_formats: describe_formats(media),
-        },
-        (None, Some(proto)) => NegotiationError::IncompatibleTransport {
-            proto: proto.to_owned(),
-        },
-        (None, None) => NegotiationError::MediaTypeNotAvailable,
-    })
+    Err(refusal.map_or(NegotiationError::MediaTypeNotAvailable, |r| r.error))
 }
 
 /// An explicit rtpmap decides; without one only the static PTs 0 and 8 mean G.711.

@@ -141,9 +141,14 @@ pub struct MediaDescription {
 }
 
 impl MediaDescription {
-    /// Whether the proto is plain RTP/AVP (RFC 3551), the only profile we can answer.
+    /// Whether the proto is plain RTP/AVP (RFC 3551).
     pub fn is_rtp_avp(&self) -> bool {
         self.proto.eq_ignore_ascii_case("RTP/AVP")
+    }
+
+    /// Whether the proto is RTP/SAVP (RFC 3711), SRTP keyed by `a=crypto` (RFC 4568).
+    pub fn is_rtp_savp(&self) -> bool {
+        self.proto.eq_ignore_ascii_case("RTP/SAVP")
     }
 
     /// Formats that are RTP payload type numbers, in offer order; other tokens are skipped.

@@ -402,6 +402,7 @@ fn answers_sipp_default_offer() {
             remote_rtp: Some("127.0.1.1:6000".parse().unwrap()),
             remote_direction: Direction::SendRecv,
             ptime: None,
+            srtp: None,
         }
     );
     assert_eq!(
@@ -889,6 +890,7 @@ fn our_offer_parses_back_with_parse_answer() {
             remote_rtp: Some("192.0.2.10:40000".parse().unwrap()),
             remote_direction: Direction::SendRecv,
             ptime: Some(20),
+            srtp: None,
         }
     );
 }

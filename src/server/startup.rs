@@ -174,6 +174,8 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         });
     }
     let mut switchboard = Switchboard::new(config, prompts, loaded.flows, rand::random());
+    // SRTP master keys: their own 256-bit seed from the OS, not the 64-bit call seed.
+    switchboard.seed_key_generator(rand::random());
     switchboard.set_server_header(&settings.sip.server_header);
     switchboard.set_agent_probe(settings.sip.agent_probe);
     let tls_port = tls_listener
@@ -519,6 +521,7 @@ fn trunk_setups(
             caller_id: trunk.caller_id,
             max_calls: trunk.max_calls,
             max_cps: trunk.max_cps,
+            media_encryption: trunk.media_encryption,
             watch,
         });
     }

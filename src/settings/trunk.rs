@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{duration, SettingsError};
 use crate::numbers::NumberRules;
+use crate::sdp::MediaEncryption;
 
 pub use crate::sip::cidr::{in_any, Cidr};
 
@@ -119,6 +120,10 @@ pub struct TrunkSettings {
     pub max_cps: Option<u32>,
     #[serde(default = "thirty_seconds", deserialize_with = "duration")]
     pub options_interval: Duration,
+    /// SRTP on calls with this carrier (`off`, `optional`, `required`); SDES keys only ever
+    /// travel over a secure transport, so `optional` stays plain RTP without one.
+    #[serde(default)]
+    pub media_encryption: MediaEncryption,
 }
 
 fn udp() -> TrunkTransport {
@@ -178,6 +183,11 @@ pub fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
     valid.then_some((host, port))
+}
+
+/// Whether SIP over this transport may carry SRTP keys.
+fn secure_transport(transport: TrunkTransport) -> bool {
+    crate::sip::ua::transport_is_secure(transport.into())
 }
 
 /// Trunk checks serde cannot make: hosts, credentials, and DIDs claimed by two trunks.
@@ -242,6 +252,13 @@ pub(super) fn validate(
             if trunk.expires.as_secs() < 1 {
                 return Err(key_error(key("expires"), "must be at least 1s".into()));
             }
+        }
+        if trunk.media_encryption == MediaEncryption::Required && !secure_transport(trunk.transport)
+        {
+            return Err(key_error(
+                key("media_encryption"),
+                "\"required\" needs SIP over TLS: SRTP keys are never sent in the clear".into(),
+            ));
         }
         if trunk.options_interval.is_zero() {
             return Err(key_error(key("options_interval"), "must be above 0".into()));

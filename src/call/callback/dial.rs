@@ -147,6 +147,7 @@ impl Switchboard {
             headers: Vec::new(),
             rtp_port,
             credentials: target.credentials,
+            media_encryption: target.media_encryption,
         };
         let resident = match self.ua.invite(now, outgoing) {
             Ok(resident) => resident,

@@ -262,6 +262,7 @@ impl Switchboard {
         }
         let ring = AgentCall {
             target: String::new(),
+            media_encryption: self.group_media_encryption(&request.group),
             display: request.display.clone(),
             language: request.language.clone(),
             path: request.path.clone(),

@@ -120,6 +120,7 @@ pub(super) fn harness() -> Harness {
         caller_id: CallerIdHeader::Pai,
         max_calls: None,
         max_cps: None,
+        media_encryption: crate::sdp::MediaEncryption::Off,
         watch: TrunkWatch::Probe(Box::new(Keepalive::new(keepalive, 3))),
     };
     h.switchboard().set_trunks(now, rules(), vec![trunk]);

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use super::{Output, Switchboard};
 use crate::numbers::NumberRules;
+use crate::sdp::MediaEncryption;
 use crate::settings::CallerIdHeader;
 use crate::sip::cidr::Cidr;
 use crate::sip::registration::keepalive::{Keepalive, ProbeInput, ProbeOutput};
@@ -49,6 +50,8 @@ pub struct TrunkSetup {
     pub max_calls: Option<u32>,
     /// New calls per second.
     pub max_cps: Option<u32>,
+    /// SRTP on its calls, both ways (`trunks.NAME.media_encryption`).
+    pub media_encryption: MediaEncryption,
     pub watch: TrunkWatch,
 }
 
@@ -302,6 +305,14 @@ impl Switchboard {
             .collect()
     }
 
+    /// The SRTP policy of the trunk on `line` (off for a line that is gone).
+    pub(super) fn trunk_media_encryption(&self, line: usize) -> MediaEncryption {
+        self.trunks
+            .lines
+            .get(line)
+            .map_or(MediaEncryption::Off, |line| line.setup.media_encryption)
+    }
+
     /// Where a call through trunk `name` to `number` goes: the carrier host in use (the
     /// backup after a failover), resolved; else a status and reason to fail it with.
     pub(super) fn trunk_call_target(
@@ -337,6 +348,7 @@ impl Switchboard {
             },
             caller_id: line.setup.from_user.clone(),
             credentials: line.setup.credentials.clone(),
+            media_encryption: line.setup.media_encryption,
         })
     }
 

@@ -332,6 +332,7 @@ impl Reader {
             "max_no_answer",
             "agents",
             "callback",
+            "media_encryption",
         ];
         let f = self.fields(table, at.clone(), &known);
         let name = match f.entries.get("name") {
@@ -458,6 +459,7 @@ impl Reader {
             overflow,
             agents,
             callback,
+            media_encryption: self.media_encryption(&f),
         })
     }
 

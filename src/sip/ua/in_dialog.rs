@@ -10,7 +10,7 @@ use super::build::{self, cseq_number, set_sdp};
 use super::session::{Role, SessionState, TxPurpose};
 use super::{SessionId, UaEvent, UserAgent};
 use crate::media::dtmf::info::parse_info_dtmf;
-use crate::sdp::{self, SessionDescription};
+use crate::sdp::SessionDescription;
 use crate::sip::dialog::DialogKey;
 use crate::sip::message;
 use crate::sip::transaction::TxKey;
@@ -95,7 +95,7 @@ impl UserAgent {
     /// A new offer (or none, asking for ours) inside the session: same port, new version.
     fn handle_reinvite(&mut self, now: Instant, key: TxKey, id: SessionId, request: rsip::Request) {
         let public_ip = self.config.public_ip;
-        let Some(session) = self.sessions.get(&id) else {
+        let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
         if session.state != SessionState::Confirmed {
@@ -109,27 +109,39 @@ impl UserAgent {
             let response = self.response(&request, 415, None, accept);
             return self.respond(now, &key, response);
         }
-        let Some(sdp_state) = session.sdp.as_ref() else {
+        let Some(sdp_state) = session.sdp.as_mut() else {
             let response = self.response(&request, 488, None, vec![]);
             return self.respond(now, &key, response);
         };
         let mut local = sdp_state.local(public_ip);
         local.session_version += 1;
-        let (negotiated, body) = if request.body.is_empty() {
-            (None, sdp::offer(&local, &sdp_state.offer_codecs()))
+        let negotiation = if request.body.is_empty() {
+            // Our offer (fresh SRTP keys where the policy allows) replaces any earlier one only
+            // once sent; a failure leaves the session as it was.
+            let codecs = sdp_state.offer_codecs();
+            let previous = sdp_state.srtp_offer.clone();
+            let offer = sdp_state.make_offer(&local, &codecs, &mut self.key_rng);
+            if offer.is_err() {
+                sdp_state.srtp_offer = previous;
+            }
+            offer.map(|offer| (None, offer))
         } else {
             let Ok(offer) = SessionDescription::parse(&request.body) else {
                 let response = self.response_with_reason(&request, 400, "Malformed SDP");
                 return self.respond(now, &key, response);
             };
-            match sdp::answer(&offer, &local) {
-                Ok((negotiated, answer)) => (Some(negotiated), answer),
-                Err(error) => {
-                    // §14.2: a rejected re-offer leaves the session as it was.
-                    let warning = vec![rsip::headers::Warning::new(error.warning_header()).into()];
-                    let response = self.response(&request, 488, None, warning);
-                    return self.respond(now, &key, response);
-                }
+            sdp_state
+                .answer(&offer, &local, &mut self.key_rng)
+                .map(|(negotiated, answer)| (Some(negotiated), answer))
+        };
+        let (negotiated, body) = match negotiation {
+            Ok(agreed) => agreed,
+            Err(error) => {
+                // §14.2: a rejected re-offer leaves the session as it was.
+                info!(%error, "re-INVITE's SDP not acceptable: 488");
+                let warning = vec![rsip::headers::Warning::new(error.warning_header()).into()];
+                let response = self.response(&request, 488, None, warning);
+                return self.respond(now, &key, response);
             }
         };
         let transport = session.peer.transport;
@@ -152,7 +164,7 @@ impl UserAgent {
         if let Some(sdp_state) = session.sdp.as_mut() {
             sdp_state.version = local.session_version;
             match &negotiated {
-                Some(negotiated) => sdp_state.negotiated = Some(*negotiated),
+                Some(negotiated) => sdp_state.negotiated = Some(negotiated.clone()),
                 None => sdp_state.pending_body = Some(body),
             }
         }

@@ -6,10 +6,13 @@
 
 mod build;
 mod in_dialog;
+mod media_security;
 mod refer;
 mod register;
 mod request;
 mod session;
+#[cfg(test)]
+mod srtp_tests;
 #[cfg(test)]
 mod tests;
 mod uac;
@@ -35,6 +38,7 @@ use super::transport::Peer;
 use crate::sdp::Negotiated;
 use session::{Session, SessionState, TxPurpose};
 
+pub use media_security::transport_is_secure;
 pub use request::RequestId;
 pub use session::DigestCredentials;
 pub use uac::{OutgoingCall, PlaceError};
@@ -174,6 +178,10 @@ pub struct UserAgent {
     /// Server header of responses and User-Agent of requests.
     product: String,
     rng: StdRng,
+    /// SRTP master keys come from here only (see `media_security`).
+    key_rng: StdRng,
+    /// Lab/test override: every peer's signalling counts as secure.
+    assume_secure_signalling: bool,
     next_session: u64,
     sessions: HashMap<SessionId, Session>,
     by_dialog: HashMap<DialogKey, SessionId>,
@@ -199,6 +207,8 @@ impl UserAgent {
             flood: None,
             product: DEFAULT_PRODUCT.to_owned(),
             rng: StdRng::seed_from_u64(seed),
+            key_rng: media_security::default_key_generator(seed),
+            assume_secure_signalling: false,
             next_session: 1,
             sessions: HashMap::new(),
             by_dialog: HashMap::new(),

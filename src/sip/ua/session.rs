@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::sdp::{Codec, LocalMedia, Negotiated};
+use crate::sdp::{
+    self, Codec, LocalMedia, Negotiated, NegotiationError, SessionDescription, SrtpOffer,
+    SrtpPolicy,
+};
 use crate::sip::dialog::{Dialog, DialogKey};
 use crate::sip::transaction::{TimerConfig, TxKey};
 use crate::sip::transport::Peer;
@@ -87,9 +90,57 @@ pub(super) struct SdpState {
     pub(super) negotiated: Option<Negotiated>,
     /// The description to send in our next 2xx (answer, or our offer for an offer-less INVITE).
     pub(super) pending_body: Option<String>,
+    /// The leg's SRTP policy and whether its signalling is secure, fixed when the session began.
+    pub(super) policy: SrtpPolicy,
+    /// What our latest offer said about SRTP (our keys), to check the answer against.
+    pub(super) srtp_offer: SrtpOffer,
 }
 
 impl SdpState {
+    pub(super) fn new(rtp_port: u16, session_id: u64, policy: SrtpPolicy) -> SdpState {
+        SdpState {
+            rtp_port,
+            session_id,
+            version: 1,
+            negotiated: None,
+            pending_body: None,
+            policy,
+            srtp_offer: SrtpOffer::plain(),
+        }
+    }
+
+    /// Our offer with `local` and `codecs` (fresh SRTP keys from `keys` where the policy
+    /// allows), remembered for the answer.
+    pub(super) fn make_offer(
+        &mut self,
+        local: &LocalMedia,
+        codecs: &[Codec],
+        keys: &mut (impl rand::RngCore + ?Sized),
+    ) -> Result<String, NegotiationError> {
+        self.srtp_offer = self.policy.offer(keys)?;
+        Ok(sdp::offer_with(local, codecs, &self.srtp_offer))
+    }
+
+    /// Our answer to the peer's `offer` under the session's policy; an unchanged SRTP line
+    /// keeps the keys in use.
+    pub(super) fn answer(
+        &self,
+        offer: &SessionDescription,
+        local: &LocalMedia,
+        keys: &mut (impl rand::RngCore + ?Sized),
+    ) -> Result<(Negotiated, String), NegotiationError> {
+        let current = self.negotiated.as_ref().and_then(|n| n.srtp.as_ref());
+        sdp::reanswer_with(offer, local, self.policy, current, keys)
+    }
+
+    /// Reads the peer's answer to our latest offer.
+    pub(super) fn read_answer(
+        &self,
+        answer: &SessionDescription,
+    ) -> Result<Negotiated, NegotiationError> {
+        sdp::parse_answer_with(&self.offer_codecs(), &self.srtp_offer, answer)
+    }
+
     pub(super) fn local(&self, public_ip: std::net::IpAddr) -> LocalMedia {
         LocalMedia {
             addr: public_ip,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::sip::transport::TransportKind;
 
-fn ua() -> UserAgent {
+pub(super) fn ua() -> UserAgent {
     let config = UaConfig {
         local: "127.0.0.1:5060".parse().unwrap(),
         public_ip: "127.0.0.1".parse().unwrap(),
@@ -20,14 +20,14 @@ fn ua() -> UserAgent {
     UserAgent::new(config, 3)
 }
 
-fn phone() -> Peer {
+pub(super) fn phone() -> Peer {
     Peer {
         transport: TransportKind::Udp,
         addr: "127.0.0.1:5080".parse().unwrap(),
     }
 }
 
-fn outgoing() -> OutgoingCall {
+pub(super) fn outgoing() -> OutgoingCall {
     OutgoingCall {
         target: "sip:agent@127.0.0.1:5080".into(),
         peer: phone(),
@@ -36,18 +36,19 @@ fn outgoing() -> OutgoingCall {
         headers: vec![("X-Hotline-Caller".into(), "370\r\n600".into())],
         rtp_port: 30000,
         credentials: None,
+        media_encryption: crate::sdp::MediaEncryption::Off,
     }
 }
 
-fn transmitted(ua: &mut UserAgent) -> Vec<Transmit> {
+pub(super) fn transmitted(ua: &mut UserAgent) -> Vec<Transmit> {
     std::iter::from_fn(|| ua.poll_transmit()).collect()
 }
 
-fn events(ua: &mut UserAgent) -> Vec<UaEvent> {
+pub(super) fn events(ua: &mut UserAgent) -> Vec<UaEvent> {
     std::iter::from_fn(|| ua.poll_event()).collect()
 }
 
-fn header<'a>(message: &'a str, name: &str) -> &'a str {
+pub(super) fn header<'a>(message: &'a str, name: &str) -> &'a str {
     message
         .lines()
         .find_map(|line| {
@@ -58,7 +59,7 @@ fn header<'a>(message: &'a str, name: &str) -> &'a str {
 }
 
 /// The phone's answer to our INVITE.
-fn answer(invite: &str, status: &str, sdp: &str) -> String {
+pub(super) fn answer(invite: &str, status: &str, sdp: &str) -> String {
     let content_type = if sdp.is_empty() {
         ""
     } else {

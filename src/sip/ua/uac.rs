@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::session::{DigestCredentials, Role, SdpState, Session, SessionState, TxPurpose};
 use super::{SessionId, UaEvent, UserAgent};
-use crate::sdp::{self, Codec, SessionDescription};
+use crate::sdp::{Codec, MediaEncryption, NegotiationError, SessionDescription};
 use crate::sip::dialog::{Dialog, DialogKey};
 use crate::sip::message;
 use crate::sip::registration::auth;
@@ -33,6 +33,8 @@ pub struct OutgoingCall {
     pub rtp_port: u16,
     /// Answers one digest challenge (401/407) to the INVITE: a carrier trunk's account.
     pub credentials: Option<DigestCredentials>,
+    /// The agent group's or trunk's SRTP policy; keys are offered only over secure signalling.
+    pub media_encryption: MediaEncryption,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,8 @@ pub enum PlaceError {
     Target(String),
     #[error("INVITE could not be sent: {0}")]
     Send(String),
+    #[error("no acceptable offer to make: {0}")]
+    Media(#[from] NegotiationError),
 }
 
 impl UserAgent {
@@ -48,19 +52,14 @@ impl UserAgent {
     pub fn invite(&mut self, now: Instant, call: OutgoingCall) -> Result<SessionId, PlaceError> {
         let target_uri = rsip::Uri::try_from(call.target.as_str())
             .map_err(|_| PlaceError::Target(call.target.clone()))?;
+        let policy = self.srtp_policy(call.peer, call.media_encryption);
+        let session_id = self.rng.gen_range(1..u64::from(u32::MAX));
+        let mut sdp_state = SdpState::new(call.rtp_port, session_id, policy);
+        let local = sdp_state.local(self.config.public_ip);
+        // Before any other state: `required` to a peer without TLS is refused here.
+        let offer = sdp_state.make_offer(&local, &[Codec::Pcmu, Codec::Pcma], &mut self.key_rng)?;
         let local_tag = self.random_token();
         let call_id = format!("{}@{}", self.random_token(), self.host_port());
-        let sdp_state = SdpState {
-            rtp_port: call.rtp_port,
-            session_id: self.rng.gen_range(1..u64::from(u32::MAX)),
-            version: 1,
-            negotiated: None,
-            pending_body: None,
-        };
-        let offer = sdp::offer(
-            &sdp_state.local(self.config.public_ip),
-            &[Codec::Pcmu, Codec::Pcma],
-        );
         let host = self.host_port();
         let display = call.display.replace(['"', '\\', '\r', '\n'], "");
         let from_user = call
@@ -195,11 +194,16 @@ impl UserAgent {
         session.state = SessionState::Confirmed;
         session.confirmed = true;
         session.invite_tx = None;
+        let span = session.span.clone();
         let negotiated = session.sdp.as_mut().and_then(|sdp| {
-            let negotiated = SessionDescription::parse(&response.body)
-                .ok()
-                .and_then(|answer| sdp::parse_answer(&sdp.offer_codecs(), &answer).ok())?;
-            sdp.negotiated = Some(negotiated);
+            let answer = SessionDescription::parse(&response.body)
+                .map_err(|error| span.in_scope(|| warn!(%error, "2xx SDP answer does not parse")))
+                .ok()?;
+            let negotiated = sdp
+                .read_answer(&answer)
+                .map_err(|error| span.in_scope(|| warn!(%error, "2xx SDP answer unusable")))
+                .ok()?;
+            sdp.negotiated = Some(negotiated.clone());
             Some(negotiated)
         });
         let peer = session.peer;

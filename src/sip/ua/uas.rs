@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 use super::build::{self, cseq_number};
 use super::session::{Role, SdpState, Session, SessionState, TxPurpose};
 use super::{SessionId, UaEvent, UserAgent};
-use crate::sdp::{self, Codec, SessionDescription};
+use crate::sdp::{Codec, MediaEncryption, SessionDescription};
 use crate::sip::dialog::{Dialog, DialogKey};
 use crate::sip::message;
 use crate::sip::transaction::TxKey;
@@ -121,46 +121,70 @@ impl UserAgent {
         });
     }
 
-    /// Takes an offered call with media on `rtp_port`: negotiates the SDP answer (or prepares
-    /// our offer). On a failed negotiation the INVITE is answered 488 and the status returned.
+    /// Takes an offered call with media on `rtp_port`, plain RTP only; see [`Self::accept_with`].
     pub fn accept(&mut self, now: Instant, id: SessionId, rtp_port: u16) -> Result<(), u16> {
+        self.accept_with(now, id, rtp_port, MediaEncryption::Off)
+    }
+
+    /// Takes an offered call with media on `rtp_port` under the caller's SRTP policy (its
+    /// trunk's `media_encryption`): negotiates the SDP answer (or prepares our offer). On a
+    /// failed negotiation the INVITE is answered 488 (with a Warning) and the status returned.
+    pub fn accept_with(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        rtp_port: u16,
+        encryption: MediaEncryption,
+    ) -> Result<(), u16> {
         let session_id = self.rng.gen_range(1..u64::from(u32::MAX));
         let public_ip = self.config.public_ip;
+        let Some(peer) = self.sessions.get(&id).map(|session| session.peer) else {
+            return Err(481);
+        };
+        let policy = self.srtp_policy(peer, encryption);
         let Some(session) = self.sessions.get_mut(&id) else {
             return Err(481);
         };
         if session.state != SessionState::Offered {
             return Err(481);
         }
-        let mut state = SdpState {
-            rtp_port,
-            session_id,
-            version: 1,
-            negotiated: None,
-            pending_body: None,
-        };
+        let mut state = SdpState::new(rtp_port, session_id, policy);
         let local = state.local(public_ip);
-        if session.invite.body.is_empty() {
-            state.pending_body = Some(sdp::offer(&local, &[Codec::Pcmu, Codec::Pcma]));
+        let answered = if session.invite.body.is_empty() {
+            state
+                .make_offer(&local, &[Codec::Pcmu, Codec::Pcma], &mut self.key_rng)
+                .map(|offer| state.pending_body = Some(offer))
+                .map_err(Some)
         } else {
-            let answered = SessionDescription::parse(&session.invite.body)
+            SessionDescription::parse(&session.invite.body)
                 .map_err(|_| None)
-                .and_then(|offer| sdp::answer(&offer, &local).map_err(Some));
-            match answered {
-                Ok((negotiated, answer)) => {
+                .and_then(|offer| {
+                    state
+                        .answer(&offer, &local, &mut self.key_rng)
+                        .map_err(Some)
+                })
+                .map(|(negotiated, answer)| {
+                    let srtp = negotiated
+                        .srtp
+                        .as_ref()
+                        .map(|keys| keys.profile.sdes_name());
                     session
                         .span
-                        .in_scope(|| info!(codec = ?negotiated.codec, "offer accepted"));
+                        .in_scope(|| info!(codec = ?negotiated.codec, srtp, "offer accepted"));
                     state.negotiated = Some(negotiated);
                     state.pending_body = Some(answer);
-                }
-                Err(error) => {
-                    let warning = error
-                        .map(|error| rsip::headers::Warning::new(error.warning_header()).into());
-                    self.reject(now, id, 488, warning.into_iter().collect());
-                    return Err(488);
-                }
+                })
+        };
+        if let Err(error) = answered {
+            if let Some(error) = &error {
+                session
+                    .span
+                    .in_scope(|| warn!(%error, %encryption, "SDP not acceptable: 488"));
             }
+            let warning =
+                error.map(|error| rsip::headers::Warning::new(error.warning_header()).into());
+            self.reject(now, id, 488, warning.into_iter().collect());
+            return Err(488);
         }
         session.sdp = Some(state);
         session.state = SessionState::Early;
@@ -188,13 +212,17 @@ impl UserAgent {
             return;
         };
         let body = session.sdp.as_mut().and_then(|sdp| sdp.pending_body.take());
-        let negotiated = session.sdp.as_ref().and_then(|sdp| sdp.negotiated);
+        // No agreed media yet: our 2xx carries an offer, answered in the ACK.
+        let offered = session
+            .sdp
+            .as_ref()
+            .is_none_or(|sdp| sdp.negotiated.is_none());
         let cseq = cseq_number(&session.invite).unwrap_or(0);
         self.by_tx.remove(&key);
         let Some(response) = self.session_response(id, 200, vec![], body) else {
             return;
         };
-        self.send_2xx(now, id, &key, response, cseq, negotiated.is_none());
+        self.send_2xx(now, id, &key, response, cseq, offered);
     }
 
     /// Refuses an offered or ringing call with a final status; the session is forgotten
@@ -243,7 +271,7 @@ impl UserAgent {
             return;
         };
         if !awaiting_answer {
-            if let Some(negotiated) = sdp.negotiated.filter(|_| first_ack) {
+            if let Some(negotiated) = sdp.negotiated.clone().filter(|_| first_ack) {
                 self.events.push_back(UaEvent::Media {
                     session: id,
                     negotiated,
@@ -251,17 +279,24 @@ impl UserAgent {
             }
             return;
         }
-        let offered = sdp.offer_codecs();
         let answer = if message::is_sdp(ack) {
             SessionDescription::parse(&ack.body)
                 .ok()
-                .and_then(|answer| sdp::parse_answer(&offered, &answer).ok())
+                .and_then(|answer| {
+                    sdp.read_answer(&answer)
+                        .map_err(|error| {
+                            session
+                                .span
+                                .in_scope(|| warn!(%error, "ACK's SDP answer unusable"))
+                        })
+                        .ok()
+                })
         } else {
             None
         };
         match answer {
             Some(negotiated) => {
-                sdp.negotiated = Some(negotiated);
+                sdp.negotiated = Some(negotiated.clone());
                 sdp.pending_body = None;
                 self.events.push_back(UaEvent::Media {
                     session: id,
