@@ -1,6 +1,7 @@
 //! Loopback capture for the media tests: dumpcap on `lo` writing classic pcap to a pipe, parsed
-//! into UDP datagrams and RTP packets, plus the prompt files' µ-law frames that the service's
-//! RTP is judged against (it sends them bit-exact).
+//! into UDP datagrams and RTP packets (and the payloads of TCP segments, when the filter lets
+//! TCP through), plus the prompt files' µ-law frames that the service's RTP is judged against
+//! (it sends them bit-exact).
 //! Not every test binary uses all of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
@@ -20,7 +21,7 @@ pub type Frame = [u8; FRAME_LEN];
 pub const SILENCE: Frame = [0xFF; FRAME_LEN];
 pub const PCMU: u8 = 0;
 
-/// A UDP datagram captured on loopback.
+/// A UDP datagram captured on loopback, or the payload of a TCP segment (`tcp`).
 #[derive(Clone)]
 pub struct Datagram {
     /// Capture time since the Unix epoch.
@@ -28,13 +29,16 @@ pub struct Datagram {
     pub src: SocketAddrV4,
     pub dst: SocketAddrV4,
     pub payload: Vec<u8>,
+    /// A TCP segment's payload (segments without payload are left out); a UDP datagram if not.
+    pub tcp: bool,
 }
 
 impl std::fmt::Debug for Datagram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} -> {} at {:?}, {} bytes",
+            "{}{} -> {} at {:?}, {} bytes",
+            if self.tcp { "TCP " } else { "" },
             self.src,
             self.dst,
             self.at,
@@ -91,8 +95,9 @@ const CAPTURE_END_DEADLINE: Duration = Duration::from_secs(10);
 const SENTINEL: &[u8] =
     concat!("hotline ", env!("CARGO_CRATE_NAME"), ": end of capture").as_bytes();
 
-/// dumpcap capturing loopback UDP matching a filter whose first clause is `udp port N`,
-/// writing classic pcap to a pipe that a thread parses and copies into a file.
+/// dumpcap capturing loopback UDP (and TCP, if the filter asks for it) matching a filter whose
+/// first clause is `udp port N`, writing classic pcap to a pipe that a thread parses and copies
+/// into a file.
 pub struct Capture {
     dumpcap: Child,
     datagrams: mpsc::Receiver<Datagram>,
@@ -257,8 +262,8 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-/// Parses a classic pcap stream of Ethernet frames and sends on each IPv4 UDP datagram, until
-/// the stream ends or nobody listens.
+/// Parses a classic pcap stream of Ethernet frames and sends on each IPv4 UDP datagram and TCP
+/// segment payload, until the stream ends or nobody listens.
 fn read_pcap_stream(mut stream: impl Read, datagrams: &mpsc::Sender<Datagram>) {
     let mut header = [0u8; 24];
     if stream.read_exact(&mut header).is_err() {
@@ -295,7 +300,7 @@ fn read_pcap_stream(mut stream: impl Read, datagrams: &mpsc::Sender<Datagram>) {
             } else {
                 Duration::from_micros(u64::from(fraction))
             };
-        if let Some(datagram) = parse_udp_frame(at, &frame) {
+        if let Some(datagram) = parse_frame(at, &frame) {
             if datagrams.send(datagram).is_err() {
                 return;
             }
@@ -303,21 +308,41 @@ fn read_pcap_stream(mut stream: impl Read, datagrams: &mpsc::Sender<Datagram>) {
     }
 }
 
-fn parse_udp_frame(at: Duration, frame: &[u8]) -> Option<Datagram> {
+fn parse_frame(at: Duration, frame: &[u8]) -> Option<Datagram> {
     let ip = frame.get(14..)?;
-    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 || *ip.get(9)? != 17 {
+    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 {
         return None;
     }
+    let tcp = match *ip.get(9)? {
+        17 => false,
+        6 => true,
+        _ => return None,
+    };
     let header_len = usize::from(ip[0] & 0x0f) * 4;
-    let udp = ip.get(header_len..)?;
+    // The IP length bounds a TCP payload; 0 (segmentation offload) means the whole frame.
+    let total_len = match usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?])) {
+        0 => ip.len(),
+        len => len.min(ip.len()),
+    };
+    let segment = ip.get(header_len..total_len)?;
     let address = |bytes: &[u8]| Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]);
-    let port = |offset: usize| u16::from_be_bytes([udp[offset], udp[offset + 1]]);
-    let udp_len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
+    let port = |offset: usize| u16::from_be_bytes([segment[offset], segment[offset + 1]]);
+    let payload = if tcp {
+        let data_offset = usize::from(*segment.get(12)? >> 4) * 4;
+        segment.get(data_offset..)?.to_vec()
+    } else {
+        let udp_len = usize::from(u16::from_be_bytes([*segment.get(4)?, *segment.get(5)?]));
+        segment.get(8..udp_len)?.to_vec()
+    };
+    if tcp && payload.is_empty() {
+        return None;
+    }
     Some(Datagram {
         at,
         src: SocketAddrV4::new(address(ip.get(12..16)?), port(0)),
         dst: SocketAddrV4::new(address(ip.get(16..20)?), port(2)),
-        payload: udp.get(8..udp_len)?.to_vec(),
+        payload,
+        tcp,
     })
 }
 

@@ -3,6 +3,7 @@
 //! Each test binary uses a different part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod baresip;
 pub mod capture;
 pub mod kamailio;
 pub mod tls;
