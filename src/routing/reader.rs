@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 use toml_edit::{ImDocument, Item, TableLike};
 
+mod agents;
 mod callback;
 mod encryption;
 mod sections;
