@@ -15,14 +15,14 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::baresip::{Baresip, BaresipOptions, BaresipPorts, Signalling};
 use common::tls::{Pki, TlsCarrier, TlsClient};
 use common::{free_port, http_get, log_field as field, Service, Sipp, SippStats};
 
@@ -71,7 +71,20 @@ fn an_agent_registered_over_tls_is_rung_over_it_and_bridged() {
             ("HOTLINE__SIP__CREDENTIALS", credentials.to_str().unwrap()),
         ],
     );
-    let anna = Baresip::start(&dir, &pki, tls_addr, "anna", "anna-secret");
+    let anna = Baresip::start(
+        &dir,
+        &BaresipOptions {
+            ports: BaresipPorts::pick(),
+            user: "anna",
+            password: "anna-secret",
+            signalling: Signalling::Tls {
+                addr: tls_addr,
+                ca_file: pki.ca_file.clone(),
+            },
+            mediaenc: None,
+            tone_hz: 440.0,
+        },
+    );
     let registered = service.wait_for_log_line(
         |l| l.contains("agent registration") && field(l, "user").as_deref() == Some("anna"),
         DEADLINE,
@@ -384,152 +397,5 @@ fn wait_for_record(service: &Service) -> serde_json::Value {
         }
         assert!(Instant::now() < deadline, "no call record: {body}");
         thread::sleep(Duration::from_millis(100));
-    }
-}
-
-// ---- baresip over TLS -----------------------------------------------------------------------
-
-/// An 8 kHz mono 16-bit WAV of a 440 Hz tone.
-fn tone_wav(length: Duration) -> Vec<u8> {
-    const RATE: u32 = 8000;
-    let samples = RATE * length.as_secs() as u32;
-    let mut wav = Vec::with_capacity(44 + 2 * samples as usize);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + 2 * samples).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
-    wav.extend_from_slice(&RATE.to_le_bytes());
-    wav.extend_from_slice(&(2 * RATE).to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&(2 * samples).to_le_bytes());
-    for n in 0..samples {
-        let t = f64::from(n) / f64::from(RATE);
-        let sample = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
-        wav.extend_from_slice(&sample.to_le_bytes());
-    }
-    wav
-}
-
-/// A baresip softphone registered over TLS as one agent: auto-answers, talking a tone.
-struct Baresip {
-    child: Child,
-    output: Arc<(Mutex<Vec<String>>, Condvar)>,
-    dir: PathBuf,
-    voice: PathBuf,
-}
-
-impl Baresip {
-    fn start(dir: &Path, pki: &Pki, tls_addr: SocketAddr, user: &str, password: &str) -> Baresip {
-        let dir = dir.join(format!("baresip-{user}"));
-        fs::create_dir_all(&dir).unwrap();
-        let sip_port = free_port(true, true);
-        let rtp_first = free_port(false, true) & !1;
-        // baresip hangs up when its audio file ends: the tone outlasts the test call. It also
-        // cuts file names at 127 bytes, too short for the test folder.
-        let voice = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("tls-voice-{}-{sip_port}.wav", std::process::id()));
-        fs::write(&voice, tone_wav(Duration::from_secs(60))).unwrap();
-        let config = format!(
-            "poll_method epoll\n\
-             sip_listen 127.0.0.1:{sip_port}\n\
-             sip_cafile {ca}\n\
-             dns_server 127.0.0.1:53\n\
-             audio_player aubridge,nil\n\
-             audio_alert aubridge,nil\n\
-             audio_source aufile,{voice}\n\
-             rtp_ports {rtp_first}-{}\n\
-             module_path /usr/lib/baresip/modules\n\
-             module g711.so\n\
-             module aubridge.so\n\
-             module aufile.so\n\
-             module_tmp account.so\n\
-             module_app menu.so\n",
-            rtp_first + 3,
-            ca = pki.ca_file.display(),
-            voice = voice.display(),
-        );
-        fs::write(dir.join("config"), config).unwrap();
-        let account = format!(
-            "<sip:{user}@127.0.0.1;transport=tls>;auth_pass={password};\
-             outbound=\"sip:{tls_addr};transport=tls\";regint=60;answermode=auto;\
-             audio_codecs=PCMU\n"
-        );
-        fs::write(dir.join("accounts"), account).unwrap();
-        let mut child = match Command::new("baresip")
-            .arg("-f")
-            .arg(&dir)
-            .args(["-n", "127.0.0.1", "-t", "120"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                panic!("baresip not installed: run scripts/test (installs baresip-core)")
-            }
-            Err(error) => panic!("starting baresip: {error}"),
-        };
-        let output = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = Arc::clone(&output);
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
-                    let line = String::from_utf8_lossy(&line)
-                        .trim_end_matches('\r')
-                        .to_string();
-                    output.0.lock().unwrap().push(line);
-                    output.1.notify_all();
-                }
-            });
-        }
-        Baresip {
-            child,
-            output,
-            dir,
-            voice,
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.output.0.lock().unwrap().clone()
-    }
-
-    /// Waits for an output line for which `wanted` holds (earlier lines count too).
-    fn wait_for(&self, wanted: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.output.0.lock().unwrap();
-        loop {
-            if let Some(line) = lines.iter().find(|l| wanted(l)) {
-                return Some(line.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            lines = self.output.1.wait_timeout(lines, left).unwrap().0;
-        }
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_file(&self.voice);
-        let _ = fs::write(self.dir.join("output.log"), self.lines().join("\n"));
-        if thread::panicking() {
-            eprintln!(
-                "---- baresip ----\n{}\n---- end of baresip ----",
-                self.lines().join("\n")
-            );
-        }
     }
 }
