@@ -34,7 +34,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::capture::{Capture, Datagram, Frame, Prompts, RtpPacket, FRAME_LEN, SILENCE};
+use common::capture::{
+    describe, frame_time, pieces, Capture, Datagram, Frame, Prompts, RtpPacket, FRAME_LEN, SILENCE,
+};
 use common::kamailio::{free_udp_port, wait_until_udp_bound, Carrier, TRUNK_USER};
 use common::{free_port, http_get, log_field, Service};
 use serde_json::Value;
@@ -1247,55 +1249,6 @@ fn capture_invites_to(capture: &mut Capture, to: SocketAddr, count: usize) -> Ve
         "INVITEs captured to {to}: {invites:#?}"
     );
     invites
-}
-
-/// One prompt as the service played it: from a marker bit to the next.
-struct Piece {
-    /// The prompt whose frames it repeats longest from the start (`?` if none does).
-    name: &'static str,
-    /// Frames equal to the prompt's, from its first.
-    played: usize,
-    /// Frames in the prompt.
-    frames: usize,
-    /// Packets from this marker to the next (or the end).
-    len: usize,
-    /// Capture time of its first packet (since the Unix epoch).
-    at: Duration,
-}
-
-fn pieces(packets: &[RtpPacket], prompts: &Prompts) -> Vec<Piece> {
-    let starts: Vec<usize> = (0..packets.len()).filter(|&i| packets[i].marker).collect();
-    starts
-        .iter()
-        .enumerate()
-        .map(|(number, &start)| {
-            let end = starts.get(number + 1).copied().unwrap_or(packets.len());
-            let part = &packets[start..end];
-            let matches = prompts.ranked_matches(part);
-            let (name, played, frames) = matches[0];
-            // Prompts begin with silent frames; a unique longest match names the prompt.
-            let known = played >= 3 && matches.get(1).is_none_or(|m| m.1 < played);
-            Piece {
-                name: if known { name } else { "?" },
-                played,
-                frames,
-                len: part.len(),
-                at: part[0].at,
-            }
-        })
-        .collect()
-}
-
-fn describe(pieces: &[Piece]) -> String {
-    pieces
-        .iter()
-        .map(|p| format!("{} {}/{} ({} sent)", p.name, p.played, p.frames, p.len))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn frame_time(frames: usize) -> Duration {
-    Duration::from_millis(20 * frames as u64)
 }
 
 // ---- small helpers ------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::capture::{Capture, Datagram, Frame, Prompts, RtpPacket, FRAME_LEN};
+use common::capture::{
+    describe, frame_time, pieces, Capture, Datagram, Frame, Prompts, RtpPacket, FRAME_LEN,
+};
 use common::{
     free_port, http_get, log_field as field, Service, Sipp, SippPorts, SippRun, SippStats, SippUas,
     Transport,
@@ -681,20 +683,6 @@ fn tone_ul() -> Vec<u8> {
 
 // ---- what the service sent, judged against the prompt files ---------------------------------
 
-/// One prompt as the service played it: from a marker bit to the next.
-struct Piece {
-    /// The prompt file whose frames it repeats longest from the start (`?` if none does).
-    name: &'static str,
-    /// Frames equal to the file's, from its first.
-    played: usize,
-    /// Frames in the file.
-    frames: usize,
-    /// Packets from this marker to the next (or the end).
-    len: usize,
-    /// Capture time of its first packet (since the Unix epoch).
-    at: Duration,
-}
-
 /// The service's RTP packets to `port`, in sequence order.
 fn rtp_to(datagrams: &[Datagram], port: u16) -> Vec<RtpPacket> {
     let mut packets: Vec<RtpPacket> = datagrams
@@ -704,43 +692,6 @@ fn rtp_to(datagrams: &[Datagram], port: u16) -> Vec<RtpPacket> {
         .collect();
     packets.sort_by_key(|p| p.at);
     packets
-}
-
-fn pieces(packets: &[RtpPacket], prompts: &Prompts) -> Vec<Piece> {
-    let starts: Vec<usize> = (0..packets.len())
-        .filter(|&index| packets[index].marker)
-        .collect();
-    starts
-        .iter()
-        .enumerate()
-        .map(|(number, &start)| {
-            let end = starts.get(number + 1).copied().unwrap_or(packets.len());
-            let part = &packets[start..end];
-            let matches = prompts.ranked_matches(part);
-            let (name, played, frames) = matches[0];
-            // Prompts begin with silent frames; a unique longest match names the prompt.
-            let known = played >= 3 && matches.get(1).is_none_or(|m| m.1 < played);
-            Piece {
-                name: if known { name } else { "?" },
-                played,
-                frames,
-                len: part.len(),
-                at: part[0].at,
-            }
-        })
-        .collect()
-}
-
-fn describe(pieces: &[Piece]) -> String {
-    pieces
-        .iter()
-        .map(|p| format!("{} {}/{} ({} sent)", p.name, p.played, p.frames, p.len))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn frame_time(frames: usize) -> Duration {
-    Duration::from_millis(20 * frames as u64)
 }
 
 // ---- fixtures, the service's log and API ----------------------------------------------------

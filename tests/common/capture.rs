@@ -443,3 +443,55 @@ pub fn ulaw_wav_frames(path: &Path) -> Vec<Frame> {
         })
         .collect()
 }
+
+/// One prompt as the service played it: from a marker bit to the next.
+pub struct Piece {
+    /// The prompt whose frames it repeats longest from the start (`?` if none does).
+    pub name: &'static str,
+    /// Frames equal to the prompt's, from its first.
+    pub played: usize,
+    /// Frames in the prompt.
+    pub frames: usize,
+    /// Packets from this marker to the next (or the end).
+    pub len: usize,
+    /// Capture time of its first packet (since the Unix epoch).
+    pub at: Duration,
+}
+
+/// The service's packets cut at marker bits, each piece named by the prompt it plays.
+pub fn pieces(packets: &[RtpPacket], prompts: &Prompts) -> Vec<Piece> {
+    let starts: Vec<usize> = (0..packets.len()).filter(|&i| packets[i].marker).collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(number, &start)| {
+            let end = starts.get(number + 1).copied().unwrap_or(packets.len());
+            let part = &packets[start..end];
+            let matches = prompts.ranked_matches(part);
+            let (name, played, frames) = matches[0];
+            // Prompts begin with silent frames; a unique longest match names the prompt.
+            let known = played >= 3 && matches.get(1).is_none_or(|m| m.1 < played);
+            Piece {
+                name: if known { name } else { "?" },
+                played,
+                frames,
+                len: part.len(),
+                at: part[0].at,
+            }
+        })
+        .collect()
+}
+
+/// Pieces as one line, e.g. `welcome 120/120 (120 sent), ? 0/0 (3 sent)`.
+pub fn describe(pieces: &[Piece]) -> String {
+    pieces
+        .iter()
+        .map(|p| format!("{} {}/{} ({} sent)", p.name, p.played, p.frames, p.len))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How long `frames` 20 ms frames last.
+pub fn frame_time(frames: usize) -> Duration {
+    Duration::from_millis(20 * frames as u64)
+}
