@@ -46,6 +46,7 @@ international_prefix = "00"
 [rtp]
 port_min = 20000
 port_max = 29999
+threads = 0
 
 [database]
 url = "sqlite://var/hotline.db"
@@ -236,6 +237,8 @@ pub struct TcpSettings {
 pub struct RtpSettings {
     pub port_min: u16,
     pub port_max: u16,
+    /// Media threads (each paces, receives and relays a share of the calls); 0: one per core.
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,26 +1,27 @@
-//! Media driver: one pacing thread sends every call's RTP on a shared 20 ms clock (absolute
-//! deadlines, so no drift), and one small tokio task per leg receives its RTP (latching,
-//! DTMF, statistics, inactivity) and, once the leg is bridged to an agent, relays it to the
-//! other leg. The per-leg logic lives in `media::stream`. SRTP legs (issue 16) get their
-//! contexts here, once per start, re-key or bridge: the pacer's for what it sends, the receive
-//! task's for what arrives, and the relay's for what it forwards to an encrypted leg.
+//! Media driver: the switchboard's media commands carried out by media shards, one thread per
+//! core (`shard`), each owning a share of the legs: it paces their RTP on a shared 20 ms clock
+//! (absolute deadlines, so no drift), receives what arrives on their sockets (latching, DTMF,
+//! statistics, inactivity) and, once a leg is bridged to an agent, relays it to the other leg.
+//! The per-leg logic lives in `media::stream`. SRTP legs (issue 16) get their contexts here,
+//! once per start, re-key or bridge: the pacer's for what it sends, the receive side's for
+//! what arrives, and the relay's for what it forwards to an encrypted leg.
 
 mod pacer;
+mod poll;
 mod receive;
+mod shard;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use rand::Rng;
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::DriverInput;
@@ -28,10 +29,11 @@ use crate::media::leg::{LegId, MediaCommand, MediaEvent, MediaSession, RtpReceiv
 use crate::media::srtp::SrtpSender;
 use crate::media::stream::{IdleAudio, Outbound, ReceiveStats, StreamStart};
 use crate::sdp::SdesKeys;
-use pacer::PacerCommand;
+use pacer::PacedCall;
 use receive::{Forward, Receiver};
+use shard::{ShardCommand, ShardHandle};
 
-/// What the pacer and the receive task of one leg share.
+/// What the pacer, the receive side and a relay towards one leg share.
 struct Shared {
     leg: LegId,
     socket: std::net::UdpSocket,
@@ -41,12 +43,12 @@ struct Shared {
     relayed: AtomicBool,
     /// The SSRC of the pacer's stream on this leg (a relay to it picks another).
     ssrc: u32,
-    /// The receive task's latest statistics, so the call record has them the moment the leg
-    /// ends (the task itself stops a little later).
+    /// The receive side's latest statistics, so the call record has them the moment the leg
+    /// ends (its shard removes it a little later).
     received: ReceivedCounters,
 }
 
-/// RTP receive statistics published by the receive task: relaxed stores, no lock per packet.
+/// RTP receive statistics published by the receive side: relaxed stores, no lock per packet.
 #[derive(Default)]
 struct ReceivedCounters {
     packets: AtomicU64,
@@ -78,34 +80,38 @@ impl ReceivedCounters {
 struct Session {
     shared: Arc<Shared>,
     session: MediaSession,
-    updates: watch::Sender<Option<MediaSession>>,
-    forward: watch::Sender<Option<Forward>>,
+    shard: usize,
     partner: Option<LegId>,
 }
 
 pub(super) struct MediaDriver {
     bind_ip: IpAddr,
     events: mpsc::Sender<DriverInput>,
-    pacer: std_mpsc::Sender<PacerCommand>,
+    shards: Vec<ShardHandle>,
     sessions: HashMap<LegId, Session>,
     idle: IdleAudio,
 }
 
 impl MediaDriver {
+    /// Starts `threads` media shards (0: one per core).
     pub(super) fn new(
         bind_ip: IpAddr,
         events: mpsc::Sender<DriverInput>,
         idle: IdleAudio,
+        threads: usize,
     ) -> std::io::Result<Self> {
-        let (pacer, commands) = std_mpsc::channel();
-        let pacer_events = events.clone();
-        std::thread::Builder::new()
-            .name("rtp-pacer".into())
-            .spawn(move || pacer::pace(commands, pacer_events))?;
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let shards = (0..threads)
+            .map(|index| ShardHandle::spawn(index, events.clone()))
+            .collect::<std::io::Result<_>>()?;
+        info!(threads, "RTP media threads started");
         Ok(Self {
             bind_ip,
             events,
-            pacer,
+            shards,
             sessions: HashMap::new(),
             idle,
         })
@@ -124,71 +130,67 @@ impl MediaDriver {
                 leg,
                 prompts,
                 generation,
-            } => self.send(PacerCommand::Play {
+            } => self.send(
                 leg,
-                prompts,
-                generation,
-            }),
-            MediaCommand::StopPlayback { leg } => self.send(PacerCommand::StopPlayback { leg }),
+                ShardCommand::Play {
+                    leg,
+                    prompts,
+                    generation,
+                },
+            ),
+            MediaCommand::StopPlayback { leg } => {
+                self.send(leg, ShardCommand::StopPlayback { leg })
+            }
             MediaCommand::Bridge { caller, agent } => self.bridge(caller, agent),
             MediaCommand::Unbridge { caller, agent } => {
                 for leg in [caller, agent] {
                     if let Some(session) = self.sessions.get_mut(&leg) {
                         session.partner = None;
                         session.shared.relayed.store(false, Ordering::Relaxed);
-                        let _ = session.forward.send(None);
+                        self.send(leg, ShardCommand::Forward { leg, forward: None });
                     }
                 }
                 info!(%caller, %agent, "media unbridged (agent hold)");
             }
             MediaCommand::Stop { leg, .. } => {
-                let received = self.sessions.remove(&leg).map(|session| {
-                    let _ = session.updates.send(None);
-                    if let Some(partner) = session.partner.and_then(|p| self.sessions.get_mut(&p)) {
-                        partner.partner = None;
-                        partner.shared.relayed.store(false, Ordering::Relaxed);
-                        let _ = partner.forward.send(None);
+                let session = self.sessions.remove(&leg)?;
+                if let Some(partner) = session.partner {
+                    if let Some(other) = self.sessions.get_mut(&partner) {
+                        other.partner = None;
+                        other.shared.relayed.store(false, Ordering::Relaxed);
+                        self.send(
+                            partner,
+                            ShardCommand::Forward {
+                                leg: partner,
+                                forward: None,
+                            },
+                        );
                     }
-                    session.shared.received.snapshot()
-                });
-                self.send(PacerCommand::Remove { leg });
-                return received;
+                }
+                let shard = &mut self.shards[session.shard];
+                shard.legs -= 1;
+                shard.send(ShardCommand::Remove { leg });
+                return Some(session.shared.received.snapshot());
             }
         }
         None
     }
 
-    fn send(&self, command: PacerCommand) {
-        if self.pacer.send(command).is_err() {
-            warn!("RTP pacer thread is gone");
+    /// Sends a command to the shard that owns `leg` (none: the leg has no media).
+    fn send(&self, leg: LegId, command: ShardCommand) {
+        if let Some(session) = self.sessions.get(&leg) {
+            self.shards[session.shard].send(command);
         }
     }
 
     fn start(&mut self, leg: LegId, local_port: u16, session: MediaSession) {
         let addr = SocketAddr::new(self.bind_ip, local_port);
         let bound = std::net::UdpSocket::bind(addr)
-            .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
-            .and_then(|socket| socket.try_clone().map(|clone| (socket, clone)));
-        let (send_socket, receive_socket) = match bound {
-            Ok(pair) => pair,
-            Err(error) => {
-                let reason = format!("binding RTP port {addr}: {error}");
-                let _ = self
-                    .events
-                    .try_send(DriverInput::Media(MediaEvent::Failed { leg, reason }));
-                return;
-            }
-        };
-        // Readable only: the pacer sends on this socket, and a writable interest would wake a
-        // tokio worker on every packet sent (bench/README.md, "What dominates").
-        // SAFETY: the AsyncFd owns this UdpSocket, so its descriptor stays open and the same
-        // socket for as long as the registration lives.
-        let registered =
-            unsafe { AsyncFd::register_with_interest(receive_socket, Interest::READABLE) };
-        let receive_socket = match registered.map_err(|error| error.into_parts().1) {
+            .and_then(|socket| socket.set_nonblocking(true).map(|()| socket));
+        let socket = match bound {
             Ok(socket) => socket,
             Err(error) => {
-                let reason = format!("registering RTP port {addr}: {error}");
+                let reason = format!("binding RTP port {addr}: {error}");
                 let _ = self
                     .events
                     .try_send(DriverInput::Media(MediaEvent::Failed { leg, reason }));
@@ -203,36 +205,36 @@ impl MediaDriver {
         };
         let shared = Arc::new(Shared {
             leg,
-            socket: send_socket,
+            socket,
             remote: ArcSwapOption::new(session.remote.map(Arc::new)),
             relayed: AtomicBool::new(false),
             ssrc: start.ssrc,
             received: ReceivedCounters::default(),
         });
-        let outbound = Outbound::new(start, session.codec, session.payload_type, self.idle);
-        self.send(PacerCommand::Add {
+        let paced = PacedCall {
             shared: shared.clone(),
-            outbound,
+            outbound: Outbound::new(start, session.codec, session.payload_type, self.idle),
             srtp: pacer_sender(session.srtp.as_ref()),
-        });
-        let (updates, watched) = watch::channel(Some(session.clone()));
-        let (forward, forwards) = watch::channel(None);
-        let task = Receiver {
-            leg,
-            socket: receive_socket,
-            shared: shared.clone(),
-            updates: watched,
-            forwards,
-            events: self.events.clone(),
+            started: false,
         };
-        tokio::spawn(task.run());
+        let receiver = Box::new(Receiver::new(shared.clone(), &session, Instant::now()));
+        // The shard with the fewest legs takes it.
+        let Some((index, shard)) = self
+            .shards
+            .iter_mut()
+            .enumerate()
+            .min_by_key(|(_, shard)| shard.legs)
+        else {
+            return;
+        };
+        shard.legs += 1;
+        shard.send(ShardCommand::Add { paced, receiver });
         self.sessions.insert(
             leg,
             Session {
                 shared,
                 session,
-                updates,
-                forward,
+                shard: index,
                 partner: None,
             },
         );
@@ -249,15 +251,11 @@ impl MediaDriver {
         }
         // Only a new sending key makes a new context: an unchanged one keeps its rollover count.
         let sending = |s: &MediaSession| s.srtp.as_ref().map(|k| (k.profile, k.local.clone()));
-        let rekeyed = sending(&existing.session) != sending(&session);
+        let srtp = (sending(&existing.session) != sending(&session))
+            .then(|| pacer_sender(session.srtp.as_ref()));
         existing.session = session.clone();
-        let _ = existing.updates.send(Some(session.clone()));
         let partner = existing.partner;
-        if rekeyed {
-            let srtp = pacer_sender(session.srtp.as_ref());
-            self.send(PacerCommand::Rekey { leg, srtp });
-        }
-        self.send(PacerCommand::Format { leg, session });
+        self.send(leg, ShardCommand::Update { leg, session, srtp });
         if let Some(partner) = partner {
             self.connect(leg, partner);
         }
@@ -268,7 +266,7 @@ impl MediaDriver {
             warn!(%caller, %agent, "bridge of a leg without media");
             return;
         }
-        self.send(PacerCommand::StopPlayback { leg: caller });
+        self.send(caller, ShardCommand::StopPlayback { leg: caller });
         info!(%caller, %agent, "media bridged");
     }
 
@@ -292,7 +290,8 @@ impl MediaDriver {
             if let Some(session) = self.sessions.get_mut(&leg) {
                 session.partner = Some(partner);
                 session.shared.relayed.store(true, Ordering::Relaxed);
-                let _ = session.forward.send(Some(forward));
+                let forward = Some(forward);
+                self.shards[session.shard].send(ShardCommand::Forward { leg, forward });
             }
         }
         true

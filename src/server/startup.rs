@@ -286,8 +286,13 @@ pub(super) async fn start(settings: Settings) -> anyhow::Result<Service> {
         ));
         server_tls
     });
-    let media = MediaDriver::new(local.ip(), input_tx.clone(), IdleAudio::Silence)
-        .context("starting the RTP pacer thread")?;
+    let media = MediaDriver::new(
+        local.ip(),
+        input_tx.clone(),
+        IdleAudio::Silence,
+        settings.rtp.threads,
+    )
+    .context("starting the RTP media threads")?;
     let stop_signals = shutdown::stop_signals()?;
     let shutdown = shutdown::Shutdown::new(settings.shutdown.grace, settings.sip.t1);
     info!(%local, %public_ip, "SIP listening on UDP and TCP");

@@ -1,22 +1,21 @@
-//! One leg's receive task: SRTP unprotected in place first (a packet failing authentication or
-//! replayed is dropped and counted before anything else sees it, so it can neither latch nor
-//! press a key), then latching, DTMF and statistics, and, while bridged, the relay to the other
-//! leg: payload type mapped, G.711 law converted, and protected for that leg when it is SRTP.
-//! Contexts are made when the keys or the bridge change, never per packet; the hot path neither
-//! allocates nor locks.
+//! One leg's receive side, as the shard that owns the leg runs it for every datagram: SRTP
+//! unprotected in place first (a packet failing authentication or replayed is dropped and
+//! counted before anything else sees it, so it can neither latch nor press a key), then
+//! latching, DTMF and statistics, and, while bridged, the relay to the other leg: payload type
+//! mapped, G.711 law converted, and protected for that leg when it is SRTP. Contexts are made
+//! when the keys or the bridge change, never per packet; the hot path neither allocates nor
+//! locks.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::io::unix::AsyncFd;
-use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::{DriverInput, Shared};
+use super::Shared;
 use crate::media::g711;
-use crate::media::leg::{LegId, MediaEvent, MediaSession};
+use crate::media::leg::{MediaEvent, MediaSession};
 use crate::media::srtp::{MasterKey, SrtpError, SrtpProfile, SrtpReceiver, SrtpSender};
 use crate::media::stream::{Inbound, Received, RTP_HEADER_LEN};
 use crate::sdp::{Codec, SdesKeys};
@@ -25,7 +24,7 @@ use crate::sdp::{Codec, SdesKeys};
 /// numbering restarted and the relay starts a new SRTP context.
 const MAX_REORDER: u64 = 64;
 
-/// The other leg of a bridge, as seen by one receive task.
+/// The other leg of a bridge, as seen by one leg's receive side.
 #[derive(Clone)]
 pub(super) struct Forward {
     pub(super) to: Arc<Shared>,
@@ -33,14 +32,17 @@ pub(super) struct Forward {
     pub(super) into: MediaSession,
 }
 
-/// One call's receive side.
+/// One leg's receive side.
 pub(super) struct Receiver {
-    pub(super) leg: LegId,
-    pub(super) socket: AsyncFd<std::net::UdpSocket>,
     pub(super) shared: Arc<Shared>,
-    pub(super) updates: watch::Receiver<Option<MediaSession>>,
-    pub(super) forwards: watch::Receiver<Option<Forward>>,
-    pub(super) events: mpsc::Sender<DriverInput>,
+    inbound: Inbound,
+    unprotect: Option<Box<Unprotect>>,
+    rejected: u64,
+    relay: Option<Relay>,
+    /// Silence longer than this ends the call (None: none expected, the caller holds us).
+    timeout: Option<Duration>,
+    /// The last datagram or session change: the inactivity timeout counts from it.
+    last_heard: Instant,
 }
 
 /// The leg's receiving SRTP context and the keys it was made from.
@@ -61,113 +63,100 @@ impl Unprotect {
 }
 
 impl Receiver {
-    /// Receives until the leg stops or goes silent for its inactivity timeout.
-    pub(super) async fn run(mut self) {
-        let Some(session) = self.updates.borrow().clone() else {
-            return;
+    pub(super) fn new(shared: Arc<Shared>, session: &MediaSession, now: Instant) -> Receiver {
+        Receiver {
+            shared,
+            inbound: Inbound::new(
+                session.codec,
+                session.payload_type,
+                session.telephone_event,
+                now,
+            ),
+            unprotect: Unprotect::for_keys(session.srtp.as_ref()),
+            rejected: 0,
+            relay: None,
+            timeout: session.inactivity_timeout,
+            last_heard: now,
+        }
+    }
+
+    /// A re-INVITE's new description: format, timeout, and a new context only for a new key
+    /// (the peer's stream goes on under an unchanged one, and so does our context).
+    pub(super) fn update(&mut self, session: &MediaSession, now: Instant) {
+        self.inbound
+            .set_format(session.codec, session.payload_type, session.telephone_event);
+        self.timeout = session.inactivity_timeout;
+        self.last_heard = now;
+        let receiving = |keys: &SdesKeys| (keys.profile, keys.remote.clone());
+        let current = self.unprotect.as_ref().map(|srtp| receiving(&srtp.keys));
+        if current != session.srtp.as_ref().map(receiving) {
+            self.unprotect = Unprotect::for_keys(session.srtp.as_ref());
+        }
+    }
+
+    /// Relay what arrives to the other leg of a bridge, or (None) stop relaying.
+    pub(super) fn forward(&mut self, forward: Option<Forward>) {
+        self.relay = forward.map(Relay::new);
+    }
+
+    /// Whether the leg has been silent for its inactivity timeout at `now`.
+    pub(super) fn inactive(&self, now: Instant) -> bool {
+        self.timeout
+            .is_some_and(|limit| now.saturating_duration_since(self.last_heard) >= limit)
+    }
+
+    /// One datagram of `len` bytes in `buffer` (which has room for an SRTP tag after it) from
+    /// `from`; a key pressed comes back as an event.
+    pub(super) fn on_datagram(
+        &mut self,
+        now: Instant,
+        buffer: &mut [u8],
+        len: usize,
+        from: SocketAddr,
+    ) -> Option<MediaEvent> {
+        self.last_heard = now;
+        let leg = self.shared.leg;
+        let len = match self.unprotect.as_mut() {
+            None => len,
+            Some(srtp) => match srtp.receiver.unprotect(&mut buffer[..len]) {
+                Ok(len) => len,
+                Err(error) => {
+                    self.rejected += 1;
+                    let rejected = &self.shared.received.srtp_rejected;
+                    rejected.store(self.rejected, Ordering::Relaxed);
+                    if self.rejected == 1 {
+                        warn!(%leg, peer = %from, %error, "SRTP packet rejected and dropped (further ones are only counted)");
+                    } else {
+                        debug!(%leg, peer = %from, %error, "SRTP packet rejected");
+                    }
+                    return None;
+                }
+            },
         };
-        let mut inbound = Inbound::new(
-            session.codec,
-            session.payload_type,
-            session.telephone_event,
-            Instant::now(),
-        );
-        let mut timeout = session.inactivity_timeout;
-        let mut unprotect = Unprotect::for_keys(session.srtp.as_ref());
-        let mut rejected: u64 = 0;
-        // A local copy: the relay path reads it per packet without touching the watch's lock.
-        let mut relay: Option<Relay> = None;
-        let mut buffer = [0u8; 2048];
-        loop {
-            let idle = async {
-                match timeout {
-                    Some(limit) => tokio::time::sleep(limit).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                received = receive_from(&self.socket, &mut buffer) => {
-                    let (len, from) = match received {
-                        Ok(ok) => ok,
-                        Err(error) => {
-                            debug!(leg = %self.leg, %error, "RTP receive error");
-                            continue;
-                        }
-                    };
-                    let len = match unprotect.as_mut() {
-                        None => len,
-                        Some(srtp) => match srtp.receiver.unprotect(&mut buffer[..len]) {
-                            Ok(len) => len,
-                            Err(error) => {
-                                rejected += 1;
-                                self.shared.received.srtp_rejected.store(rejected, Ordering::Relaxed);
-                                if rejected == 1 {
-                                    warn!(leg = %self.leg, peer = %from, %error, "SRTP packet rejected and dropped (further ones are only counted)");
-                                } else {
-                                    debug!(leg = %self.leg, peer = %from, %error, "SRTP packet rejected");
-                                }
-                                continue;
-                            }
-                        },
-                    };
-                    let (what, latched) = inbound.on_packet(Instant::now(), from, &buffer[..len]);
-                    self.shared.received.publish(&inbound.stats());
-                    if latched {
-                        self.shared.remote.store(Some(Arc::new(from)));
-                    }
-                    if let Some(relay) = relay.as_mut() {
-                        if what != Received::Ignored {
-                            relay.send(&mut buffer, len);
-                        }
-                    }
-                    if let Received::Digit(digit, source) = what {
-                        let event = MediaEvent::Digit { leg: self.leg, digit, source };
-                        let _ = self.events.send(DriverInput::Media(event)).await;
-                    }
-                }
-                changed = self.updates.changed() => {
-                    let session = if changed.is_ok() { self.updates.borrow().clone() } else { None };
-                    let Some(session) = session else { break };
-                    inbound.set_format(session.codec, session.payload_type, session.telephone_event);
-                    timeout = session.inactivity_timeout;
-                    // The peer's key unchanged: its stream goes on, and so does our context.
-                    let receiving = |keys: &SdesKeys| (keys.profile, keys.remote.clone());
-                    if unprotect.as_ref().map(|srtp| receiving(&srtp.keys)) != session.srtp.as_ref().map(receiving) {
-                        unprotect = Unprotect::for_keys(session.srtp.as_ref());
-                    }
-                }
-                changed = self.forwards.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let forward = self.forwards.borrow().clone();
-                    relay = forward.map(Relay::new);
-                }
-                () = idle => {
-                    let _ = self.events.send(DriverInput::Media(MediaEvent::Inactive { leg: self.leg })).await;
-                    break;
-                }
+        let (what, latched) = self.inbound.on_packet(now, from, &buffer[..len]);
+        self.shared.received.publish(&self.inbound.stats());
+        if latched {
+            self.shared.remote.store(Some(Arc::new(from)));
+        }
+        if let Some(relay) = self.relay.as_mut() {
+            if what != Received::Ignored {
+                relay.send(buffer, len);
             }
         }
-        let stats = inbound.stats();
-        info!(leg = %self.leg, packets = stats.packets, lost = stats.lost(), jitter_ms = stats.jitter_ms(), srtp_rejected = rejected, "RTP received");
-    }
-}
-
-/// One datagram from a socket registered for readability only.
-async fn receive_from(
-    socket: &AsyncFd<std::net::UdpSocket>,
-    buffer: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
-    loop {
-        let mut ready = socket.readable().await?;
-        if let Ok(result) = ready.try_io(|inner| inner.get_ref().recv_from(buffer)) {
-            return result;
+        match what {
+            Received::Digit(digit, source) => Some(MediaEvent::Digit { leg, digit, source }),
+            _ => None,
         }
     }
+
+    /// Logs what the leg received, as it ends.
+    pub(super) fn finish(&self) {
+        let stats = self.inbound.stats();
+        info!(leg = %self.shared.leg, packets = stats.packets, lost = stats.lost(), jitter_ms = stats.jitter_ms(), srtp_rejected = self.rejected, "RTP received");
+    }
 }
 
-/// The bridge towards the other leg as this task runs it.
+/// The bridge towards the other leg as this leg's receive side runs it.
 struct Relay {
     forward: Forward,
     /// Protection for the other leg when it is SRTP.

@@ -140,7 +140,7 @@ struct Bridge {
 /// Two legs (the caller's with `caller`, the agent's with `agent`), bridged.
 fn bridge(caller: MediaSession, agent: MediaSession) -> Bridge {
     let (events, _unused) = mpsc::channel(64);
-    let mut driver = MediaDriver::new("127.0.0.1".parse().unwrap(), events, IdleAudio::Nothing)
+    let mut driver = MediaDriver::new("127.0.0.1".parse().unwrap(), events, IdleAudio::Nothing, 2)
         .expect("pacer thread");
     let [caller_port, agent_port] = free_ports();
     let (caller_leg, agent_leg) = ((LegId(1), caller_port), (LegId(2), agent_port));
@@ -302,7 +302,7 @@ async fn the_pacer_protects_prompts_for_an_srtp_leg() {
     let agent_keys = keys(0x51, 0x52);
     let mut agent = Phone::new(Codec::Pcmu, Some(&agent_keys), 0x3333).await;
     let (events, _unused) = mpsc::channel(64);
-    let mut driver = MediaDriver::new("127.0.0.1".parse().unwrap(), events, IdleAudio::Nothing)
+    let mut driver = MediaDriver::new("127.0.0.1".parse().unwrap(), events, IdleAudio::Nothing, 2)
         .expect("pacer thread");
     let leg = LegId(7);
     driver.handle(MediaCommand::Start {

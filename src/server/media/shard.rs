@@ -1,0 +1,376 @@
+//! A media shard: one thread that owns a share of the legs and does all their RTP work: it
+//! paces their own streams (prompts, comfort silence) in phases of the 20 ms frame, and between
+//! ticks waits on one epoll set for their sockets, reading a datagram from each ready socket
+//! and relaying it at once to the other leg of a bridge (whichever
+//! shard owns that leg: the socket and its address are shared, the relay state is this leg's).
+//! No task, channel or allocation per packet; commands arrive on a channel with an eventfd
+//! wake-up. The service runs one shard per core (`rtp.threads`).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::pacer::{PacedCall, Phases, FRAME, PHASES};
+use super::poll::{Epoll, Wake};
+use super::receive::{Forward, Receiver};
+use super::DriverInput;
+use crate::media::leg::{LegId, MediaEvent, MediaSession};
+use crate::media::prompts::Prompt;
+use crate::media::srtp::{SrtpSender, MAX_TAG_LEN};
+
+/// Falling further behind than this (machine stalled) resynchronises instead of bursting.
+const MAX_LAG: Duration = Duration::from_millis(200);
+/// How often legs are checked for their inactivity timeout.
+const SWEEP: Duration = Duration::from_millis(250);
+/// The epoll token of the shard's wake-up eventfd (legs' tokens are slab indices).
+const WAKE_TOKEN: u64 = u64::MAX;
+/// Largest datagram read; the buffer keeps room after it for an SRTP tag added when relaying.
+const DATAGRAM_LEN: usize = 2048;
+
+/// What the driver asks of a shard, for one of its legs.
+pub(super) enum ShardCommand {
+    Add {
+        paced: PacedCall,
+        receiver: Box<Receiver>,
+    },
+    /// A re-INVITE's description; `srtp` is Some when the sending keys changed (a new
+    /// context, or plain RTP).
+    Update {
+        leg: LegId,
+        session: MediaSession,
+        srtp: Option<Option<Box<SrtpSender>>>,
+    },
+    Play {
+        leg: LegId,
+        prompts: Vec<Arc<Prompt>>,
+        generation: u64,
+    },
+    StopPlayback {
+        leg: LegId,
+    },
+    /// Relay the leg's RTP to the other leg of a bridge, or (None) stop.
+    Forward {
+        leg: LegId,
+        forward: Option<Forward>,
+    },
+    Remove {
+        leg: LegId,
+    },
+}
+
+/// The driver's side of a shard: its command channel and wake-up, and how many legs it has.
+pub(super) struct ShardHandle {
+    commands: Option<std_mpsc::Sender<ShardCommand>>,
+    wake: Arc<Wake>,
+    pub(super) legs: usize,
+}
+
+impl ShardHandle {
+    pub(super) fn spawn(index: usize, events: mpsc::Sender<DriverInput>) -> io::Result<Self> {
+        let (commands, receiver) = std_mpsc::channel();
+        let wake = Arc::new(Wake::new()?);
+        let epoll = Epoll::new()?;
+        epoll.add(wake.raw_fd(), WAKE_TOKEN)?;
+        let shard = Shard {
+            index,
+            commands: receiver,
+            wake: wake.clone(),
+            epoll,
+            phases: Phases::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            tokens: HashMap::new(),
+            buffer: Box::new([0; DATAGRAM_LEN + MAX_TAG_LEN]),
+            events: VecDeque::new(),
+            sink: events,
+        };
+        std::thread::Builder::new()
+            .name(format!("rtp-media-{index}"))
+            .spawn(move || shard.run())?;
+        Ok(ShardHandle {
+            commands: Some(commands),
+            wake,
+            legs: 0,
+        })
+    }
+
+    pub(super) fn send(&self, command: ShardCommand) {
+        let sent = self.commands.as_ref().map(|c| c.send(command).is_ok());
+        if sent != Some(true) {
+            warn!("RTP media thread is gone");
+        }
+        self.wake.notify();
+    }
+}
+
+impl Drop for ShardHandle {
+    /// Closing the channel and waking the thread ends it.
+    fn drop(&mut self) {
+        self.commands = None;
+        self.wake.notify();
+    }
+}
+
+/// A leg as its shard holds it.
+struct Slot {
+    receiver: Box<Receiver>,
+    /// False once the leg went silent for its timeout and was reported: its socket is out
+    /// of the epoll set until the leg is removed.
+    listening: bool,
+}
+
+struct Shard {
+    index: usize,
+    commands: std_mpsc::Receiver<ShardCommand>,
+    wake: Arc<Wake>,
+    epoll: Epoll,
+    phases: Phases,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    tokens: HashMap<LegId, usize>,
+    buffer: Box<[u8; DATAGRAM_LEN + MAX_TAG_LEN]>,
+    /// Events not yet taken by the switchboard's queue: kept, never dropped, never waited for.
+    events: VecDeque<DriverInput>,
+    sink: mpsc::Sender<DriverInput>,
+}
+
+impl Shard {
+    fn run(mut self) {
+        raise_priority(self.index);
+        let sub_tick = FRAME / PHASES as u32;
+        let mut next_tick = Instant::now();
+        let mut phase = 0;
+        let mut next_sweep = Instant::now() + SWEEP;
+        loop {
+            let idle = self.phases.is_empty();
+            if !self.apply_commands() {
+                return;
+            }
+            let now = Instant::now();
+            if idle {
+                // The clock restarts with the first leg (no catching up on idle time).
+                next_tick = now;
+            }
+            if !self.phases.is_empty() && now >= next_tick {
+                self.phases.pace(phase, &mut self.events);
+                phase = (phase + 1) % PHASES;
+                next_tick += sub_tick;
+                let now = Instant::now();
+                if now > next_tick + MAX_LAG {
+                    warn!(
+                        shard = self.index,
+                        lag_ms = (now - next_tick).as_millis() as u64,
+                        "RTP pacer fell behind; resynchronising"
+                    );
+                    next_tick = now;
+                }
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + SWEEP;
+            }
+            self.flush_events();
+            let timeout = if !self.phases.is_empty() {
+                Some(next_tick.saturating_duration_since(Instant::now()))
+            } else if !self.events.is_empty() {
+                Some(SWEEP)
+            } else {
+                None
+            };
+            self.receive(timeout);
+        }
+    }
+
+    /// Applies every waiting command; false once the driver is gone.
+    fn apply_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.apply(command),
+                Err(std_mpsc::TryRecvError::Empty) => return true,
+                Err(std_mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn apply(&mut self, command: ShardCommand) {
+        match command {
+            ShardCommand::Add { paced, receiver } => self.add(paced, receiver),
+            ShardCommand::Update { leg, session, srtp } => {
+                if let Some(paced) = self.phases.get_mut(leg) {
+                    paced
+                        .outbound
+                        .set_format(session.codec, session.payload_type);
+                    if let Some(srtp) = srtp {
+                        paced.srtp = srtp;
+                    }
+                }
+                if let Some(slot) = self.slot(leg) {
+                    slot.receiver.update(&session, Instant::now());
+                }
+            }
+            ShardCommand::Play {
+                leg,
+                prompts,
+                generation,
+            } => {
+                if let Some(paced) = self.phases.get_mut(leg) {
+                    paced.outbound.play(prompts, generation);
+                }
+            }
+            ShardCommand::StopPlayback { leg } => {
+                if let Some(paced) = self.phases.get_mut(leg) {
+                    paced.outbound.stop();
+                }
+            }
+            ShardCommand::Forward { leg, forward } => {
+                if let Some(slot) = self.slot(leg) {
+                    slot.receiver.forward(forward);
+                }
+            }
+            ShardCommand::Remove { leg } => self.remove(leg),
+        }
+    }
+
+    fn add(&mut self, paced: PacedCall, receiver: Box<Receiver>) {
+        let leg = paced.shared.leg;
+        let token = self.free.pop().unwrap_or(self.slots.len());
+        if let Err(error) = self
+            .epoll
+            .add(paced.shared.socket.as_raw_fd(), token as u64)
+        {
+            let reason = format!("watching the RTP socket: {error}");
+            self.events
+                .push_back(DriverInput::Media(MediaEvent::Failed { leg, reason }));
+            self.free.push(token);
+            return;
+        }
+        let slot = Slot {
+            receiver,
+            listening: true,
+        };
+        match self.slots.get_mut(token) {
+            Some(free) => *free = Some(slot),
+            None => self.slots.push(Some(slot)),
+        }
+        self.tokens.insert(leg, token);
+        self.phases.add(paced);
+    }
+
+    fn remove(&mut self, leg: LegId) {
+        self.phases.remove(leg);
+        let Some(token) = self.tokens.remove(&leg) else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(token).and_then(Option::take) {
+            if slot.listening {
+                self.epoll.delete(slot.receiver.shared.socket.as_raw_fd());
+            }
+            slot.receiver.finish();
+            self.free.push(token);
+        }
+    }
+
+    fn slot(&mut self, leg: LegId) -> Option<&mut Slot> {
+        let token = *self.tokens.get(&leg)?;
+        self.slots.get_mut(token)?.as_mut()
+    }
+
+    /// Reports legs silent for their inactivity timeout (once each) and stops listening to
+    /// them; the switchboard ends their calls.
+    fn sweep(&mut self, now: Instant) {
+        for slot in self.slots.iter_mut().flatten() {
+            if slot.listening && slot.receiver.inactive(now) {
+                slot.listening = false;
+                self.epoll.delete(slot.receiver.shared.socket.as_raw_fd());
+                let leg = slot.receiver.shared.leg;
+                self.events
+                    .push_back(DriverInput::Media(MediaEvent::Inactive { leg }));
+            }
+        }
+    }
+
+    fn flush_events(&mut self) {
+        while let Some(event) = self.events.pop_front() {
+            match self.sink.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    self.events.push_front(event);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.events.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the legs' sockets (or a command) and handles what arrived:
+    /// one datagram per ready socket (one `recvfrom`; the epoll is level-triggered, so a socket
+    /// with more waiting comes back at once), which measured cheaper than `recvmmsg` or reading
+    /// until `EAGAIN` at a packet per socket per 20 ms (bench/README.md).
+    fn receive(&mut self, timeout: Option<Duration>) {
+        let Shard {
+            epoll,
+            slots,
+            buffer,
+            events,
+            wake,
+            ..
+        } = self;
+        for token in epoll.wait(timeout) {
+            if token == WAKE_TOKEN {
+                wake.clear();
+                continue;
+            }
+            let Some(slot) = usize::try_from(token)
+                .ok()
+                .and_then(|token| slots.get_mut(token))
+                .and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            let receiver = &mut slot.receiver;
+            let received = receiver
+                .shared
+                .socket
+                .recv_from(&mut buffer[..DATAGRAM_LEN]);
+            let (len, from) = match received {
+                Ok(received) => received,
+                Err(error) => {
+                    if error.kind() != io::ErrorKind::WouldBlock {
+                        debug!(leg = %receiver.shared.leg, %error, "RTP receive error");
+                    }
+                    continue;
+                }
+            };
+            if let Some(event) = receiver.on_datagram(Instant::now(), &mut buffer[..], len, from) {
+                events.push_back(DriverInput::Media(event));
+            }
+        }
+    }
+}
+
+/// Real-time priority for a media thread where the service may have it (root or
+/// CAP_SYS_NICE): on a busy machine a preempted pass delays every leg behind it. Without it
+/// the thread still runs.
+fn raise_priority(shard: usize) {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: plain syscall on the calling thread with a valid parameter struct.
+    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if result == 0 {
+        info!(
+            shard,
+            "RTP media thread runs with real-time priority (SCHED_FIFO 10)"
+        );
+    } else {
+        let error = io::Error::last_os_error();
+        warn!(shard, %error, "RTP media thread keeps normal priority");
+    }
+}
