@@ -1,0 +1,701 @@
+//! RTP load generator for `bench/run --bridge`: the media of every bridged call, callers' and
+//! agents' side, from two UDP sockets, so that SIPp does only the signalling.
+//!
+//!     cargo build --release --example rtp_load
+//!     target/release/examples/rtp_load --callers 127.0.0.1:7000 --agents 127.0.0.1:7100 \
+//!         --duration 60 --audio bridge_audio.al
+//!
+//! The SIPp callers and agents put these two fixed addresses in their SDP. The generator learns
+//! its peers the way symmetric RTP does: a packet from a service port it has not heard before
+//! (the caller leg's prompt, the agent leg's relayed audio) makes that port a stream target.
+//! Towards a caller leg it first presses key 1 as RFC 4733 telephone-events (the bench menu's
+//! option for the bridge group), then talks; towards an agent leg it talks at once. "Talking" is
+//! one packet of 160 A-law bytes (20 ms) every 20 ms per target, each target with its own random
+//! SSRC, sequence +1 and timestamp +160 per packet, on an absolute clock (no drift). Targets are
+//! spread over `--slots` phases of the 20 ms frame so the load is smooth; all packets due in a
+//! phase on one socket leave in one `sendmmsg`. What comes back (relayed audio, prompts) is
+//! drained with `recvmmsg` and discarded; it only keeps its target alive. A target silent for
+//! `--idle-timeout` seconds (its call ended) is dropped.
+//!
+//! Bounded: loopback addresses only, stops after `--duration` seconds or at SIGTERM/SIGINT, and
+//! then prints its counters as one JSON object on stdout.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem;
+use std::net::{SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use rand::Rng;
+
+/// One 20 ms frame of 8 kHz audio.
+const FRAME_NS: u64 = 20_000_000;
+const FRAME_SAMPLES: u32 = 160;
+const RTP_HEADER: usize = 12;
+const PACKET_MAX: usize = RTP_HEADER + FRAME_SAMPLES as usize;
+/// What a received datagram is read into: only its source address matters.
+const RECV_BUF: usize = 64;
+/// RFC 4733 event code of key 1, and the volume (-dBm0) SIPp's dtmf_2833_1.pcap uses.
+const KEY_1: u8 = 1;
+const KEY_VOLUME: u8 = 10;
+/// Update packets of one key press (20 ms each, the last one with the E bit), then the E
+/// packet twice more (RFC 4733 §2.5.1.4: the final packet is sent three times).
+const KEY_UPDATES: u32 = 8;
+const KEY_PACKETS: u32 = KEY_UPDATES + 2;
+
+/// asm-generic/socket.h (x86_64, aarch64); not exported by libc for linux-gnu.
+const SO_ATTACH_FILTER: libc::c_int = 26;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "RTP load for bench/run --bridge (loopback only)")]
+struct Args {
+    /// The callers' media address (what the SIPp callers put in their SDP).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    callers: SocketAddrV4,
+    /// The agents' media address (what the SIPp agents put in their SDP).
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    agents: SocketAddrV4,
+    /// Seconds until the generator stops by itself.
+    #[arg(long)]
+    duration: f64,
+    /// Raw A-law (or µ-law) audio sent in 160-byte frames, looped; default: a fixed pattern.
+    #[arg(long)]
+    audio: Option<PathBuf>,
+    /// Payload type of the callers' audio (8 PCMA, 0 PCMU).
+    #[arg(long, default_value_t = 8)]
+    caller_pt: u8,
+    /// Payload type of the agents' audio.
+    #[arg(long, default_value_t = 8)]
+    agent_pt: u8,
+    /// Payload type of telephone-event in the callers' offer.
+    #[arg(long, default_value_t = 101)]
+    event_pt: u8,
+    /// Milliseconds from a caller leg's first packet to the key press.
+    #[arg(long, default_value_t = 500)]
+    key_delay_ms: u32,
+    /// Milliseconds from the key press's start to the caller's first audio packet.
+    #[arg(long, default_value_t = 300)]
+    talk_after_ms: u32,
+    /// Phases per 20 ms frame (the generator wakes 20 ms / slots apart).
+    #[arg(long, default_value_t = 20)]
+    slots: u32,
+    /// Seconds without a (sampled) packet from a target after which it is dropped.
+    #[arg(long, default_value_t = 5.0)]
+    idle_timeout: f64,
+    /// Only source ports in this range become targets (the service's RTP range).
+    #[arg(long, default_value = "10000-19999")]
+    peer_ports: String,
+    /// Packets per sendmmsg / recvmmsg call at most.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Receive buffer asked for each socket, bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    rcvbuf: usize,
+    /// Keep one in this many received packets (a power of two; 1 keeps all): a socket filter
+    /// drops the others in the kernel, as a full receive buffer would, so the generator reads
+    /// only enough to learn new ports and see that a target is still alive.
+    #[arg(long, default_value_t = 8)]
+    sample: u32,
+    /// Nice level to run at (negative needs CAP_SYS_NICE; on refusal it runs as started). A
+    /// generator starved by the service's threads sends late, in bursts, which the relay
+    /// delay then shows: bench/run gives it the service's runtime threads' -10.
+    #[arg(long, allow_hyphen_values = true)]
+    nice: Option<i32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Caller,
+    Agent,
+}
+
+struct Target {
+    name: libc::sockaddr_in,
+    port: u16,
+    ssrc: u32,
+    seq: u16,
+    ts_base: u32,
+    /// The tick of the target's frame 0: frame k is due at tick `first_tick + k * slots`, so
+    /// the timestamps follow the clock even across ticks skipped by a late generator.
+    first_tick: u64,
+    /// Telephone-event packets sent (callers): the press goes out whole even if late.
+    key_sent: u32,
+    /// Frame of the press's first packet (its RTP timestamp), once sent.
+    key_frame: Option<u32>,
+    /// Whether the audio's first packet (marker bit) went out.
+    talking: bool,
+    /// Where in the audio this target starts (targets do not all say the same thing at once).
+    audio_offset: usize,
+}
+
+#[derive(Default)]
+struct Counters {
+    targets: u64,
+    dropped_idle: u64,
+    sent: u64,
+    send_errors: u64,
+    keys: u64,
+    received: u64,
+    received_foreign: u64,
+    recv_calls: u64,
+    send_calls: u64,
+}
+
+struct Side {
+    role: Role,
+    socket: UdpSocket,
+    /// Targets by slot (phase in the frame).
+    slots: Vec<Vec<Target>>,
+    /// Last tick each target's port was heard from.
+    heard: HashMap<u16, u64>,
+    /// The tick of the last receive pass that emptied the socket: a target is idle only if
+    /// it stayed silent that long before it (a generator too late to read is no evidence).
+    drained_tick: u64,
+    counters: Counters,
+    rcvbuf: i64,
+}
+
+/// Preallocated sendmmsg / recvmmsg arrays.
+struct Batch {
+    packets: Vec<[u8; PACKET_MAX]>,
+    lens: Vec<usize>,
+    names: Vec<libc::sockaddr_in>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl Batch {
+    fn new(size: usize) -> Self {
+        Self {
+            packets: vec![[0; PACKET_MAX]; size],
+            lens: vec![0; size],
+            // SAFETY: sockaddr_in, iovec and mmsghdr are plain C structs; all-zero is valid.
+            names: vec![unsafe { mem::zeroed() }; size],
+            iovecs: vec![unsafe { mem::zeroed() }; size],
+            headers: vec![unsafe { mem::zeroed() }; size],
+        }
+    }
+
+    /// Points the headers at the packets and names (the vectors never reallocate).
+    fn link(&mut self, count: usize, buf_len: Option<usize>) {
+        for i in 0..count {
+            self.iovecs[i] = libc::iovec {
+                iov_base: self.packets[i].as_mut_ptr().cast(),
+                iov_len: buf_len.unwrap_or(self.lens[i]),
+            };
+            let header = &mut self.headers[i].msg_hdr;
+            header.msg_name = (&mut self.names[i] as *mut libc::sockaddr_in).cast();
+            header.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            header.msg_iov = &mut self.iovecs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = std::ptr::null_mut();
+            header.msg_controllen = 0;
+            header.msg_flags = 0;
+            self.headers[i].msg_len = 0;
+        }
+    }
+}
+
+struct Plan {
+    /// Frames from a caller target's first frame to its key press, and from the press to its
+    /// first audio.
+    key_start: u32,
+    talk_after: u32,
+    caller_pt: u8,
+    agent_pt: u8,
+    event_pt: u8,
+    audio: Vec<[u8; FRAME_SAMPLES as usize]>,
+}
+
+impl Plan {
+    /// Writes the packet `target` sends at its frame `frame`, if any.
+    fn packet(
+        &self,
+        role: Role,
+        target: &mut Target,
+        frame: u32,
+        out: &mut [u8; PACKET_MAX],
+    ) -> Option<usize> {
+        let ts_base = target.ts_base;
+        let timestamp = move |frame: u32| ts_base.wrapping_add(frame.wrapping_mul(FRAME_SAMPLES));
+        let (marker, payload_type, rtp_ts, payload_len) = match role {
+            Role::Caller if frame < self.key_start => return None,
+            Role::Caller if target.key_sent < KEY_PACKETS => {
+                // Every packet of the press carries the press's start timestamp; the duration
+                // grows by one frame per update up to the end packet, which goes out 3 times.
+                let index = target.key_sent;
+                let key_frame = *target.key_frame.get_or_insert(frame);
+                let updates = (index + 1).min(KEY_UPDATES);
+                let end = index + 1 >= KEY_UPDATES;
+                let duration = (updates * FRAME_SAMPLES) as u16;
+                let block = &mut out[RTP_HEADER..RTP_HEADER + 4];
+                block[0] = KEY_1;
+                block[1] = if end { 0x80 } else { 0 } | KEY_VOLUME;
+                block[2..4].copy_from_slice(&duration.to_be_bytes());
+                target.key_sent += 1;
+                (index == 0, self.event_pt, timestamp(key_frame), 4)
+            }
+            Role::Caller
+                if target
+                    .key_frame
+                    .is_some_and(|key| frame < key + self.talk_after) =>
+            {
+                return None
+            }
+            Role::Caller | Role::Agent => {
+                let frames = &self.audio;
+                let chunk = &frames[(target.audio_offset + frame as usize) % frames.len()];
+                out[RTP_HEADER..].copy_from_slice(chunk);
+                let payload_type = match role {
+                    Role::Caller => self.caller_pt,
+                    Role::Agent => self.agent_pt,
+                };
+                let first = !target.talking;
+                target.talking = true;
+                (first, payload_type, timestamp(frame), chunk.len())
+            }
+        };
+        out[0] = 0x80;
+        out[1] = if marker { 0x80 } else { 0 } | (payload_type & 0x7F);
+        out[2..4].copy_from_slice(&target.seq.to_be_bytes());
+        out[4..8].copy_from_slice(&rtp_ts.to_be_bytes());
+        out[8..12].copy_from_slice(&target.ssrc.to_be_bytes());
+        target.seq = target.seq.wrapping_add(1);
+        Some(RTP_HEADER + payload_len)
+    }
+}
+
+fn now_ns() -> u64 {
+    // SAFETY: clock_gettime writes one timespec; CLOCK_MONOTONIC always exists on Linux.
+    let mut ts: libc::timespec = unsafe { mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn sleep_until_ns(deadline: u64) {
+    let ts = libc::timespec {
+        tv_sec: (deadline / 1_000_000_000) as libc::time_t,
+        tv_nsec: (deadline % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: an absolute sleep on CLOCK_MONOTONIC; EINTR (a signal) just ends it early.
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+fn set_rcvbuf(socket: &UdpSocket, bytes: usize) -> i64 {
+    let fd = socket.as_raw_fd();
+    let value = bytes.min(i32::MAX as usize) as libc::c_int;
+    let size = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: setsockopt/getsockopt on our own socket with an int option value.
+    unsafe {
+        let pointer = (&value as *const libc::c_int).cast();
+        // SO_RCVBUFFORCE passes rmem_max where allowed (CAP_NET_ADMIN), else the capped one.
+        if libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, pointer, size) != 0 {
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, pointer, size);
+        }
+        let mut actual: libc::c_int = 0;
+        let mut len = size;
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut actual as *mut libc::c_int).cast(),
+            &mut len,
+        );
+        i64::from(actual)
+    }
+}
+
+/// A classic BPF filter keeping a random one in `sample` datagrams (a power of two above 1).
+fn attach_sampling_filter(socket: &UdpSocket, sample: u32) -> io::Result<()> {
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let mut program = [
+        // A = a random u32
+        op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            0,
+            0,
+            (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32,
+        ),
+        // if A & (sample - 1): drop, else keep
+        op(
+            libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
+            1,
+            0,
+            sample - 1,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: the kernel copies the program during the call.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Side {
+    fn new(role: Role, addr: SocketAddrV4, args: &Args) -> anyhow::Result<Self> {
+        if !addr.ip().is_loopback() {
+            bail!("{addr}: the generator binds loopback addresses only");
+        }
+        let socket = UdpSocket::bind(addr).with_context(|| format!("binding {addr}"))?;
+        socket.set_nonblocking(true)?;
+        if args.sample > 1 {
+            attach_sampling_filter(&socket, args.sample).context("attaching the socket filter")?;
+        }
+        let rcvbuf = set_rcvbuf(&socket, args.rcvbuf);
+        let slots = args.slots;
+        Ok(Self {
+            role,
+            socket,
+            slots: (0..slots).map(|_| Vec::new()).collect(),
+            heard: HashMap::new(),
+            drained_tick: 0,
+            counters: Counters::default(),
+            rcvbuf,
+        })
+    }
+
+    /// Drains the socket; new source ports in `peers` become targets in the least loaded slot,
+    /// starting at that slot's next visit after `tick`.
+    fn receive(&mut self, batch: &mut Batch, tick: u64, peers: (u16, u16), max_calls: usize) {
+        let size = batch.headers.len();
+        for _ in 0..max_calls {
+            batch.link(size, Some(RECV_BUF));
+            // SAFETY: the headers point into `batch`, which outlives the call.
+            let got = unsafe {
+                libc::recvmmsg(
+                    self.socket.as_raw_fd(),
+                    batch.headers.as_mut_ptr(),
+                    size as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            self.counters.recv_calls += 1;
+            if got <= 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+                    self.drained_tick = tick;
+                }
+                return;
+            }
+            let got = got as usize;
+            for name in &batch.names[..got] {
+                let port = u16::from_be(name.sin_port);
+                let loopback = u32::from_be(name.sin_addr.s_addr) >> 24 == 127;
+                if !loopback || port < peers.0 || port > peers.1 {
+                    self.counters.received_foreign += 1;
+                    continue;
+                }
+                self.counters.received += 1;
+                if self.heard.insert(port, tick).is_none() {
+                    self.add_target(*name, port, tick);
+                }
+            }
+            if got < size {
+                self.drained_tick = tick;
+                return;
+            }
+        }
+    }
+
+    /// A new target in the least loaded slot, from that slot's first visit at or after `tick`.
+    fn add_target(&mut self, name: libc::sockaddr_in, port: u16, tick: u64) {
+        let mut rng = rand::thread_rng();
+        let slots = self.slots.len() as u64;
+        let slot = (0..self.slots.len())
+            .min_by_key(|&slot| self.slots[slot].len())
+            .unwrap_or(0);
+        let first_tick = tick + (slot as u64 + slots - tick % slots) % slots;
+        self.slots[slot].push(Target {
+            name,
+            port,
+            ssrc: rng.gen(),
+            seq: rng.gen(),
+            ts_base: rng.gen(),
+            first_tick,
+            key_sent: 0,
+            key_frame: None,
+            talking: false,
+            audio_offset: rng.gen_range(0..1 << 16),
+        });
+        self.counters.targets += 1;
+    }
+
+    /// Sends the packets of one slot's targets, `batch` at a time; drops idle targets.
+    fn send_slot(
+        &mut self,
+        slot: usize,
+        tick: u64,
+        idle_ticks: u64,
+        plan: &Plan,
+        batch: &mut Batch,
+    ) {
+        let heard = &mut self.heard;
+        let drained = self.drained_tick;
+        let before = self.slots[slot].len();
+        self.slots[slot].retain(|target| {
+            let alive = heard
+                .get(&target.port)
+                .is_some_and(|&last| drained.saturating_sub(last) <= idle_ticks);
+            if !alive {
+                heard.remove(&target.port);
+            }
+            alive
+        });
+        self.counters.dropped_idle += (before - self.slots[slot].len()) as u64;
+        let size = batch.headers.len();
+        let mut count = 0;
+        let fd = self.socket.as_raw_fd();
+        let role = self.role;
+        let slots = self.slots.len() as u64;
+        for index in 0..self.slots[slot].len() {
+            let target = &mut self.slots[slot][index];
+            if tick < target.first_tick {
+                continue;
+            }
+            let frame = ((tick - target.first_tick) / slots) as u32;
+            let keys_before = target.key_sent;
+            let Some(len) = plan.packet(role, target, frame, &mut batch.packets[count]) else {
+                continue;
+            };
+            if keys_before == 0 && target.key_sent == 1 {
+                self.counters.keys += 1;
+            }
+            batch.lens[count] = len;
+            batch.names[count] = target.name;
+            count += 1;
+            if count == size {
+                self.flush(fd, batch, count);
+                count = 0;
+            }
+        }
+        if count > 0 {
+            self.flush(fd, batch, count);
+        }
+    }
+
+    fn flush(&mut self, fd: libc::c_int, batch: &mut Batch, count: usize) {
+        batch.link(count, None);
+        let mut done = 0;
+        while done < count {
+            // SAFETY: the headers point into `batch`, which outlives the call.
+            let sent = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    batch.headers[done..].as_mut_ptr(),
+                    (count - done) as libc::c_uint,
+                    0,
+                )
+            };
+            self.counters.send_calls += 1;
+            if sent > 0 {
+                done += sent as usize;
+                self.counters.sent += sent as u64;
+            } else {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // The first message of the rest failed (a full socket buffer, an ICMP error
+                // left on the socket): skip it, keep the others.
+                self.counters.send_errors += 1;
+                done += 1;
+            }
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.slots.iter().map(Vec::len).sum()
+    }
+
+    fn report(&self) -> serde_json::Value {
+        let c = &self.counters;
+        serde_json::json!({
+            "targets": c.targets,
+            "active_at_end": self.active(),
+            "dropped_idle": c.dropped_idle,
+            "sent": c.sent,
+            "send_errors": c.send_errors,
+            "send_calls": c.send_calls,
+            "keys": c.keys,
+            "received": c.received,
+            "received_foreign": c.received_foreign,
+            "recv_calls": c.recv_calls,
+            "rcvbuf": self.rcvbuf,
+        })
+    }
+}
+
+fn parse_range(text: &str) -> anyhow::Result<(u16, u16)> {
+    let (low, high) = text.split_once('-').context("--peer-ports wants MIN-MAX")?;
+    let (low, high): (u16, u16) = (low.trim().parse()?, high.trim().parse()?);
+    if low > high {
+        bail!("--peer-ports {text}: MIN above MAX");
+    }
+    Ok((low, high))
+}
+
+fn load_audio(path: Option<&PathBuf>) -> anyhow::Result<Vec<[u8; FRAME_SAMPLES as usize]>> {
+    let bytes = match path {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        // A-law of a quiet sawtooth: any fixed bytes do; the relay does not look at them.
+        None => (0..8000u32).map(|i| 0xD5 ^ (i % 16) as u8).collect(),
+    };
+    let frames: Vec<_> = bytes
+        .chunks_exact(FRAME_SAMPLES as usize)
+        .filter_map(|chunk| chunk.try_into().ok())
+        .collect();
+    if frames.is_empty() {
+        bail!("the audio has less than one 160-byte frame");
+    }
+    Ok(frames)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.slots == 0 || !(1..=1024).contains(&args.batch) {
+        bail!("--slots must be positive and --batch 1..=1024");
+    }
+    if !(args.duration > 0.0 && args.duration <= 3600.0) {
+        bail!("--duration must be in (0, 3600] seconds");
+    }
+    let peers = parse_range(&args.peer_ports)?;
+    let frames_of = |ms: u32| ms.div_ceil(20);
+    let key_start = frames_of(args.key_delay_ms);
+    let plan = Plan {
+        key_start,
+        talk_after: frames_of(args.talk_after_ms).max(KEY_PACKETS),
+        caller_pt: args.caller_pt,
+        agent_pt: args.agent_pt,
+        event_pt: args.event_pt,
+        audio: load_audio(args.audio.as_ref())?,
+    };
+    if !args.sample.is_power_of_two() {
+        bail!("--sample must be a power of two (1 keeps every packet)");
+    }
+    let mut sides = [
+        Side::new(Role::Caller, args.callers, &args)?,
+        Side::new(Role::Agent, args.agents, &args)?,
+    ];
+    let nice = args.nice.map(|nice| {
+        // SAFETY: setpriority on this (single-threaded) process only.
+        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+        if result != 0 {
+            let error = io::Error::last_os_error();
+            eprintln!("rtp_load: nice {nice} refused ({error}); running as started");
+            return serde_json::json!({"asked": nice, "error": error.to_string()});
+        }
+        serde_json::json!({"asked": nice, "set": true})
+    });
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+    eprintln!(
+        "rtp_load: callers {} agents {} for {} s, {} slots of {} µs",
+        args.callers,
+        args.agents,
+        args.duration,
+        args.slots,
+        FRAME_NS / u64::from(args.slots) / 1000
+    );
+
+    let mut batch = Batch::new(args.batch);
+    let slots = u64::from(args.slots);
+    let tick_ns = FRAME_NS / slots;
+    let idle_ticks = (args.idle_timeout * 1e9 / tick_ns as f64) as u64;
+    let start = now_ns();
+    let end = start + (args.duration * 1e9) as u64;
+    let mut tick: u64 = 0;
+    let (mut late_ticks, mut max_late_ns, mut late_sum_ns, mut sent_ticks) = (0u64, 0, 0, 0u64);
+    let mut skipped_ticks = 0u64;
+    // Per receive pass, at most this many recvmmsg calls per socket (then the sends go first).
+    let recv_calls = 16;
+    while !STOP.load(Ordering::Relaxed) {
+        let now = now_ns();
+        if now >= end {
+            break;
+        }
+        // More than a frame behind (the generator did not get a CPU): those ticks are skipped,
+        // not sent in a burst; the targets' timestamps stay on the clock.
+        let behind = now.saturating_sub(start + tick * tick_ns);
+        if behind > FRAME_NS {
+            let skip = (behind - FRAME_NS) / tick_ns;
+            skipped_ticks += skip;
+            tick += skip;
+        }
+        // Every slot that is due (more than one only when the generator fell behind).
+        while start + tick * tick_ns <= now {
+            let late = now - (start + tick * tick_ns);
+            late_sum_ns += late;
+            max_late_ns = max_late_ns.max(late);
+            sent_ticks += 1;
+            if late > 1_000_000 {
+                late_ticks += 1;
+            }
+            let slot = (tick % slots) as usize;
+            for side in sides.iter_mut() {
+                side.send_slot(slot, tick, idle_ticks, &plan, &mut batch);
+            }
+            tick += 1;
+        }
+        for side in sides.iter_mut() {
+            side.receive(&mut batch, tick, peers, recv_calls);
+        }
+        sleep_until_ns(start + tick * tick_ns);
+    }
+
+    let report = serde_json::json!({
+        "seconds": (now_ns() - start) as f64 / 1e9,
+        "ticks": sent_ticks,
+        "ticks_skipped": skipped_ticks,
+        "tick_us": tick_ns / 1000,
+        "sample": args.sample,
+        "nice": nice,
+        "late_ticks_over_1ms": late_ticks,
+        "late_mean_us": late_sum_ns / sent_ticks.max(1) / 1000,
+        "late_max_us": max_late_ns / 1000,
+        "callers": sides[0].report(),
+        "agents": sides[1].report(),
+    });
+    println!("{report}");
+    Ok(())
+}
