@@ -26,6 +26,10 @@ use crate::media::srtp::{SrtpSender, MAX_TAG_LEN};
 
 /// Falling further behind than this (machine stalled) resynchronises instead of bursting.
 const MAX_LAG: Duration = Duration::from_millis(200);
+/// After handling what arrived, the shard reads its sockets again at most this much later:
+/// the longest a datagram waits for its relay under load, and at most 1,000 wake-ups a second
+/// whatever the packet rate. Idle, the first datagram wakes the shard at once.
+const RECEIVE_PAUSE: Duration = Duration::from_millis(1);
 /// How often legs are checked for their inactivity timeout.
 const SWEEP: Duration = Duration::from_millis(250);
 /// The epoll token of the shard's wake-up eventfd (legs' tokens are slab indices).
@@ -183,7 +187,16 @@ impl Shard {
             } else {
                 None
             };
-            self.receive(timeout);
+            if self.receive(timeout) > 0 {
+                // Busy: let datagrams gather for a moment (up to the next tick) instead of
+                // sleeping and waking for each one; a context switch per packet cost more
+                // than the packet (bench/README.md, "Media on every core").
+                let pause_until = (Instant::now() + RECEIVE_PAUSE).min(next_tick);
+                let pause = pause_until.saturating_duration_since(Instant::now());
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+            }
         }
     }
 
@@ -314,8 +327,9 @@ impl Shard {
     /// Waits up to `timeout` for the legs' sockets (or a command) and handles what arrived:
     /// one datagram per ready socket (one `recvfrom`; the epoll is level-triggered, so a socket
     /// with more waiting comes back at once), which measured cheaper than `recvmmsg` or reading
-    /// until `EAGAIN` at a packet per socket per 20 ms (bench/README.md).
-    fn receive(&mut self, timeout: Option<Duration>) {
+    /// until `EAGAIN` at a packet per socket per 20 ms (bench/README.md). Returns how many
+    /// sockets and wake-ups were ready.
+    fn receive(&mut self, timeout: Option<Duration>) -> usize {
         let Shard {
             epoll,
             slots,
@@ -324,7 +338,9 @@ impl Shard {
             wake,
             ..
         } = self;
+        let mut ready = 0;
         for token in epoll.wait(timeout) {
+            ready += 1;
             if token == WAKE_TOKEN {
                 wake.clear();
                 continue;
@@ -354,6 +370,7 @@ impl Shard {
                 events.push_back(DriverInput::Media(event));
             }
         }
+        ready
     }
 }
 
