@@ -42,7 +42,9 @@ def packet_key(payload):
     return (ssrc << 48) | (seq << 32) | rtp_ts
 
 
-def analyse(path, caller_ports, agent_ports, grace_ms=200.0):
+def analyse(path, caller_ports, agent_ports, grace_ms=200.0, settle_s=0.0):
+    """`settle_s`: arrivals in the capture's first seconds are matched but not judged (dumpcap's
+    start disturbs them)."""
     caller_ports, agent_ports = set(caller_ports), set(agent_ports)
     # Per direction: arrivals [(time, service port, key, payload head)], and forwarded copies
     # by key: [(service port, time, payload head, payload type)].
@@ -127,10 +129,15 @@ def analyse(path, caller_ports, agent_ports, grace_ms=200.0):
                 if copy_when < bridged_from.get(copy_port, float("inf")):
                     bridged_from[copy_port] = copy_when
         delays = []
-        lost = unpaired = late_unjudged = payload_changed = before_bridge = 0
+        lost = unpaired = late_unjudged = payload_changed = before_bridge = settling = 0
         payload_types = {}
         used = set()
         for (when, port, key, head), best in zip(arrivals[direction], matched[direction]):
+            if when < first + settle_s:
+                settling += 1
+                if best is not None:
+                    used.add((key, best[0]))
+                continue
             out_port = partner.get(port)
             if out_port is None:
                 unpaired += 1
@@ -169,6 +176,7 @@ def analyse(path, caller_ports, agent_ports, grace_ms=200.0):
             "unpaired_arrivals": unpaired,
             "arrived_before_bridge": before_bridge,
             "arrived_in_grace": late_unjudged,
+            "arrived_while_settling": settling,
             "unmatched_copies": unmatched_copies,
             "payload_changed": payload_changed,
             "payload_types_out": payload_types,

@@ -140,7 +140,8 @@ def pacing_passes(packets, frame_s):
     }
 
 
-def analyse(path, frame_ms=20.0, step=160):
+def analyse(path, frame_ms=20.0, step=160, settle_s=0.0):
+    """`settle_s`: the capture's first seconds are left out (dumpcap's start disturbs them)."""
     frame_s = frame_ms / 1000.0
     order = []
     # Per source port: [last_time, last_seq, last_rtp_ts, packets, first_time, ssrc]
@@ -153,7 +154,11 @@ def analyse(path, frame_ms=20.0, step=160):
     ts_step_errors = 0
     ssrc_changes = 0
     first_time = last_time = None
+    start = None
     for when, port, payload in read_pcap(path):
+        start = when + settle_s if start is None else start
+        if when < start:
+            continue
         if first_time is None:
             first_time = when
         last_time = when
