@@ -388,16 +388,15 @@ async fn language_choices(
     }
 }
 
-/// Nice level asked for the runtime's threads, which relay bridged calls' RTP.
+/// Nice level asked for the runtime's threads, which carry SIP and the supervisors' HTTP.
 const WORKER_NICE: i32 = -10;
 
 /// Runs on each tokio thread as it starts: a raised priority (where the service may have it:
-/// root or CAP_SYS_NICE) so relayed packets do not wait behind other processes for a CPU;
-/// on a busy machine that wait is most of the relay's delay (bench/README.md, "Bridged
-/// calls"). Without the privilege the threads keep normal priority.
+/// root or CAP_SYS_NICE) so SIP messages do not wait behind other processes for a CPU on a
+/// busy machine. Without the privilege the threads keep normal priority.
 pub fn raise_worker_priority() {
-    // Also called on the main thread, which runs the SIP loop (`block_on`); the pacer has
-    // SCHED_FIFO, above any nice level.
+    // Also called on the main thread, which runs the SIP loop (`block_on`); the media threads
+    // have SCHED_FIFO, above any nice level.
     #[cfg(target_os = "linux")]
     {
         static REPORTED: std::sync::Once = std::sync::Once::new();
