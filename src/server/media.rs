@@ -6,23 +6,25 @@
 //! once per start, re-key or bridge: the pacer's for what it sends, the receive side's for
 //! what arrives, and the relay's for what it forwards to an encrypted leg.
 
+mod batch;
 mod pacer;
 mod poll;
 mod receive;
 mod shard;
+mod sockets;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use rand::Rng;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::DriverInput;
 use crate::media::leg::{LegId, MediaCommand, MediaEvent, MediaSession, RtpReceived};
@@ -32,12 +34,14 @@ use crate::sdp::SdesKeys;
 use pacer::PacedCall;
 use receive::{Forward, Receiver};
 use shard::{ShardCommand, ShardHandle};
+use sockets::LegSockets;
 
 /// What the pacer, the receive side and a relay towards one leg share.
 struct Shared {
     leg: LegId,
-    socket: std::net::UdpSocket,
-    /// Where this leg's RTP goes: the SDP address, then where the far end's RTP comes from.
+    sockets: LegSockets,
+    /// Where this leg's RTP goes (and its sender is connected to): the SDP address, then where
+    /// the far end's RTP comes from.
     remote: ArcSwapOption<SocketAddr>,
     /// Bridged: the relay sends this leg's audio, the pacer stays quiet.
     relayed: AtomicBool,
@@ -46,6 +50,27 @@ struct Shared {
     /// The receive side's latest statistics, so the call record has them the moment the leg
     /// ends (its shard removes it a little later).
     received: ReceivedCounters,
+}
+
+impl Shared {
+    /// Sends this leg's RTP from now on to `remote`.
+    fn set_remote(&self, remote: SocketAddr) {
+        if let Err(error) = self.sockets.connect(remote) {
+            warn!(leg = %self.leg, %remote, %error, "RTP destination refused");
+        }
+        self.remote.store(Some(Arc::new(remote)));
+    }
+
+    /// Sends one datagram to the leg's remote (nothing while it has none). A full socket
+    /// buffer drops it rather than delaying every other leg of the shard.
+    fn send(&self, datagram: &[u8]) {
+        if self.remote.load().is_none() {
+            return;
+        }
+        if let Err(error) = self.sockets.sender.send(datagram) {
+            debug!(leg = %self.leg, %error, "RTP send failed");
+        }
+    }
 }
 
 /// RTP receive statistics published by the receive side: relaxed stores, no lock per packet.
@@ -89,6 +114,9 @@ pub(super) struct MediaDriver {
     events: mpsc::Sender<DriverInput>,
     shards: Vec<ShardHandle>,
     sessions: HashMap<LegId, Session>,
+    /// Ports of stopped legs whose sockets a shard may still hold: the sockets share their
+    /// port (`SO_REUSEPORT`), so a new leg binding it meanwhile would split its datagrams.
+    closing: Vec<(u16, Weak<Shared>)>,
     idle: IdleAudio,
 }
 
@@ -113,6 +141,7 @@ impl MediaDriver {
             events,
             shards,
             sessions: HashMap::new(),
+            closing: Vec::new(),
             idle,
         })
     }
@@ -170,6 +199,8 @@ impl MediaDriver {
                 let shard = &mut self.shards[session.shard];
                 shard.legs -= 1;
                 shard.send(ShardCommand::Remove { leg });
+                let port = session.shared.sockets.listener.local_addr().ok()?.port();
+                self.closing.push((port, Arc::downgrade(&session.shared)));
                 return Some(session.shared.received.snapshot());
             }
         }
@@ -185,10 +216,14 @@ impl MediaDriver {
 
     fn start(&mut self, leg: LegId, local_port: u16, session: MediaSession) {
         let addr = SocketAddr::new(self.bind_ip, local_port);
-        let bound = std::net::UdpSocket::bind(addr)
-            .and_then(|socket| socket.set_nonblocking(true).map(|()| socket));
-        let socket = match bound {
-            Ok(socket) => socket,
+        self.closing.retain(|(_, shared)| shared.strong_count() > 0);
+        let bound = if self.closing.iter().any(|(port, _)| *port == local_port) {
+            Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
+        } else {
+            LegSockets::bind(addr, session.remote)
+        };
+        let sockets = match bound {
+            Ok(sockets) => sockets,
             Err(error) => {
                 let reason = format!("binding RTP port {addr}: {error}");
                 let _ = self
@@ -205,7 +240,7 @@ impl MediaDriver {
         };
         let shared = Arc::new(Shared {
             leg,
-            socket,
+            sockets,
             remote: ArcSwapOption::new(session.remote.map(Arc::new)),
             relayed: AtomicBool::new(false),
             ssrc: start.ssrc,
@@ -247,7 +282,7 @@ impl MediaDriver {
             return;
         };
         if let Some(remote) = session.remote {
-            existing.shared.remote.store(Some(Arc::new(remote)));
+            existing.shared.set_remote(remote);
         }
         // Only a new sending key makes a new context: an unchanged one keeps its rollover count.
         let sending = |s: &MediaSession| s.srtp.as_ref().map(|k| (k.profile, k.local.clone()));

@@ -4,20 +4,22 @@
 //! per packet.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::debug;
 
+use super::batch::SendBatch;
 use super::{DriverInput, Shared};
 use crate::media::leg::{LegId, MediaEvent};
 use crate::media::srtp::{SrtpSender, MAX_TAG_LEN};
 use crate::media::stream::{Outbound, PACKET_LEN};
 
 pub(super) const FRAME: Duration = Duration::from_millis(20);
-/// The pacer's packet buffer: one G.711 packet and the longest SRTP tag.
-const BUFFER_LEN: usize = PACKET_LEN + MAX_TAG_LEN;
+/// A packet buffer of the pacer: one G.711 packet and the longest SRTP tag.
+pub(super) const BUFFER_LEN: usize = PACKET_LEN + MAX_TAG_LEN;
 
 pub(super) struct PacedCall {
     pub(super) shared: Arc<Shared>,
@@ -42,6 +44,9 @@ pub(super) const PHASES: usize = 4;
 pub(super) struct Phases {
     phases: [Vec<PacedCall>; PHASES],
     index: HashMap<LegId, (usize, usize)>,
+    /// A phase's packets go out together through io_uring where the kernel allows it...
+    batch: Option<SendBatch<BUFFER_LEN>>,
+    /// ...and otherwise one by one from this buffer.
     packet: [u8; BUFFER_LEN],
 }
 
@@ -50,6 +55,7 @@ impl Default for Phases {
         Phases {
             phases: Default::default(),
             index: HashMap::new(),
+            batch: None,
             packet: [0; BUFFER_LEN],
         }
     }
@@ -58,6 +64,11 @@ impl Default for Phases {
 impl Phases {
     pub(super) fn is_empty(&self) -> bool {
         self.index.is_empty()
+    }
+
+    /// Sends through `batch` from now on.
+    pub(super) fn batch_sends(&mut self, batch: SendBatch<BUFFER_LEN>) {
+        self.batch = Some(batch);
     }
 
     pub(super) fn get_mut(&mut self, leg: LegId) -> Option<&mut PacedCall> {
@@ -88,38 +99,61 @@ impl Phases {
     /// Sends the next 20 ms frame of every call in `phase` (those not relayed), in one pass
     /// over a dense vector; a finished playback is reported through `events`.
     pub(super) fn pace(&mut self, phase: usize, events: &mut VecDeque<DriverInput>) {
-        let packet = &mut self.packet;
-        for paced in &mut self.phases[phase] {
+        let Phases {
+            phases,
+            batch,
+            packet,
+            ..
+        } = self;
+        let mut batch = batch.as_mut().filter(|batch| !batch.failed());
+        for paced in &mut phases[phase] {
             if !paced.started {
                 paced.started = true;
                 continue;
             }
-            let tick = paced.outbound.tick(packet);
-            if tick.len > 0 && !paced.shared.relayed.load(Ordering::Relaxed) {
-                if let Some(remote) = paced.shared.remote.load().as_deref() {
-                    let len = protect(
-                        paced.shared.leg,
-                        paced.srtp.as_deref_mut(),
-                        packet,
-                        tick.len,
-                    );
-                    // A full socket buffer drops this frame rather than delaying every other call.
-                    let sent = match len {
-                        0 => Ok(0),
-                        _ => paced.shared.socket.send_to(&packet[..len], remote),
-                    };
-                    if let Err(error) = sent {
-                        debug!(leg = %paced.shared.leg, %error, "RTP send failed");
+            let playback_finished = match batch.as_deref_mut() {
+                Some(batch) => {
+                    let (len, finished) = paced.frame(batch.next_buffer());
+                    if len > 0 {
+                        let shared = &paced.shared;
+                        batch.queue(shared.sockets.sender.as_raw_fd(), len, shared.leg.0);
                     }
+                    finished
                 }
-            }
-            if tick.playback_finished {
+                None => {
+                    let (len, finished) = paced.frame(packet);
+                    if len > 0 {
+                        paced.shared.send(&packet[..len]);
+                    }
+                    finished
+                }
+            };
+            if playback_finished {
                 events.push_back(DriverInput::Media(MediaEvent::PlaybackFinished {
                     leg: paced.shared.leg,
                     generation: paced.outbound.generation(),
                 }));
             }
         }
+        if let Some(batch) = batch {
+            batch.flush();
+        }
+    }
+}
+
+impl PacedCall {
+    /// Writes the call's next frame into `buffer`: the length to send (0: nothing, as when
+    /// relayed or without a destination), and whether its playback just finished.
+    fn frame(&mut self, buffer: &mut [u8; BUFFER_LEN]) -> (usize, bool) {
+        let tick = self.outbound.tick(buffer);
+        let shared = &self.shared;
+        let sending = !shared.relayed.load(Ordering::Relaxed) && shared.remote.load().is_some();
+        let len = match tick.len {
+            0 => 0,
+            _ if !sending => 0,
+            len => protect(shared.leg, self.srtp.as_deref_mut(), buffer, len),
+        };
+        (len, tick.playback_finished)
     }
 }
 

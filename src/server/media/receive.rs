@@ -136,7 +136,7 @@ impl Receiver {
         let (what, latched) = self.inbound.on_packet(now, from, &buffer[..len]);
         self.shared.received.publish(&self.inbound.stats());
         if latched {
-            self.shared.remote.store(Some(Arc::new(from)));
+            self.shared.set_remote(from);
         }
         if let Some(relay) = self.relay.as_mut() {
             if what != Received::Ignored {
@@ -226,11 +226,7 @@ impl Relay {
                 None => return,
             },
         };
-        if let Some(remote) = forward.to.remote.load().as_deref() {
-            if let Err(error) = forward.to.socket.send_to(&buffer[..len], remote) {
-                debug!(leg = %forward.to.leg, %error, "relay send failed");
-            }
-        }
+        forward.to.send(&buffer[..len]);
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::batch::SendBatch;
 use super::pacer::{PacedCall, Phases, FRAME, PHASES};
 use super::poll::{Epoll, Wake};
 use super::receive::{Forward, Receiver};
@@ -32,7 +33,8 @@ const MAX_LAG: Duration = Duration::from_millis(200);
 const RECEIVE_PAUSE: Duration = Duration::from_millis(1);
 /// How often legs are checked for their inactivity timeout.
 const SWEEP: Duration = Duration::from_millis(250);
-/// The epoll token of the shard's wake-up eventfd (legs' tokens are slab indices).
+/// The epoll token of the shard's wake-up eventfd. A leg's sockets have tokens from its slab
+/// index: twice it for the listener, and one more for the sender.
 const WAKE_TOKEN: u64 = u64::MAX;
 /// Largest datagram read; the buffer keeps room after it for an SRTP tag added when relaying.
 const DATAGRAM_LEN: usize = 2048;
@@ -147,6 +149,12 @@ struct Shard {
 impl Shard {
     fn run(mut self) {
         raise_priority(self.index);
+        match SendBatch::new() {
+            Ok(batch) => self.phases.batch_sends(batch),
+            Err(error) => {
+                warn!(shard = self.index, %error, "io_uring unavailable: RTP is sent one packet per system call")
+            }
+        }
         let sub_tick = FRAME / PHASES as u32;
         let mut next_tick = Instant::now();
         let mut phase = 0;
@@ -253,10 +261,16 @@ impl Shard {
     fn add(&mut self, paced: PacedCall, receiver: Box<Receiver>) {
         let leg = paced.shared.leg;
         let token = self.free.pop().unwrap_or(self.slots.len());
-        if let Err(error) = self
+        let sockets = &paced.shared.sockets;
+        let watched = self
             .epoll
-            .add(paced.shared.socket.as_raw_fd(), token as u64)
-        {
+            .add(sockets.listener.as_raw_fd(), 2 * token as u64)
+            .and_then(|()| {
+                self.epoll
+                    .add(sockets.sender.as_raw_fd(), 2 * token as u64 + 1)
+            });
+        if let Err(error) = watched {
+            self.epoll.delete(sockets.listener.as_raw_fd());
             let reason = format!("watching the RTP socket: {error}");
             self.events
                 .push_back(DriverInput::Media(MediaEvent::Failed { leg, reason }));
@@ -282,7 +296,7 @@ impl Shard {
         };
         if let Some(slot) = self.slots.get_mut(token).and_then(Option::take) {
             if slot.listening {
-                self.epoll.delete(slot.receiver.shared.socket.as_raw_fd());
+                unwatch(&self.epoll, &slot.receiver);
             }
             slot.receiver.finish();
             self.free.push(token);
@@ -300,7 +314,7 @@ impl Shard {
         for slot in self.slots.iter_mut().flatten() {
             if slot.listening && slot.receiver.inactive(now) {
                 slot.listening = false;
-                self.epoll.delete(slot.receiver.shared.socket.as_raw_fd());
+                unwatch(&self.epoll, &slot.receiver);
                 let leg = slot.receiver.shared.leg;
                 self.events
                     .push_back(DriverInput::Media(MediaEvent::Inactive { leg }));
@@ -345,18 +359,20 @@ impl Shard {
                 wake.clear();
                 continue;
             }
-            let Some(slot) = usize::try_from(token)
+            let Some(slot) = usize::try_from(token / 2)
                 .ok()
-                .and_then(|token| slots.get_mut(token))
+                .and_then(|index| slots.get_mut(index))
                 .and_then(Option::as_mut)
             else {
                 continue;
             };
             let receiver = &mut slot.receiver;
-            let received = receiver
-                .shared
-                .socket
-                .recv_from(&mut buffer[..DATAGRAM_LEN]);
+            let sockets = &receiver.shared.sockets;
+            let socket = match token % 2 {
+                0 => &sockets.listener,
+                _ => &sockets.sender,
+            };
+            let received = socket.recv_from(&mut buffer[..DATAGRAM_LEN]);
             let (len, from) = match received {
                 Ok(received) => received,
                 Err(error) => {
@@ -372,6 +388,12 @@ impl Shard {
         }
         ready
     }
+}
+
+fn unwatch(epoll: &Epoll, receiver: &Receiver) {
+    let sockets = &receiver.shared.sockets;
+    epoll.delete(sockets.listener.as_raw_fd());
+    epoll.delete(sockets.sender.as_raw_fd());
 }
 
 /// Real-time priority for a media thread where the service may have it (root or

@@ -347,3 +347,70 @@ async fn the_pacer_protects_prompts_for_an_srtp_leg() {
         prompt.frame(0, Codec::Pcmu).unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_caller_behind_nat_is_latched_where_its_rtp_comes_from() {
+    // Its SDP names one address; its RTP comes from another (a NAT's outside address).
+    let sdp = Phone::new(Codec::Pcmu, None, 1).await;
+    let mut nat = Phone::new(Codec::Pcmu, None, 0x4444).await;
+    let mut stranger = Phone::new(Codec::Pcmu, None, 0x5555).await;
+    let (events, _unused) = mpsc::channel(64);
+    let mut driver = MediaDriver::new("127.0.0.1".parse().unwrap(), events, IdleAudio::Nothing, 2)
+        .expect("media threads");
+    let leg = LegId(9);
+    let port = free_ports::<1>()[0];
+    let local = SocketAddr::from(([127, 0, 0, 1], port));
+    driver.handle(MediaCommand::Start {
+        leg,
+        local_port: port,
+        session: session(sdp.addr(), Codec::Pcmu, None),
+    });
+    let tone: Vec<f32> = (0..80_000)
+        .map(|i| if i % 16 < 8 { 0.3 } else { -0.3 })
+        .collect();
+    driver.handle(MediaCommand::Play {
+        leg,
+        prompts: vec![Arc::new(Prompt::from_samples("long", "en", &tone))],
+        generation: 1,
+    });
+    sdp.receive(DEADLINE)
+        .await
+        .expect("paced to the SDP address at first");
+    let received = || driver.sessions[&leg].shared.received.snapshot().packets;
+
+    for seed in 0..3 {
+        let packet = nat.packet(&pattern(seed));
+        nat.socket.send_to(&packet, local).await.unwrap();
+    }
+    nat.receive(DEADLINE)
+        .await
+        .expect("paced to where its RTP comes from");
+    wait_for(|| received() == 3).await;
+    // A stranger is neither heard nor latched; the caller's next packet still counts.
+    for seed in 0..3 {
+        let packet = stranger.packet(&pattern(seed));
+        stranger.socket.send_to(&packet, local).await.unwrap();
+    }
+    let packet = nat.packet(&pattern(9));
+    nat.socket.send_to(&packet, local).await.unwrap();
+    wait_for(|| received() == 4).await;
+    nat.receive(DEADLINE)
+        .await
+        .expect("still paced to the caller");
+    assert!(
+        stranger.receive(POLL).await.is_none(),
+        "nothing goes to the stranger"
+    );
+}
+
+/// Polls `done` until it holds (fails the test after `DEADLINE`).
+async fn wait_for(mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
