@@ -106,14 +106,15 @@ impl Receiver {
     }
 
     /// One datagram of `len` bytes in `buffer` (which has room for an SRTP tag after it) from
-    /// `from`; a key pressed comes back as an event.
+    /// `from`; a key pressed comes back as an event. While bridged, the datagram is made ready
+    /// for the other leg in place: that leg and the length to send it are returned with it.
     pub(super) fn on_datagram(
         &mut self,
         now: Instant,
         buffer: &mut [u8],
         len: usize,
         from: SocketAddr,
-    ) -> Option<MediaEvent> {
+    ) -> (Option<MediaEvent>, Option<(&Shared, usize)>) {
         self.last_heard = now;
         let leg = self.shared.leg;
         let len = match self.unprotect.as_mut() {
@@ -129,7 +130,7 @@ impl Receiver {
                     } else {
                         debug!(%leg, peer = %from, %error, "SRTP packet rejected");
                     }
-                    return None;
+                    return (None, None);
                 }
             },
         };
@@ -138,15 +139,15 @@ impl Receiver {
         if latched {
             self.shared.set_remote(from);
         }
-        if let Some(relay) = self.relay.as_mut() {
-            if what != Received::Ignored {
-                relay.send(buffer, len);
-            }
-        }
-        match what {
+        let relayed = match self.relay.as_mut() {
+            Some(relay) if what != Received::Ignored => relay.prepare(buffer, len),
+            _ => None,
+        };
+        let event = match what {
             Received::Digit(digit, source) => Some(MediaEvent::Digit { leg, digit, source }),
             _ => None,
-        }
+        };
+        (event, relayed)
     }
 
     /// Logs what the leg received, as it ends.
@@ -190,15 +191,15 @@ impl Relay {
         Relay { forward, srtp }
     }
 
-    /// Sends the received RTP packet in `buffer[..len]` on to the other leg: payload type
-    /// mapped, G.711 law converted when the legs differ, telephone-events passed on only if the
-    /// other leg negotiated them, and SRTP-protected in place (`buffer` has room for the tag)
-    /// when the other leg is encrypted.
-    fn send(&mut self, buffer: &mut [u8], len: usize) {
+    /// Makes the received RTP packet in `buffer[..len]` the other leg's, in place: payload
+    /// type mapped, G.711 law converted when the legs differ, telephone-events passed on only
+    /// if the other leg negotiated them, and SRTP-protected (`buffer` has room for the tag)
+    /// when the other leg is encrypted. Returns that leg and the length to send, if any.
+    fn prepare(&mut self, buffer: &mut [u8], len: usize) -> Option<(&Shared, usize)> {
         let forward = &self.forward;
-        let Some(packet) = buffer.get_mut(..len).filter(|p| p.len() >= RTP_HEADER_LEN) else {
-            return;
-        };
+        let packet = buffer
+            .get_mut(..len)
+            .filter(|p| p.len() >= RTP_HEADER_LEN)?;
         let payload_type = packet[1] & 0x7F;
         let mapped = if payload_type == forward.from.payload_type {
             let payload = &mut packet[RTP_HEADER_LEN..];
@@ -217,16 +218,13 @@ impl Relay {
         } else {
             None
         };
-        let Some(mapped) = mapped else { return };
-        packet[1] = (packet[1] & 0x80) | (mapped & 0x7F);
+        packet[1] = (packet[1] & 0x80) | (mapped? & 0x7F);
         let len = match self.srtp.as_mut() {
             None => len,
-            Some(srtp) => match srtp.protect(buffer, len, forward.to.ssrc) {
-                Some(len) => len,
-                None => return,
-            },
+            Some(srtp) => srtp.protect(buffer, len, forward.to.ssrc)?,
         };
-        forward.to.send(&buffer[..len]);
+        let to = &*self.forward.to;
+        to.remote.load().is_some().then_some((to, len))
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ const SWEEP: Duration = Duration::from_millis(250);
 const WAKE_TOKEN: u64 = u64::MAX;
 /// Largest datagram read; the buffer keeps room after it for an SRTP tag added when relaying.
 const DATAGRAM_LEN: usize = 2048;
+const RECEIVE_LEN: usize = DATAGRAM_LEN + MAX_TAG_LEN;
 
 /// What the driver asks of a shard, for one of its legs.
 pub(super) enum ShardCommand {
@@ -92,7 +94,8 @@ impl ShardHandle {
             slots: Vec::new(),
             free: Vec::new(),
             tokens: HashMap::new(),
-            buffer: Box::new([0; DATAGRAM_LEN + MAX_TAG_LEN]),
+            buffer: Box::new([0; RECEIVE_LEN]),
+            relays: None,
             events: VecDeque::new(),
             sink: events,
         };
@@ -140,7 +143,9 @@ struct Shard {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     tokens: HashMap<LegId, usize>,
-    buffer: Box<[u8; DATAGRAM_LEN + MAX_TAG_LEN]>,
+    buffer: Box<[u8; RECEIVE_LEN]>,
+    /// Relayed packets go out in batches where io_uring works (`buffer` is used otherwise).
+    relays: Option<SendBatch<RECEIVE_LEN>>,
     /// Events not yet taken by the switchboard's queue: kept, never dropped, never waited for.
     events: VecDeque<DriverInput>,
     sink: mpsc::Sender<DriverInput>,
@@ -149,8 +154,11 @@ struct Shard {
 impl Shard {
     fn run(mut self) {
         raise_priority(self.index);
-        match SendBatch::new() {
-            Ok(batch) => self.phases.batch_sends(batch),
+        match SendBatch::new().and_then(|paced| Ok((paced, SendBatch::new()?))) {
+            Ok((paced, relayed)) => {
+                self.phases.batch_sends(paced);
+                self.relays = Some(relayed);
+            }
             Err(error) => {
                 warn!(shard = self.index, %error, "io_uring unavailable: RTP is sent one packet per system call")
             }
@@ -348,6 +356,7 @@ impl Shard {
             epoll,
             slots,
             buffer,
+            relays,
             events,
             wake,
             ..
@@ -367,26 +376,58 @@ impl Shard {
                 continue;
             };
             let receiver = &mut slot.receiver;
-            let sockets = &receiver.shared.sockets;
-            let socket = match token % 2 {
-                0 => &sockets.listener,
-                _ => &sockets.sender,
-            };
-            let received = socket.recv_from(&mut buffer[..DATAGRAM_LEN]);
-            let (len, from) = match received {
-                Ok(received) => received,
-                Err(error) => {
-                    if error.kind() != io::ErrorKind::WouldBlock {
-                        debug!(leg = %receiver.shared.leg, %error, "RTP receive error");
+            let now = Instant::now();
+            // While a relay batch works, each datagram is read into a buffer of its own and
+            // the round's relayed packets go out together.
+            let event = match relays.as_mut().filter(|batch| !batch.failed()) {
+                Some(batch) => {
+                    let buffer = batch.next_buffer();
+                    let Some((len, from)) = read(receiver, token, buffer) else {
+                        continue;
+                    };
+                    let (event, relayed) = receiver.on_datagram(now, buffer, len, from);
+                    if let Some((to, len)) = relayed {
+                        batch.queue(to.sockets.sender.as_raw_fd(), len, to.leg.0);
                     }
-                    continue;
+                    event
+                }
+                None => {
+                    let Some((len, from)) = read(receiver, token, &mut buffer[..]) else {
+                        continue;
+                    };
+                    let (event, relayed) = receiver.on_datagram(now, &mut buffer[..], len, from);
+                    if let Some((to, len)) = relayed {
+                        to.send(&buffer[..len]);
+                    }
+                    event
                 }
             };
-            if let Some(event) = receiver.on_datagram(Instant::now(), &mut buffer[..], len, from) {
+            if let Some(event) = event {
                 events.push_back(DriverInput::Media(event));
             }
         }
+        if let Some(batch) = relays {
+            batch.flush();
+        }
         ready
+    }
+}
+
+/// Reads one datagram from the socket of `receiver`'s leg that `token` names into `buffer`.
+fn read(receiver: &Receiver, token: u64, buffer: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    let sockets = &receiver.shared.sockets;
+    let socket = match token % 2 {
+        0 => &sockets.listener,
+        _ => &sockets.sender,
+    };
+    match socket.recv_from(&mut buffer[..DATAGRAM_LEN]) {
+        Ok(received) => Some(received),
+        Err(error) => {
+            if error.kind() != io::ErrorKind::WouldBlock {
+                debug!(leg = %receiver.shared.leg, %error, "RTP receive error");
+            }
+            None
+        }
     }
 }
 
