@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::MediaDriver;
 use crate::media::g711;
-use crate::media::leg::{LegId, MediaCommand, MediaSession};
+use crate::media::leg::{LegId, MediaCommand, MediaEvent, MediaSession};
 use crate::media::prompts::Prompt;
 use crate::media::srtp::{MasterKey, SrtpProfile, SrtpReceiver, SrtpSender, MAX_TAG_LEN};
 use crate::media::stream::{IdleAudio, RTP_HEADER_LEN};
@@ -413,4 +413,38 @@ async fn wait_for(mut done: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+#[tokio::test]
+async fn a_port_is_not_bound_again_while_a_stopped_leg_still_holds_it() {
+    let phone = Phone::new(Codec::Pcmu, None, 1).await;
+    let (events, mut failures) = mpsc::channel(64);
+    let mut driver = MediaDriver::new("127.0.0.1".parse().unwrap(), events, IdleAudio::Nothing, 1)
+        .expect("media threads");
+    let port = free_ports::<1>()[0];
+    let start = |leg| MediaCommand::Start {
+        leg: LegId(leg),
+        local_port: port,
+        session: session(phone.addr(), Codec::Pcmu, None),
+    };
+    driver.handle(start(1));
+    // As a shard holds a stopped leg's sockets until it takes the leg out.
+    let held = driver.sessions[&LegId(1)].shared.clone();
+    driver.handle(MediaCommand::Stop { leg: LegId(1) });
+    driver.handle(start(2));
+    let failure = tokio::time::timeout(DEADLINE, failures.recv()).await;
+    match failure {
+        Ok(Some(super::DriverInput::Media(MediaEvent::Failed { leg, reason }))) => {
+            assert_eq!(leg, LegId(2));
+            assert!(reason.contains(&format!("{port}")), "{reason}");
+        }
+        _ => panic!("the second leg must fail to bind"),
+    }
+    assert!(!driver.sessions.contains_key(&LegId(2)));
+    let released = Arc::downgrade(&held);
+    drop(held);
+    wait_for(|| released.strong_count() == 0).await;
+    driver.handle(start(3));
+    assert!(driver.sessions.contains_key(&LegId(3)), "free again");
+    assert!(failures.try_recv().is_err(), "no other failure");
 }
