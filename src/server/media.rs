@@ -199,8 +199,10 @@ impl MediaDriver {
                 let shard = &mut self.shards[session.shard];
                 shard.legs -= 1;
                 shard.send(ShardCommand::Remove { leg });
-                let port = session.shared.sockets.listener.local_addr().ok()?.port();
-                self.closing.push((port, Arc::downgrade(&session.shared)));
+                if let Ok(local) = session.shared.sockets.listener.local_addr() {
+                    self.closing
+                        .push((local.port(), Arc::downgrade(&session.shared)));
+                }
                 return Some(session.shared.received.snapshot());
             }
         }
