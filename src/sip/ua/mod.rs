@@ -184,7 +184,9 @@ pub struct UserAgent {
     /// Lab/test override: every peer's signalling counts as secure.
     assume_secure_signalling: bool,
     next_session: u64,
-    sessions: HashMap<SessionId, Session>,
+    /// Boxed: a session is ~1.2 KB, and a map holding it inline would keep that for every
+    /// empty slot too (up to half the table after it grows).
+    sessions: HashMap<SessionId, Box<Session>>,
     by_dialog: HashMap<DialogKey, SessionId>,
     by_tx: HashMap<TxKey, (SessionId, TxPurpose)>,
     /// Our own out-of-dialog requests (a trunk's REGISTER, OPTIONS) awaiting a final answer.

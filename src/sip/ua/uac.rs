@@ -123,7 +123,7 @@ impl UserAgent {
         );
         self.sessions.insert(
             id,
-            Session {
+            Box::new(Session {
                 role: Role::Uac,
                 span,
                 state: SessionState::Early,
@@ -140,7 +140,7 @@ impl UserAgent {
                 transfer: None,
                 pending_refer: None,
                 credentials: call.credentials,
-            },
+            }),
         );
         self.drain_transactions(now);
         Ok(id)

@@ -77,7 +77,7 @@ impl UserAgent {
         self.by_tx.insert(key.clone(), (id, TxPurpose::Invite));
         self.sessions.insert(
             id,
-            Session {
+            Box::new(Session {
                 role: Role::Uas,
                 span,
                 state: SessionState::Offered,
@@ -94,7 +94,7 @@ impl UserAgent {
                 transfer: None,
                 pending_refer: None,
                 credentials: None,
-            },
+            }),
         );
         self.events.push_back(UaEvent::Incoming {
             session: id,
