@@ -155,7 +155,7 @@ impl Switchboard {
         });
         self.calls.insert(
             id,
-            Call {
+            Box::new(Call {
                 span,
                 call_id,
                 state: CallState::Ringing,
@@ -174,7 +174,7 @@ impl Switchboard {
                 source: from.addr.ip(),
                 trunk_line,
                 rtp: None,
-            },
+            }),
         );
         if self.config.answer_delay.is_zero() {
             self.answer(now, id);

@@ -219,7 +219,8 @@ pub struct Switchboard {
     /// Wall time at an instant, told by the driver.
     wall_anchor: Option<(Instant, SystemTime)>,
     ports: PortAllocator,
-    calls: HashMap<SessionId, caller::Call>,
+    /// Boxed, as the user agent's sessions: a call is ~540 bytes.
+    calls: HashMap<SessionId, Box<caller::Call>>,
     legs: HashMap<SessionId, agent::AgentLeg>,
     timers: timers::Timers,
     awaiting_rtp: HashMap<LegId, AwaitingRtp>,

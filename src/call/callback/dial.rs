@@ -195,7 +195,7 @@ impl Switchboard {
         };
         self.calls.insert(
             resident,
-            Call {
+            Box::new(Call {
                 span,
                 call_id,
                 state: CallState::Ringing,
@@ -219,7 +219,7 @@ impl Switchboard {
                 source: std::net::IpAddr::from([0, 0, 0, 0]),
                 trunk_line: None,
                 rtp: None,
-            },
+            }),
         );
         self.callbacks.lines.insert(resident, request_id);
         if let Some(request) = self.callbacks.requests.get_mut(&request_id) {

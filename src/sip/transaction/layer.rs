@@ -18,7 +18,8 @@ use crate::sip::transport::Peer;
 
 /// All live transactions plus the timer wheel and output queue they share.
 pub struct TransactionLayer {
-    transactions: HashMap<TxKey, Transaction>,
+    /// Boxed, so the table's empty slots (up to half of it after it grows) stay small.
+    transactions: HashMap<TxKey, Box<Transaction>>,
     io: Io,
 }
 
@@ -372,12 +373,12 @@ impl TransactionLayer {
         });
         self.transactions.insert(
             key,
-            Transaction {
+            Box::new(Transaction {
                 peer,
                 owner,
                 slots,
                 machine,
-            },
+            }),
         );
     }
 
