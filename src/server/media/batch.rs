@@ -1,9 +1,10 @@
-//! A media shard's batched sends: the packets of one pacing phase are written into buffers of
-//! their own and handed to the kernel as io_uring `SEND`s on the legs' connected senders, many
-//! per system call (each syscall entry costs ~1 µs on this kind of machine; bench/README.md,
-//! "Syscalls"). Every send is non-blocking (`MSG_DONTWAIT`): a full socket buffer fails that
-//! one packet at once, as `send` would, and a batch is complete when the submit returns, so a
-//! buffer is never reused while the kernel may still read it.
+//! A media shard's batched sends: the packets of one pacing phase, or the packets one receive
+//! round relays, are written into buffers of their own and handed to the kernel as io_uring
+//! `SEND`s on the legs' connected senders, many per system call (each syscall entry costs
+//! ~1 µs on this kind of machine; bench/README.md, "Syscalls"). Every send is non-blocking
+//! (`MSG_DONTWAIT`): a full socket buffer fails that one packet at once, as `send` would, and a
+//! batch is complete when the submit returns, so a buffer is never reused while the kernel may
+//! still read it.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -55,7 +56,7 @@ impl<const LEN: usize> SendBatch<LEN> {
         // `flush` has reaped this entry's completion; the queue has room (flushed when full).
         let pushed = unsafe { self.ring.submission().push(&send) };
         if pushed.is_err() {
-            // Cannot happen (flushed at BATCH, the ring's size); never leave the packet half-sent.
+            // Cannot happen (flushed at BATCH, the ring's size); this packet is dropped.
             self.flush();
             return;
         }
@@ -85,7 +86,7 @@ impl<const LEN: usize> SendBatch<LEN> {
                 }
             }
             for completion in self.ring.completion() {
-                pending -= 1;
+                pending = pending.saturating_sub(1);
                 if completion.result() < 0 {
                     let error = io::Error::from_raw_os_error(-completion.result());
                     debug!(leg = completion.user_data(), %error, "RTP send failed");

@@ -1,10 +1,11 @@
 //! A media shard: one thread that owns a share of the legs and does all their RTP work: it
 //! paces their own streams (prompts, comfort silence) in phases of the 20 ms frame, and between
-//! ticks waits on one epoll set for their sockets, reading a datagram from each ready socket
-//! and relaying it at once to the other leg of a bridge (whichever
-//! shard owns that leg: the socket and its address are shared, the relay state is this leg's).
-//! No task, channel or allocation per packet; commands arrive on a channel with an eventfd
-//! wake-up. The service runs one shard per core (`rtp.threads`).
+//! ticks waits on one epoll set for their sockets (two per leg: `sockets`), reading a datagram
+//! from each ready socket and relaying it to the other leg of a bridge, whichever shard owns
+//! that leg (its sockets and address are shared; the relay state is this leg's), at the end of
+//! the round in one batch (`batch`). No task, channel or allocation per packet; commands
+//! arrive on a channel with an eventfd wake-up. The service runs one shard per core
+//! (`rtp.threads`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
