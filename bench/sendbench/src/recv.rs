@@ -173,36 +173,14 @@ pub fn run(b: &Bench, acc: &mut Acc) -> usize {
                         let fd = rx[ev.u64 as usize];
                         match variant {
                             "ep_recv_loop" => loop {
-                                let mut sa: libc::sockaddr_in = unsafe { zeroed() };
-                                let mut sl = SLEN;
-                                let r = unsafe {
-                                    libc::recvfrom(
-                                        fd,
-                                        buf.as_mut_ptr() as *mut _,
-                                        2048,
-                                        0,
-                                        &mut sa as *mut _ as *mut _,
-                                        &mut sl,
-                                    )
-                                };
+                                let r = recv_from(fd, &mut buf);
                                 if r < 0 {
                                     break;
                                 }
                                 got += 1;
                             },
                             "ep_recv_once" => {
-                                let mut sa: libc::sockaddr_in = unsafe { zeroed() };
-                                let mut sl = SLEN;
-                                let r = unsafe {
-                                    libc::recvfrom(
-                                        fd,
-                                        buf.as_mut_ptr() as *mut _,
-                                        2048,
-                                        0,
-                                        &mut sa as *mut _ as *mut _,
-                                        &mut sl,
-                                    )
-                                };
+                                let r = recv_from(fd, &mut buf);
                                 if r > 0 {
                                     got += 1;
                                 }
@@ -314,4 +292,20 @@ pub fn run(b: &Bench, acc: &mut Acc) -> usize {
         eprintln!("multishot rearms: {rearms}");
     }
     drops
+}
+
+/// One `recvfrom` into `buf` with the source address asked for, as the service does.
+fn recv_from(fd: i32, buf: &mut [u8]) -> isize {
+    let mut sa: libc::sockaddr_in = unsafe { zeroed() };
+    let mut sl = SLEN;
+    unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr() as *mut _,
+            buf.len().min(2048),
+            0,
+            &mut sa as *mut _ as *mut _,
+            &mut sl,
+        )
+    }
 }
