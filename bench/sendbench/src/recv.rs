@@ -55,16 +55,9 @@ pub fn run(b: &Bench, acc: &mut Acc) -> usize {
     let mut mh: Vec<libc::mmsghdr> = iovs
         .iter_mut()
         .zip(srcs.iter_mut())
-        .map(|(iov, src)| {
-            let mut m: libc::msghdr = unsafe { zeroed() };
-            m.msg_iov = iov;
-            m.msg_iovlen = 1;
-            m.msg_name = src as *mut _ as *mut _;
-            m.msg_namelen = SLEN;
-            libc::mmsghdr {
-                msg_hdr: m,
-                msg_len: 0,
-            }
+        .map(|(iov, src)| libc::mmsghdr {
+            msg_hdr: msghdr(iov, src),
+            msg_len: 0,
         })
         .collect();
     // io_uring recvmsg: one buffer + msghdr per socket
@@ -79,14 +72,7 @@ pub fn run(b: &Bench, acc: &mut Acc) -> usize {
     let mut rmsg: Vec<libc::msghdr> = riov
         .iter_mut()
         .zip(rsrc.iter_mut())
-        .map(|(iov, src)| {
-            let mut m: libc::msghdr = unsafe { zeroed() };
-            m.msg_iov = iov;
-            m.msg_iovlen = 1;
-            m.msg_name = src as *mut _ as *mut _;
-            m.msg_namelen = SLEN;
-            m
-        })
+        .map(|(iov, src)| msghdr(iov, src))
         .collect();
     let mut ring = if variant.starts_with("uring") {
         let ents = if variant == "uring_multishot" {
@@ -308,4 +294,14 @@ fn recv_from(fd: i32, buf: &mut [u8]) -> isize {
             &mut sl,
         )
     }
+}
+
+/// A message header for one datagram into `iov`, its source written to `src`.
+fn msghdr(iov: &mut libc::iovec, src: &mut libc::sockaddr_in) -> libc::msghdr {
+    let mut m: libc::msghdr = unsafe { zeroed() };
+    m.msg_iov = iov;
+    m.msg_iovlen = 1;
+    m.msg_name = src as *mut _ as *mut _;
+    m.msg_namelen = SLEN;
+    m
 }
