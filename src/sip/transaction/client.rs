@@ -29,9 +29,12 @@ enum CancelProgress {
 
 pub(super) struct InviteClient {
     state: InviteClientState,
-    /// Kept to build the ACK and the CANCEL.
-    request: Request,
+    /// Kept to build the ACK and the CANCEL until the final response (then `None`: an
+    /// answered call keeps no copy of its INVITE here for Timer M's 32 s). Boxed: inline it
+    /// made every transaction in the layer's table this one's size.
+    request: Option<Box<Request>>,
     cseq: u32,
+    /// Resent by Timer A while Calling; empty after the first response.
     request_bytes: Bytes,
     /// Current Timer A interval.
     retransmit_interval: Duration,
@@ -52,7 +55,7 @@ impl InviteClient {
         ctx.arm(Slot::Lifetime, config.transaction_timeout());
         Self {
             state: InviteClientState::Calling,
-            request,
+            request: Some(Box::new(request)),
             cseq,
             request_bytes,
             retransmit_interval: config.t1,
@@ -92,6 +95,7 @@ impl InviteClient {
             }
         }
         ctx.disarm(Slot::Retransmit);
+        self.request_bytes = Bytes::new();
         let config = ctx.config();
         if is_provisional(status) {
             if self.state == InviteClientState::Calling {
@@ -107,6 +111,7 @@ impl InviteClient {
             }
             return Next::Continue;
         }
+        let request = self.request.take();
         if is_success(status) {
             self.state = InviteClientState::Accepted;
             ctx.arm(Slot::Lifetime, config.transaction_timeout()); // Timer M
@@ -116,9 +121,11 @@ impl InviteClient {
             });
             return Next::Continue;
         }
-        let ack = Bytes::from(build_ack(&self.request, self.cseq, &response).to_string());
-        ctx.transmit(&ack);
-        self.ack = Some(ack);
+        if let Some(request) = request {
+            let ack = Bytes::from(build_ack(&request, self.cseq, &response).to_string());
+            ctx.transmit(&ack);
+            self.ack = Some(ack);
+        }
         self.state = InviteClientState::Completed;
         ctx.emit(TxEvent::Response {
             key: ctx.key.clone(),
@@ -174,11 +181,13 @@ impl InviteClient {
         }
     }
 
-    /// Build the CANCEL and give the INVITE 64·T1 more to reach a final response.
-    pub(super) fn begin_cancel(&mut self, ctx: &mut Ctx) -> Request {
+    /// Build the CANCEL and give the INVITE 64·T1 more to reach a final response; `None` once
+    /// a final response came (nothing left to cancel).
+    pub(super) fn begin_cancel(&mut self, ctx: &mut Ctx) -> Option<Request> {
+        let cancel = build_cancel(self.request.as_deref()?, self.cseq);
         self.cancel = CancelProgress::Sent;
         ctx.arm(Slot::Lifetime, ctx.config().transaction_timeout());
-        build_cancel(&self.request, self.cseq)
+        Some(cancel)
     }
 }
 

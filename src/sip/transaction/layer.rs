@@ -331,7 +331,7 @@ impl TransactionLayer {
     fn start_cancel(&mut self, now: Instant, invite: &TxKey) {
         let started = self
             .with_tx(now, invite, |machine, ctx| match machine {
-                Machine::InviteClient(client) => Some((client.begin_cancel(ctx), ctx.peer)),
+                Machine::InviteClient(client) => Some((client.begin_cancel(ctx)?, ctx.peer)),
                 _ => None,
             })
             .flatten();

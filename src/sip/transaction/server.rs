@@ -20,7 +20,8 @@ enum InviteServerState {
 
 pub(super) struct InviteServer {
     state: InviteServerState,
-    /// Last provisional (Proceeding) or the final (Completed), resent on INVITE retransmits.
+    /// Last provisional (Proceeding) or the final (Completed), resent on INVITE retransmits;
+    /// empty once nothing is resent (Confirmed, Accepted), so a call does not keep its 2xx.
     last_response: Bytes,
     /// Current Timer G interval.
     retransmit_interval: std::time::Duration,
@@ -75,6 +76,7 @@ impl InviteServer {
         match self.state {
             InviteServerState::Completed => {
                 self.state = InviteServerState::Confirmed;
+                self.last_response = Bytes::new();
                 ctx.disarm(Slot::Retransmit);
                 if ctx.reliable() {
                     return Some(Next::Terminate); // Timer I = 0
@@ -101,16 +103,18 @@ impl InviteServer {
             InviteServerState::Proceeding => {
                 let bytes = Bytes::from(response.to_string());
                 ctx.transmit(&bytes);
-                self.last_response = bytes;
                 if is_provisional(status) {
+                    self.last_response = bytes;
                     return Ok(Next::Continue);
                 }
                 self.final_to_tag = to_tag(response);
                 let config = ctx.config();
                 if is_success(status) {
+                    self.last_response = Bytes::new();
                     self.state = InviteServerState::Accepted;
                     ctx.arm(Slot::Lifetime, config.transaction_timeout()); // Timer L
                 } else {
+                    self.last_response = bytes;
                     self.state = InviteServerState::Completed;
                     if !ctx.reliable() {
                         self.retransmit_interval = config.t1;

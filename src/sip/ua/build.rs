@@ -69,20 +69,19 @@ impl UserAgent {
         sdp_body: Option<String>,
     ) -> Option<rsip::Response> {
         let session = self.sessions.get(&id)?;
+        let invite = session.invite.as_ref()?;
         let mut headers = extra;
         if status < 300 {
             headers.extend(self.contact_headers(session.peer.transport));
             headers.extend(
-                session
-                    .invite
+                invite
                     .headers()
                     .iter()
                     .filter(|h| matches!(h, rsip::Header::RecordRoute(_)))
                     .cloned(),
             );
         }
-        let mut response =
-            self.response(&session.invite, status, Some(&session.local_tag), headers);
+        let mut response = self.response(invite, status, Some(&session.local_tag), headers);
         if let Some(body) = sdp_body {
             set_sdp(&mut response, body);
         }

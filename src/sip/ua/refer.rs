@@ -45,7 +45,7 @@ impl UserAgent {
             let response = self.response(&request, status, None, vec![]);
             return self.respond(now, &key, response);
         }
-        session.pending_refer = Some((key, request));
+        session.pending_refer = Some(Box::new((key, request)));
         let target = target.unwrap_or_default();
         session
             .span
@@ -64,6 +64,7 @@ impl UserAgent {
             .sessions
             .get_mut(&id)
             .and_then(|s| s.pending_refer.take())
+            .map(|pending| *pending)
         else {
             return;
         };

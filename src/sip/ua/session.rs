@@ -167,8 +167,10 @@ pub(super) struct Session {
     pub(super) call_id: String,
     /// Our tag: To tag as UAS, From tag as UAC.
     pub(super) local_tag: String,
-    /// The INVITE received (UAS) or sent (UAC).
-    pub(super) invite: rsip::Request,
+    /// The INVITE received (UAS) or sent (UAC), while responses to it (UAS) or the dialog
+    /// (UAC) are still built from it; dropped when the call is answered, so an hour-long call
+    /// does not carry its INVITE.
+    pub(super) invite: Option<Box<rsip::Request>>,
     pub(super) invite_tx: Option<TxKey>,
     /// Where the session's requests go: where the INVITE came from (callers sit
     /// behind NAT, trunks reuse their TCP connection), or the address we called.
@@ -188,7 +190,7 @@ pub(super) struct Session {
     /// UAC: what answers a 401/407 to our INVITE (a carrier's trunk), once.
     pub(super) credentials: Option<DigestCredentials>,
     /// A REFER from the far end waiting for the switchboard's yes or no.
-    pub(super) pending_refer: Option<(TxKey, rsip::Request)>,
+    pub(super) pending_refer: Option<Box<(TxKey, rsip::Request)>>,
 }
 
 /// A user name and password a carrier challenges our INVITEs for.

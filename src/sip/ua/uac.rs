@@ -129,7 +129,7 @@ impl UserAgent {
                 state: SessionState::Early,
                 call_id,
                 local_tag,
-                invite,
+                invite: Some(Box::new(invite)),
                 invite_tx: Some(key),
                 peer: call.peer,
                 dialog: None,
@@ -177,8 +177,11 @@ impl UserAgent {
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
-        let target = message::contact_uri(response).unwrap_or_else(|| session.invite.uri.clone());
-        let dialog = match Dialog::from_uac(&session.invite, response, &session.local_tag, target) {
+        let Some(invite) = session.invite.take().map(|invite| *invite) else {
+            return;
+        };
+        let target = message::contact_uri(response).unwrap_or_else(|| invite.uri.clone());
+        let dialog = match Dialog::from_uac(&invite, response, &session.local_tag, target) {
             Ok(dialog) => dialog,
             Err(error) => {
                 session.span.in_scope(|| warn!(%error, "2xx unusable"));
@@ -186,7 +189,7 @@ impl UserAgent {
                 return self.invite_failed(id, 502);
             }
         };
-        let invite_cseq = message::cseq(&session.invite).map_or(1, |(number, _)| number);
+        let invite_cseq = message::cseq(&invite).map_or(1, |(number, _)| number);
         let ack = Bytes::from(dialog.ack(via, invite_cseq).to_string());
         let cancelled = session.state == SessionState::Cancelling;
         session.ack = Some(ack.clone());
@@ -260,7 +263,10 @@ impl UserAgent {
                 return false;
             }
         };
-        let uri = session.invite.uri.to_string();
+        let Some(invite) = session.invite.as_ref() else {
+            return false;
+        };
+        let uri = invite.uri.to_string();
         let answer = challenge.answer(
             "INVITE",
             &uri,
@@ -268,7 +274,7 @@ impl UserAgent {
             &credentials.password,
             &cnonce,
         );
-        let mut invite = session.invite.clone();
+        let mut invite = rsip::Request::clone(invite);
         let cseq = message::cseq(&invite).map_or(1, |(number, _)| number) + 1;
         invite.headers.retain(|h| {
             !matches!(h, rsip::Header::Via(_) | rsip::Header::CSeq(_))
@@ -291,7 +297,7 @@ impl UserAgent {
                 "answering the carrier's challenge"
             )
         });
-        session.invite = invite;
+        session.invite = Some(Box::new(invite));
         session.invite_tx = Some(new_key.clone());
         self.by_tx.remove(key);
         self.by_tx.insert(new_key, (id, TxPurpose::Invite));

@@ -83,7 +83,7 @@ impl UserAgent {
                 state: SessionState::Offered,
                 call_id,
                 local_tag,
-                invite: invite.clone(),
+                invite: Some(Box::new(invite.clone())),
                 invite_tx: Some(key),
                 peer: from,
                 dialog: Some(dialog),
@@ -150,13 +150,16 @@ impl UserAgent {
         }
         let mut state = SdpState::new(rtp_port, session_id, policy);
         let local = state.local(public_ip);
-        let answered = if session.invite.body.is_empty() {
+        let Some(invite) = session.invite.as_ref() else {
+            return Err(481);
+        };
+        let answered = if invite.body.is_empty() {
             state
                 .make_offer(&local, &[Codec::Pcmu, Codec::Pcma], &mut self.key_rng)
                 .map(|offer| state.pending_body = Some(offer))
                 .map_err(Some)
         } else {
-            SessionDescription::parse(&session.invite.body)
+            SessionDescription::parse(&invite.body)
                 .map_err(|_| None)
                 .and_then(|offer| {
                     state
@@ -217,11 +220,14 @@ impl UserAgent {
             .sdp
             .as_ref()
             .is_none_or(|sdp| sdp.negotiated.is_none());
-        let cseq = cseq_number(&session.invite).unwrap_or(0);
+        let cseq = session.invite.as_deref().and_then(cseq_number).unwrap_or(0);
         self.by_tx.remove(&key);
         let Some(response) = self.session_response(id, 200, vec![], body) else {
             return;
         };
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.invite = None;
+        }
         self.send_2xx(now, id, &key, response, cseq, offered);
     }
 
