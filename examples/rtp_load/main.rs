@@ -14,8 +14,9 @@
 //! SSRC, sequence +1 and timestamp +160 per packet, on an absolute clock (no drift). Targets are
 //! spread over `--slots` phases of the 20 ms frame so the load is smooth; all packets due in a
 //! phase on one socket leave in one `sendmmsg`. What comes back (relayed audio, prompts) is
-//! drained with `recvmmsg` and discarded; it only keeps its target alive. A target silent for
-//! `--idle-timeout` seconds (its call ended) is dropped.
+//! drained with `recvmmsg`; it keeps its target alive, and the copies of the generator's own
+//! packets measure the relay (`meter.rs`): delay and loss between SIGUSR1 and SIGUSR2, reported
+//! under "relay". A target silent for `--idle-timeout` seconds (its call ended) is dropped.
 //!
 //! Bounded: loopback addresses only, stops after `--duration` seconds or at SIGTERM/SIGINT, and
 //! then prints its counters as one JSON object on stdout.
@@ -32,7 +33,9 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use rand::Rng;
 
+mod meter;
 mod side;
+use meter::{Direction, Meter};
 use side::*;
 
 /// One 20 ms frame of 8 kHz audio.
@@ -54,9 +57,16 @@ const KEY_PACKETS: u32 = KEY_UPDATES + 2;
 const SO_ATTACH_FILTER: libc::c_int = 26;
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static MEASURE_START: AtomicBool = AtomicBool::new(false);
+static MEASURE_END: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+extern "C" fn on_signal(signal: libc::c_int) {
+    let flag = match signal {
+        libc::SIGUSR1 => &MEASURE_START,
+        libc::SIGUSR2 => &MEASURE_END,
+        _ => &STOP,
+    };
+    flag.store(true, Ordering::Relaxed);
 }
 
 #[derive(Parser, Debug)]
@@ -104,9 +114,10 @@ struct Args {
     /// Receive buffer asked for each socket, bytes.
     #[arg(long, default_value_t = 4 << 20)]
     rcvbuf: usize,
-    /// Keep one in this many received packets (a power of two; 1 keeps all): a socket filter
-    /// drops the others in the kernel, as a full receive buffer would, so the generator reads
-    /// only enough to learn new ports and see that a target is still alive.
+    /// Keep one in this many received packets (a power of two; 1 keeps all), those whose RTP
+    /// sequence number is a multiple of it: a socket filter drops the others in the kernel, so
+    /// the generator reads only enough to learn new ports, see that a target is still alive,
+    /// and meter the relay on that sample.
     #[arg(long, default_value_t = 8)]
     sample: u32,
     /// Nice level to run at (negative needs CAP_SYS_NICE; on refusal it runs as started). A
@@ -188,6 +199,8 @@ fn main() -> anyhow::Result<()> {
     unsafe {
         libc::signal(libc::SIGTERM, handler);
         libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGUSR1, handler);
+        libc::signal(libc::SIGUSR2, handler);
     }
     eprintln!(
         "rtp_load: callers {} agents {} for {} s, {} slots of {} µs",
@@ -199,6 +212,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let mut batch = Batch::new(args.batch);
+    let mut meter = Meter::new(args.sample);
     let slots = u64::from(args.slots);
     let tick_ns = FRAME_NS / slots;
     let idle_ticks = (args.idle_timeout * 1e9 / tick_ns as f64) as u64;
@@ -213,6 +227,12 @@ fn main() -> anyhow::Result<()> {
         let now = now_ns();
         if now >= end {
             break;
+        }
+        if MEASURE_START.swap(false, Ordering::Relaxed) {
+            meter.start_window(realtime_ns());
+        }
+        if MEASURE_END.swap(false, Ordering::Relaxed) {
+            meter.end_window(realtime_ns());
         }
         // More than a frame behind (the generator did not get a CPU): those ticks are skipped,
         // not sent in a burst; the targets' timestamps stay on the clock.
@@ -233,12 +253,12 @@ fn main() -> anyhow::Result<()> {
             }
             let slot = (tick % slots) as usize;
             for side in sides.iter_mut() {
-                side.send_slot(slot, tick, idle_ticks, &plan, &mut batch);
+                side.send_slot(slot, tick, idle_ticks, &plan, &mut batch, &mut meter);
             }
             tick += 1;
         }
         for side in sides.iter_mut() {
-            side.receive(&mut batch, tick, peers, recv_calls);
+            side.receive(&mut batch, &mut meter, tick, peers, recv_calls);
         }
         sleep_until_ns(start + tick * tick_ns);
     }
@@ -255,6 +275,7 @@ fn main() -> anyhow::Result<()> {
         "late_max_us": max_late_ns / 1000,
         "callers": sides[0].report(),
         "agents": sides[1].report(),
+        "relay": meter.report(),
     });
     println!("{report}");
     Ok(())

@@ -49,6 +49,13 @@ pub(crate) struct Side {
     rcvbuf: i64,
 }
 
+/// Room for one SCM_TIMESTAMPNS control message (a timespec), 8-byte aligned.
+const CONTROL_LEN: usize = 64;
+
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct Control([u8; CONTROL_LEN]);
+
 /// Preallocated sendmmsg / recvmmsg arrays.
 pub(crate) struct Batch {
     packets: Vec<[u8; PACKET_MAX]>,
@@ -56,6 +63,8 @@ pub(crate) struct Batch {
     names: Vec<libc::sockaddr_in>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
+    /// Receive only: each datagram's kernel timestamp.
+    controls: Vec<Control>,
 }
 
 impl Batch {
@@ -67,6 +76,7 @@ impl Batch {
             names: vec![unsafe { mem::zeroed() }; size],
             iovecs: vec![unsafe { mem::zeroed() }; size],
             headers: vec![unsafe { mem::zeroed() }; size],
+            controls: vec![Control([0; CONTROL_LEN]); size],
         }
     }
 
@@ -82,8 +92,13 @@ impl Batch {
             header.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             header.msg_iov = &mut self.iovecs[i];
             header.msg_iovlen = 1;
-            header.msg_control = std::ptr::null_mut();
-            header.msg_controllen = 0;
+            if buf_len.is_some() {
+                header.msg_control = self.controls[i].0.as_mut_ptr().cast();
+                header.msg_controllen = CONTROL_LEN;
+            } else {
+                header.msg_control = std::ptr::null_mut();
+                header.msg_controllen = 0;
+            }
             header.msg_flags = 0;
             self.headers[i].msg_len = 0;
         }
@@ -159,11 +174,65 @@ impl Plan {
     }
 }
 
-pub(crate) fn now_ns() -> u64 {
-    // SAFETY: clock_gettime writes one timespec; CLOCK_MONOTONIC always exists on Linux.
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    // SAFETY: clock_gettime writes one timespec; both clocks used here always exist on Linux.
     let mut ts: libc::timespec = unsafe { mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub(crate) fn now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// The clock of the kernel's packet timestamps (SO_TIMESTAMPNS).
+pub(crate) fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// SSRC and sequence number of an RTP packet, if it is one.
+fn rtp_id(packet: &[u8]) -> Option<(u32, u16)> {
+    if packet.len() < RTP_HEADER || packet[0] >> 6 != 2 {
+        return None;
+    }
+    let seq = u16::from_be_bytes([packet[2], packet[3]]);
+    let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+    Some((ssrc, seq))
+}
+
+/// The SCM_TIMESTAMPNS of a received datagram, nanoseconds of CLOCK_REALTIME.
+fn kernel_timestamp(header: &libc::msghdr) -> Option<u64> {
+    // SAFETY: the control buffer was filled by recvmmsg; CMSG_* walk within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+    None
+}
+
+fn enable_timestamps(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on our own socket with an int option value.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 pub(crate) fn sleep_until_ns(deadline: u64) {
@@ -206,7 +275,9 @@ pub(crate) fn set_rcvbuf(socket: &UdpSocket, bytes: usize) -> i64 {
     }
 }
 
-/// A classic BPF filter keeping a random one in `sample` datagrams (a power of two above 1).
+/// A classic BPF filter keeping the datagrams whose RTP sequence number is a multiple of
+/// `sample` (a power of two above 1): one in `sample` of every stream, and the same ones the
+/// relay meter tracks. A UDP socket's filter sees the datagram from its UDP header on.
 pub(crate) fn attach_sampling_filter(socket: &UdpSocket, sample: u32) -> io::Result<()> {
     let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
         code: code as u16,
@@ -215,13 +286,8 @@ pub(crate) fn attach_sampling_filter(socket: &UdpSocket, sample: u32) -> io::Res
         k,
     };
     let mut program = [
-        // A = a random u32
-        op(
-            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
-            0,
-            0,
-            (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32,
-        ),
+        // A = the RTP sequence number (UDP header 8 bytes, then RTP bytes 2-3)
+        op(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS, 0, 0, 8 + 2),
         // if A & (sample - 1): drop, else keep
         op(
             libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
@@ -263,6 +329,7 @@ impl Side {
             attach_sampling_filter(&socket, args.sample).context("attaching the socket filter")?;
         }
         let rcvbuf = set_rcvbuf(&socket, args.rcvbuf);
+        enable_timestamps(&socket).context("SO_TIMESTAMPNS")?;
         let slots = args.slots;
         Ok(Self {
             role,
@@ -280,6 +347,7 @@ impl Side {
     pub(crate) fn receive(
         &mut self,
         batch: &mut Batch,
+        meter: &mut Meter,
         tick: u64,
         peers: (u16, u16),
         max_calls: usize,
@@ -305,7 +373,8 @@ impl Side {
                 return;
             }
             let got = got as usize;
-            for name in &batch.names[..got] {
+            for i in 0..got {
+                let name = batch.names[i];
                 let port = u16::from_be(name.sin_port);
                 let loopback = u32::from_be(name.sin_addr.s_addr) >> 24 == 127;
                 if !loopback || port < peers.0 || port > peers.1 {
@@ -314,7 +383,15 @@ impl Side {
                 }
                 self.counters.received += 1;
                 if self.heard.insert(port, tick).is_none() {
-                    self.add_target(*name, port, tick);
+                    self.add_target(name, port, tick);
+                }
+                let header = &batch.headers[i];
+                let len = (header.msg_len as usize).min(RECV_BUF);
+                let timestamp = kernel_timestamp(&header.msg_hdr);
+                if let (Some((ssrc, seq)), Some(at_ns)) =
+                    (rtp_id(&batch.packets[i][..len]), timestamp)
+                {
+                    meter.on_copy(ssrc, seq, at_ns);
                 }
             }
             if got < size {
@@ -355,6 +432,7 @@ impl Side {
         idle_ticks: u64,
         plan: &Plan,
         batch: &mut Batch,
+        meter: &mut Meter,
     ) {
         let heard = &mut self.heard;
         let drained = self.drained_tick;
@@ -391,19 +469,24 @@ impl Side {
             batch.names[count] = target.name;
             count += 1;
             if count == size {
-                self.flush(fd, batch, count);
+                self.flush(fd, batch, meter, count);
                 count = 0;
             }
         }
         if count > 0 {
-            self.flush(fd, batch, count);
+            self.flush(fd, batch, meter, count);
         }
     }
 
-    fn flush(&mut self, fd: libc::c_int, batch: &mut Batch, count: usize) {
+    fn flush(&mut self, fd: libc::c_int, batch: &mut Batch, meter: &mut Meter, count: usize) {
         batch.link(count, None);
+        let direction = match self.role {
+            Role::Caller => Direction::CallerToAgent,
+            Role::Agent => Direction::AgentToCaller,
+        };
         let mut done = 0;
         while done < count {
+            let before_ns = realtime_ns();
             // SAFETY: the headers point into `batch`, which outlives the call.
             let sent = unsafe {
                 libc::sendmmsg(
@@ -415,7 +498,17 @@ impl Side {
             };
             self.counters.send_calls += 1;
             if sent > 0 {
-                done += sent as usize;
+                // Each packet's kernel timestamp was taken inside this call: spread the
+                // call's time evenly over its packets.
+                let (sent, span_ns) = (sent as usize, realtime_ns() - before_ns);
+                for i in 0..sent {
+                    let packet = &batch.packets[done + i][..batch.lens[done + i]];
+                    if let Some((ssrc, seq)) = rtp_id(packet) {
+                        let at_ns = before_ns + span_ns * (i as u64 + 1) / sent as u64;
+                        meter.on_sent(direction, ssrc, seq, at_ns);
+                    }
+                }
+                done += sent;
                 self.counters.sent += sent as u64;
             } else {
                 let error = io::Error::last_os_error();
