@@ -116,6 +116,10 @@ fn a_placed_call_is_acked_once_per_2xx_and_reports_the_agreed_media() {
         }
         other => panic!("{other:?}"),
     }
+    assert!(
+        ua.sessions[&session].invite.is_none(),
+        "an answered call keeps no copy of its INVITE"
+    );
     // The 2xx again (our ACK was lost): the same ACK again, no second answer.
     ua.handle_message(now, phone(), ok.as_bytes());
     let again = transmitted(&mut ua);
@@ -229,6 +233,21 @@ fn a_caller_number_unfit_for_a_uri_is_not_put_in_our_from() {
 }
 
 /// A caller's INVITE, offered, accepted and rung (180 sent) from `peer`.
+#[test]
+fn an_answered_caller_keeps_no_copy_of_its_invite() {
+    let mut ua = ua();
+    let now = Instant::now();
+    let (session, _) = ringing_caller(&mut ua, now, phone());
+    assert!(ua.sessions[&session].invite.is_some());
+    ua.answer(now, session);
+    let ok = transmitted(&mut ua);
+    assert!(ok[0].bytes.starts_with(b"SIP/2.0 200 OK"));
+    assert!(ua.sessions[&session].invite.is_none());
+    // Nothing more can be said on the INVITE: no late 180 after the 2xx.
+    ua.ring(now, session);
+    assert!(transmitted(&mut ua).is_empty());
+}
+
 fn ringing_caller(ua: &mut UserAgent, now: Instant, peer: Peer) -> (SessionId, String) {
     let transport = peer.transport.via_name();
     let invite = format!(
