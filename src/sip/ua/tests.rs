@@ -232,7 +232,6 @@ fn a_caller_number_unfit_for_a_uri_is_not_put_in_our_from() {
     );
 }
 
-/// A caller's INVITE, offered, accepted and rung (180 sent) from `peer`.
 #[test]
 fn an_answered_caller_keeps_no_copy_of_its_invite() {
     let mut ua = ua();
@@ -248,6 +247,7 @@ fn an_answered_caller_keeps_no_copy_of_its_invite() {
     assert!(transmitted(&mut ua).is_empty());
 }
 
+/// A caller's INVITE, offered, accepted and rung (180 sent) from `peer`.
 fn ringing_caller(ua: &mut UserAgent, now: Instant, peer: Peer) -> (SessionId, String) {
     let transport = peer.transport.via_name();
     let invite = format!(
