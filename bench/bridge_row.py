@@ -27,15 +27,21 @@ from machine import (
     port_free,
     process_cpu_ticks,
     read_file,
+    record_service_end,
+    record_service_log,
     rtp_legs,
     sipp_totals,
     start_hotline,
+    start_logged,
     start_profiler,
     status_kib,
     stop,
+    stop_stragglers,
+    summed_sipp_totals,
     udp_socket_drops,
     wait_for_quiet,
     wait_udp_bound,
+    watch_until_done,
 )
 
 
@@ -235,13 +241,7 @@ def run_bridge_row(args, calls):
             ] + bridge_sipp_common(args, run_dir, "agents", index)  # fmt: skip
             if index == 0:
                 result["sipp_agents_command"] = " ".join(command)
-            output = open(os.path.join(run_dir, f"agents{index}.out"), "w")
-            agents.append(
-                subprocess.Popen(
-                    command, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=output,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            )
+            agents.append(start_logged(command, run_dir, f"agents{index}.out"))
             if not wait_udp_bound(agent_sip[index], 10):
                 raise RuntimeError(f"the agents' SIPp never bound port {agent_sip[index]}")
         time.sleep(0.5)
@@ -266,13 +266,7 @@ def run_bridge_row(args, calls):
             ] + bridge_sipp_common(args, run_dir, "callers", index)  # fmt: skip
             if index == 0:
                 result["sipp_callers_command"] = " ".join(command)
-            output = open(os.path.join(run_dir, f"callers{index}.out"), "w")
-            callers.append(
-                subprocess.Popen(
-                    command, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=output,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            )
+            callers.append(start_logged(command, run_dir, f"callers{index}.out"))
         sipps = callers + agents
         log(f"N={calls} bridged: {instances}+{instances} SIPp, {rate_each}/s each, hold {hold}s")
 
@@ -344,33 +338,14 @@ def run_bridge_row(args, calls):
         }
 
         sipp_deadline = t0 + hold + ramp_s + 100
-        while any(sipp.poll() is None for sipp in callers) and time.monotonic() < sipp_deadline:
-            if hotline.poll() is not None and "hotline_died_at_s" not in result:
-                result["hotline_died_at_s"] = round(time.monotonic() - t0, 1)
-                log(f"hotline exited ({hotline.returncode}) {result['hotline_died_at_s']}s after the first call")
-            time.sleep(0.2)
+        watch_until_done(callers, sipp_deadline, hotline, result, t0)
         # The agents' SIPp ends after its last BYE (-m); give it the BYEs' time.
-        agents_deadline = time.monotonic() + 15
-        while any(sipp.poll() is None for sipp in agents) and time.monotonic() < agents_deadline:
-            time.sleep(0.2)
-        for sipp in sipps:
-            if sipp.poll() is None:
-                log("SIPp did not finish in time; stopping it")
-                stop(sipp)
-        result["sipp_exit"] = [sipp.returncode for sipp in sipps]
+        watch_until_done(agents, time.monotonic() + 15, hotline, result, t0)
+        result["sipp_exit"] = stop_stragglers(sipps)
         result["generator_cpu_total_s"] = round(
             (process_cpu_ticks(generator.pid) or 0) / CLOCK_TICKS, 2
         )
-        result["hotline_cpu_total_s"] = round((process_cpu_ticks(hotline.pid) or 0) / CLOCK_TICKS, 2)
-        result["rss_base_kib"] = base_rss
-        result["rss_peak_kib"] = status_kib(hotline.pid, "VmHWM")
-        if result["rss_peak_kib"] and base_rss:
-            result["rss_per_call_kib"] = round((result["rss_peak_kib"] - base_rss) / calls, 1)
-            result["rss_steady_per_call_kib"] = round(
-                ((result["rss_steady_kib"] or base_rss) - base_rss) / calls, 1
-            )
-        result["hotline_alive_at_end"] = hotline.poll() is None
-        result["hotline_exit"] = hotline.returncode
+        record_service_end(result, hotline, base_rss, calls)
     except BaseException:
         if pcap and not args.keep and os.path.exists(pcap):
             os.remove(pcap)
@@ -390,12 +365,9 @@ def run_bridge_row(args, calls):
         result["generator"] = None
         log(f"the RTP load generator left no counters (see {run_dir}/rtp_load.stderr)")
 
-    keys = ("successful", "failed", "created", "retransmissions", "unexpected")
     for role in ("callers", "agents"):
         totals = [sipp_totals(os.path.join(run_dir, f"{role}{i}_stats.csv")) for i in range(instances)]
-        result[f"sipp_{role}"] = {
-            key: sum((total or {}).get(key) or 0 for total in totals) for key in keys
-        }
+        result[f"sipp_{role}"] = summed_sipp_totals(totals)
     result["sipp"] = result["sipp_callers"]
     result["relay"] = (result["generator"] or {}).get("relay") or {}
     if pcap:
@@ -406,10 +378,7 @@ def run_bridge_row(args, calls):
         finally:
             if not args.keep:
                 os.remove(pcap)
-    stderr = read_file(os.path.join(run_dir, "hotline.stderr")) or ""
-    result["hotline_warnings"] = sum(1 for line in stderr.splitlines() if " WARN " in line)
-    result["media_bridged"] = stderr.count("media bridged")
-    result["pacer_behind_warnings"] = stderr.count("fell behind")
+    result["media_bridged"] = record_service_log(result, run_dir).count("media bridged")
     result["load_before"] = load_before
     result["quiet_busy_pct_before"] = quiet_busy
     result["when"] = stamp

@@ -14,7 +14,6 @@ import rtp_stats  # sibling file
 from machine import (
     BENCH_DIR,
     CAPTURE_SETTLE_S,
-    CLOCK_TICKS,
     CpuWindow,
     capture,
     finish_profiler,
@@ -23,15 +22,20 @@ from machine import (
     log,
     mib,
     port_free,
-    process_cpu_ticks,
     read_file,
+    record_service_end,
+    record_service_log,
     rtp_legs,
     sipp_totals,
     start_hotline,
+    start_logged,
     start_profiler,
     status_kib,
     stop,
+    stop_stragglers,
+    summed_sipp_totals,
     wait_for_quiet,
+    watch_until_done,
 )
 
 
@@ -190,26 +194,14 @@ def run_row(args, calls):
         if mode:
             command = tls_uac_command(args, calls, run_dir)
             result["uac_command"] = " ".join(command)
-            output = open(os.path.join(run_dir, "tls_uac.out"), "w")
-            sipps.append(
-                subprocess.Popen(
-                    command, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=output,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            )
+            sipps.append(start_logged(command, run_dir, "tls_uac.out"))
             log(f"N={calls}: TLS caller ({mode}) at {args.rate}/s over {args.tls_connections} "
                 f"connections, hold {args.hold}s")  # fmt: skip
         for index, share in enumerate([] if mode else split):
             command = sipp_command(args, index, share, rate_each, run_dir)
             if index == 0:
                 result["sipp_command"] = " ".join(command)
-            output = open(os.path.join(run_dir, f"sipp{index}.out"), "w")
-            sipps.append(
-                subprocess.Popen(
-                    command, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=output,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            )
+            sipps.append(start_logged(command, run_dir, f"sipp{index}.out"))
         if not mode:
             log(f"N={calls}: {instances} SIPp at {rate_each}/s each, hold {args.hold}s")
 
@@ -249,28 +241,10 @@ def run_row(args, calls):
         result["concurrent_at_window_end"] = rtp_legs(args)
         result["rss_steady_kib"] = status_kib(hotline.pid, "VmRSS")
 
-        # Wait for SIPp, watching that the service stays up (a zombie has no VmHWM).
         sipp_deadline = t0 + args.hold + calls / args.rate + 100
-        while any(sipp.poll() is None for sipp in sipps) and time.monotonic() < sipp_deadline:
-            if hotline.poll() is not None and "hotline_died_at_s" not in result:
-                result["hotline_died_at_s"] = round(time.monotonic() - t0, 1)
-                log(f"hotline exited ({hotline.returncode}) {result['hotline_died_at_s']}s after the first call")
-            time.sleep(0.2)
-        for sipp in sipps:
-            if sipp.poll() is None:
-                log("SIPp did not finish in time; stopping it")
-                stop(sipp)
-        result["sipp_exit"] = [sipp.returncode for sipp in sipps]
-        result["hotline_cpu_total_s"] = round((process_cpu_ticks(hotline.pid) or 0) / CLOCK_TICKS, 2)
-        result["rss_base_kib"] = base_rss
-        result["rss_peak_kib"] = status_kib(hotline.pid, "VmHWM")
-        if result["rss_peak_kib"] and base_rss:
-            result["rss_per_call_kib"] = round((result["rss_peak_kib"] - base_rss) / calls, 1)
-            result["rss_steady_per_call_kib"] = round(
-                ((result["rss_steady_kib"] or base_rss) - base_rss) / calls, 1
-            )
-        result["hotline_alive_at_end"] = hotline.poll() is None
-        result["hotline_exit"] = hotline.returncode
+        watch_until_done(sipps, sipp_deadline, hotline, result, t0)
+        result["sipp_exit"] = stop_stragglers(sipps)
+        record_service_end(result, hotline, base_rss, calls)
     except BaseException:
         if pcap and not args.keep and os.path.exists(pcap):
             os.remove(pcap)
@@ -287,18 +261,13 @@ def run_row(args, calls):
         totals = [
             sipp_totals(os.path.join(run_dir, f"sipp{i}_stats.csv")) for i in range(instances)
         ]
-    result["sipp"] = {
-        key: sum((total or {}).get(key) or 0 for total in totals)
-        for key in ("successful", "failed", "created", "retransmissions", "unexpected")
-    }
+    result["sipp"] = summed_sipp_totals(totals)
     try:
         result["rtp"] = rtp_stats.analyse(pcap, settle_s=CAPTURE_SETTLE_S)
     finally:
         if not args.keep:
             os.remove(pcap)
-    stderr = read_file(os.path.join(run_dir, "hotline.stderr")) or ""
-    result["hotline_warnings"] = sum(1 for line in stderr.splitlines() if " WARN " in line)
-    result["pacer_behind_warnings"] = stderr.count("fell behind")
+    record_service_log(result, run_dir)
     result["load_before"] = load_before
     result["quiet_busy_pct_before"] = quiet_busy
     result["when"] = stamp

@@ -334,15 +334,29 @@ def start_hotline(args, run_dir, extra_env=None, config=None):
     return process
 
 
+def start_logged(command, run_dir, log_name):
+    """Starts a bench tool in the run folder, its stdout and stderr into `log_name` there."""
+    output = open(os.path.join(run_dir, log_name), "w")
+    return subprocess.Popen(
+        command, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+    )
+
+
+def threads_named(pid, prefix):
+    """The thread ids of `pid` whose name starts with `prefix`."""
+    tids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        comm, _ = proc_stat_fields(f"/proc/{pid}/task/{tid}/stat")
+        if comm and comm.startswith(prefix):
+            tids.append(tid)
+    return tids
+
+
 def set_media_normal_priority(pid):
     """Experiment (--media-normal-priority): put the service's media threads, which make
     themselves SCHED_FIFO where they may, back to SCHED_OTHER, to see what real-time priority
     is worth."""
-    media = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        comm, _ = proc_stat_fields(f"/proc/{pid}/task/{tid}/stat")
-        if comm and comm.startswith("rtp-media"):
-            media.append(tid)
+    media = threads_named(pid, "rtp-media")
     if not media:
         raise RuntimeError("no rtp-media threads")
     for tid in media:
@@ -352,11 +366,7 @@ def set_media_normal_priority(pid):
 def set_workers_nice(pid, nice):
     """Experiment (--workers-nice): renice the service's tokio worker threads (which run the
     per-call receive tasks and so the bridged calls' relay), as a deployment could."""
-    workers = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        comm, _ = proc_stat_fields(f"/proc/{pid}/task/{tid}/stat")
-        if comm and comm.startswith("tokio-rt"):
-            workers.append(tid)
+    workers = threads_named(pid, "tokio-rt")
     if not workers:
         raise RuntimeError("no tokio worker threads to renice")
     subprocess.run(["renice", "-n", str(nice), "-p"] + workers, check=True, timeout=10,
@@ -387,6 +397,53 @@ def sipp_totals(path):
         "retransmissions": number("Retransmissions(C)"),
         "unexpected": number("FailedUnexpectedMessage(C)"),
     }
+
+
+def watch_until_done(processes, deadline, hotline, result, t0):
+    """Waits for `processes` to end by `deadline` (monotonic), noting in `result` when the
+    service died meanwhile (a zombie has no VmHWM)."""
+    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        if hotline.poll() is not None and "hotline_died_at_s" not in result:
+            result["hotline_died_at_s"] = round(time.monotonic() - t0, 1)
+            log(f"hotline exited ({hotline.returncode}) {result['hotline_died_at_s']}s after the first call")
+        time.sleep(0.2)
+
+
+def stop_stragglers(sipps):
+    """Stops the SIPp runs still going; their exit codes."""
+    for sipp in sipps:
+        if sipp.poll() is None:
+            log("SIPp did not finish in time; stopping it")
+            stop(sipp)
+    return [sipp.returncode for sipp in sipps]
+
+
+def record_service_end(result, hotline, base_rss, calls):
+    """The service's CPU, memory (peak, steady and per call) and state once the calls ended."""
+    result["hotline_cpu_total_s"] = round((process_cpu_ticks(hotline.pid) or 0) / CLOCK_TICKS, 2)
+    result["rss_base_kib"] = base_rss
+    result["rss_peak_kib"] = status_kib(hotline.pid, "VmHWM")
+    if result["rss_peak_kib"] and base_rss:
+        result["rss_per_call_kib"] = round((result["rss_peak_kib"] - base_rss) / calls, 1)
+        result["rss_steady_per_call_kib"] = round(
+            ((result["rss_steady_kib"] or base_rss) - base_rss) / calls, 1
+        )
+    result["hotline_alive_at_end"] = hotline.poll() is None
+    result["hotline_exit"] = hotline.returncode
+
+
+def record_service_log(result, run_dir):
+    """Warnings in the service's log; its text, for mode-specific counts."""
+    stderr = read_file(os.path.join(run_dir, "hotline.stderr")) or ""
+    result["hotline_warnings"] = sum(1 for line in stderr.splitlines() if " WARN " in line)
+    result["pacer_behind_warnings"] = stderr.count("fell behind")
+    return stderr
+
+
+def summed_sipp_totals(totals):
+    """SIPp's (or the TLS caller's) totals of several runs, summed."""
+    keys = ("successful", "failed", "created", "retransmissions", "unexpected")
+    return {key: sum((total or {}).get(key) or 0 for total in totals) for key in keys}
 
 
 def capture(args, run_dir, instances, hotline_pid, other_pids, capture_filter=None, snaplen=64,
@@ -454,8 +511,7 @@ def start_profiler(args, pid, run_dir):
         "perf", "record", "-F", "999", "-g", "-p", str(pid),
         "-o", os.path.join(run_dir, "perf.data"), "--", "sleep", str(args.profile),
     ]  # fmt: skip
-    output = open(os.path.join(run_dir, "perf-record.log"), "w")
-    return subprocess.Popen(command, cwd=run_dir, stdout=output, stderr=subprocess.STDOUT)
+    return start_logged(command, run_dir, "perf-record.log")
 
 
 def finish_profiler(profiler, run_dir):
